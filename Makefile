@@ -1,0 +1,35 @@
+# posehook: `make run` starts the whole service, `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: run test lint clean
+
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	@cp requirements.txt $(STAMP)
+
+# Embedded Redis (AOF on, in ./data/redis) unless REDIS_URL is set; private URLs allowed
+# for local development (a photo served from your own machine), said out loud.
+run: $(STAMP)
+	@mkdir -p data
+	@if [ -z "$$REDIS_URL" ]; then \
+	  echo "posehook: no REDIS_URL, starting the embedded Redis on 127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380} (data in ./data/redis)"; \
+	  export REDIS_URL=redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0; procs=""; \
+	else procs="web worker inference cron"; fi; \
+	if [ -z "$$POSEHOOK_ALLOW_PRIVATE_URLS" ]; then \
+	  echo "posehook: POSEHOOK_ALLOW_PRIVATE_URLS=1 for development: URLs on private and loopback addresses are accepted"; \
+	  export POSEHOOK_ALLOW_PRIVATE_URLS=1; fi; \
+	export REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0}; \
+	exec $(BIN)/honcho start -f Procfile $$procs
+
+# The whole suite against a real Redis (REDIS_URL, else 127.0.0.1:6379, else an embedded one).
+test: $(STAMP)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) .pytest_cache

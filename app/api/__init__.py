@@ -1,0 +1,21 @@
+"""HTTP in: one blueprint per resource, all registered here."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from app.services import Services
+
+
+def services() -> Services:
+    """Return the app's Services (settings, Redis, storage, keys)."""
+    return current_app.extensions["posehook"]
+
+
+def register(app: Flask) -> None:
+    """Register every blueprint and the error handlers."""
+    from app.api import errors, files, ops, requests, webhooks
+
+    for module in (ops, requests, files, webhooks):
+        app.register_blueprint(module.bp)
+    errors.register(app)

@@ -1,0 +1,87 @@
+"""Every error leaves as JSON ``{code, status, message, errors?}``; no traceback ever does."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from app import errors as e
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    e.TooLargeError: 413,
+    e.InvalidInputError: 422,
+    e.FetchError: 422,
+    e.AuthError: 401,
+    e.SignatureError: 401,
+    e.NotFoundError: 404,
+    e.ConflictError: 409,
+    e.InvalidStateError: 400,
+    e.UnavailableError: 503,
+    e.ProviderError: 502,
+}
+
+
+def status_for(error: e.PosehookError) -> int:
+    """Return the HTTP status of a posehook error (most specific class first)."""
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 500
+
+
+def body(code: str, status: int, message: str, errors: dict | None = None):
+    """Return a JSON error response."""
+    payload = {"code": code, "status": status, "message": message}
+    if errors:
+        payload["errors"] = errors
+    response = jsonify(payload)
+    response.status_code = status
+    return response
+
+
+def register(app: Flask) -> None:
+    """Install the handlers on the app."""
+
+    @app.errorhandler(e.PosehookError)
+    def _posehook(error: e.PosehookError):
+        status = status_for(error)
+        errors = {error.field: [error.message]} if error.field else None
+        response = body(error.code, status, error.message, errors)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Key realm="posehook"'
+        return response
+
+    @app.errorhandler(ValidationError)
+    def _validation(error: ValidationError):
+        messages = error.messages if isinstance(error.messages, dict) else {"_": error.messages}
+        return body("invalid_input", 422, "The request body is not valid: " + _summary(messages),
+                    messages)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(error: RequestEntityTooLarge):
+        return body("too_large", 413, "The request body is larger than this server accepts")
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException):
+        return body(error.name.lower().replace(" ", "_"), error.code or 500,
+                    error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error")
+        return body("internal_error", 500, "Internal error; it has been logged")
+
+
+def _summary(messages: dict) -> str:
+    parts = []
+    for field, problems in messages.items():
+        text = problems if isinstance(problems, str) else (
+            "; ".join(str(p) for p in problems) if isinstance(problems, list)
+            else _summary(problems))
+        parts.append(f"{field}: {text}")
+    return ", ".join(parts)

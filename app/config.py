@@ -1,0 +1,158 @@
+"""One Settings object, read from the environment once and validated at start.
+
+Nothing else in posehook reads ``os.environ``: the app factory, the workers and the
+commands all call :func:`load_settings`, and tests pass overrides as a mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is missing or has a value we cannot use."""
+
+
+def _env_name(name: str) -> str:
+    """Return the environment variable of a field (world names keep their own)."""
+    return name.upper() if name in _WORLD_NAMES else "POSEHOOK_" + name.upper()
+
+
+_WORLD_NAMES = {"redis_url", "fal_key", "dwpose_model_dir"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service, with its default. Environment: POSEHOOK_<NAME>."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Where our own workers reach the web process (callbacks to /webhooks/fal).
+    internal_base_url: str = ""
+    data_dir: str = "./data"
+    # Storage of files: a local directory (default) under data_dir/files.
+    storage_dir: str = ""
+
+    # Inputs and limits.
+    max_download_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024
+    download_timeout: float = 15.0
+    max_redirects: int = 3
+    max_pixels: int = 40_000_000
+    allow_private_urls: bool = False
+    allowed_cidrs: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    https_only: bool = False
+
+    # Jobs.
+    provider: str = "local"
+    engine: str = "auto"
+    dwpose_model_dir: str = ""
+    job_timeout: int = 120
+    max_attempts: int = 2
+    idempotency_ttl: int = 24 * 3600
+    request_ttl: int = 30 * 24 * 3600
+
+    # Webhook ingress.
+    webhook_tolerance: int = 300
+    max_webhook_bytes: int = 1024 * 1024
+    fal_key: str = ""
+    fal_queue_url: str = "https://queue.fal.run"
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    fal_app: str = "fal-ai/dwpose"
+    reconcile_after: int = 600
+
+    # Our own ED25519 signing key (PEM or base64 raw 32 bytes); generated into Redis if empty.
+    signing_key: str = ""
+
+    # Outbound webhooks to subscribers.
+    delivery_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    delivery_connect_timeout: float = 5.0
+    delivery_timeout: float = 15.0
+    delivery_disable_after: int = 5 * 24 * 3600
+    secret_grace: int = 24 * 3600
+
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def callback_base_url(self) -> str:
+        """Return the base URL our own workers use to call our webhook ingress."""
+        return (self.internal_base_url or self.public_base_url).rstrip("/")
+
+    @property
+    def files_dir(self) -> str:
+        """Return the directory of stored files."""
+        return self.storage_dir or os.path.join(self.data_dir, "files")
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some fields changed (validated again)."""
+        return _validate(dataclasses.replace(self, **changes))
+
+
+def _parse(kind: Any, raw: str, name: str) -> Any:
+    """Convert one environment string to the field's type."""
+    text = raw.strip()
+    try:
+        if kind in (bool, "bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        if kind in (int, "int"):
+            return int(text)
+        if kind in (float, "float"):
+            return float(text)
+        if kind in ("tuple[str, ...]",):
+            return tuple(p.strip() for p in text.split(",") if p.strip())
+        if kind in ("tuple[float, ...]",):
+            return tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{_env_name(name)}={raw!r} is not a valid {kind}") from exc
+    return text
+
+
+def _validate(settings: Settings) -> Settings:
+    """Fail fast with a message that names the variable to fix."""
+    if settings.provider not in ("local", "fal"):
+        raise ConfigError("POSEHOOK_PROVIDER must be 'local' or 'fal'")
+    if settings.provider == "fal" and not settings.fal_key:
+        raise ConfigError("FAL_KEY must be set when POSEHOOK_PROVIDER=fal")
+    if settings.engine not in ("auto", "mediapipe", "dwpose"):
+        raise ConfigError("POSEHOOK_ENGINE must be 'auto', 'mediapipe' or 'dwpose'")
+    if not settings.public_base_url.startswith(("http://", "https://")):
+        raise ConfigError("POSEHOOK_PUBLIC_BASE_URL must be an http(s) URL")
+    for name in ("max_download_bytes", "max_upload_bytes", "max_pixels", "job_timeout"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{_env_name(name)} must be positive")
+    if not settings.delivery_schedule:
+        raise ConfigError("POSEHOOK_DELIVERY_SCHEDULE needs at least one delay")
+    return settings
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read Settings from the environment, then apply overrides (field names, any case)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        raw = env.get(_env_name(f.name))
+        if raw is not None:
+            values[f.name] = _parse(f.type, raw, f.name)
+    extra: dict[str, Any] = {}
+    known = {f.name for f in fields(Settings)}
+    for key, value in (overrides or {}).items():
+        name = key.lower()
+        if name in known:
+            values[name] = tuple(value) if isinstance(value, list) else value
+        else:
+            extra[key] = value
+    values["extra"] = extra
+    return _validate(Settings(**values))

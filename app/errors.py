@@ -1,0 +1,103 @@
+"""The errors posehook raises; only ``app/api/errors.py`` turns them into HTTP answers.
+
+::
+
+    PosehookError                 base; ``code`` is a stable machine name
+    ├── InvalidInputError         the caller sent something we refuse (HTTP 422)
+    │   ├── BlockedURLError       an outbound URL points where we never connect
+    │   ├── TooLargeError         a body, file or image past its limit (HTTP 413)
+    │   └── NotAnImageError       bytes that no image decoder accepts
+    ├── FetchError                an input could not be downloaded (HTTP 422)
+    ├── AuthError                 missing, wrong or revoked API key (HTTP 401)
+    ├── SignatureError            a webhook signature or timestamp that does not verify (HTTP 401)
+    ├── NotFoundError             no such record, or not yours (HTTP 404)
+    ├── ConflictError             same idempotency key with another body (HTTP 409)
+    ├── InvalidStateError         the operation does not fit the record's state (HTTP 400)
+    ├── UnavailableError          a dependency we need is down (HTTP 503)
+    └── ProviderError             the provider refused or failed the job
+"""
+
+from __future__ import annotations
+
+
+class PosehookError(Exception):
+    """Base of every error posehook raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInputError(PosehookError):
+    """The caller sent something we refuse."""
+
+    code = "invalid_input"
+
+
+class BlockedURLError(InvalidInputError):
+    """An outbound URL points at an address we never connect to."""
+
+    code = "blocked_url"
+
+
+class TooLargeError(InvalidInputError):
+    """A body, a file or an image is past its limit."""
+
+    code = "too_large"
+
+
+class NotAnImageError(InvalidInputError):
+    """Bytes that no image decoder accepts, or a format we do not take."""
+
+    code = "not_an_image"
+
+
+class FetchError(PosehookError):
+    """An input could not be downloaded."""
+
+    code = "fetch_failed"
+
+
+class AuthError(PosehookError):
+    """Missing, wrong or revoked API key."""
+
+    code = "unauthorized"
+
+
+class SignatureError(PosehookError):
+    """A webhook signature or timestamp that does not verify."""
+
+    code = "bad_signature"
+
+
+class NotFoundError(PosehookError):
+    """No such record, or one that belongs to another key."""
+
+    code = "not_found"
+
+
+class ConflictError(PosehookError):
+    """The same idempotency key arrived with another body."""
+
+    code = "conflict"
+
+
+class InvalidStateError(PosehookError):
+    """The operation does not fit the record's current state."""
+
+    code = "invalid_state"
+
+
+class UnavailableError(PosehookError):
+    """A dependency we need is not answering."""
+
+    code = "unavailable"
+
+
+class ProviderError(PosehookError):
+    """The provider refused or failed the job."""
+
+    code = "provider_error"

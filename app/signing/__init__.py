@@ -1,0 +1,1 @@
+"""Signing and verification: our ED25519 keys, fal-style callbacks, Standard Webhooks."""

@@ -1,0 +1,94 @@
+"""File storage: uploaded inputs and result images, under unguessable keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}(\.[a-z0-9]{1,5})?$")
+
+EXTENSIONS = {
+    "image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif",
+    "image/bmp": ".bmp", "application/json": ".json",
+}
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What we know of a stored file."""
+
+    key: str
+    url: str
+    content_type: str
+    file_name: str
+    file_size: int
+
+
+class LocalStorage:
+    """Files in a local directory; the key is random, the content type kept beside it."""
+
+    def __init__(self, root: str, public_base_url: str) -> None:
+        self.root = root
+        self.base_url = public_base_url.rstrip("/")
+        os.makedirs(root, exist_ok=True)
+
+    def url_for(self, key: str) -> str:
+        """Return the public URL of a key."""
+        return f"{self.base_url}/files/{key}"
+
+    def key_from_url(self, url: str) -> str | None:
+        """Return the key when ``url`` is one of our file URLs, else None."""
+        prefix = f"{self.base_url}/files/"
+        if url.startswith(prefix):
+            key = url[len(prefix):].split("?", 1)[0]
+            return key if is_key(key) else None
+        return None
+
+    def put(self, data: bytes, content_type: str, file_name: str = "") -> StoredFile:
+        """Store bytes under a new key; the write is atomic (temp file + rename)."""
+        key = secrets.token_urlsafe(24) + EXTENSIONS.get(content_type, "")
+        path = os.path.join(self.root, key)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        name = file_name or key
+        with open(path + ".meta", "w") as fh:
+            json.dump({"content_type": content_type, "file_name": name}, fh)
+        return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
+                          file_name=name, file_size=len(data))
+
+    def open(self, key: str) -> tuple[str, StoredFile] | None:
+        """Return (path, facts) of a stored file, or None."""
+        if not is_key(key):
+            return None
+        path = os.path.join(self.root, key)
+        if not os.path.isfile(path):
+            return None
+        try:
+            with open(path + ".meta") as fh:
+                meta = json.load(fh)
+        except (OSError, ValueError):
+            meta = {"content_type": "application/octet-stream", "file_name": key}
+        return path, StoredFile(key=key, url=self.url_for(key), content_type=meta["content_type"],
+                                file_name=meta.get("file_name", key),
+                                file_size=os.path.getsize(path))
+
+    def read(self, key: str) -> bytes | None:
+        """Return a stored file's bytes, or None."""
+        found = self.open(key)
+        if found is None:
+            return None
+        with open(found[0], "rb") as fh:
+            return fh.read()
+
+
+def is_key(key: str) -> bool:
+    """Return True for a syntactically valid storage key (no paths, no dots but the suffix)."""
+    return bool(_KEY.match(key))

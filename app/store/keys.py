@@ -1,0 +1,90 @@
+"""Every Redis key template of posehook, in one place: ``posehook:<record>:<id>``."""
+
+from __future__ import annotations
+
+PREFIX = "posehook"
+
+
+def key_for_request(request_id: str) -> str:
+    """Hash of one request."""
+    return f"{PREFIX}:request:{request_id}"
+
+
+def key_for_request_logs(request_id: str) -> str:
+    """List of a request's log lines (JSON)."""
+    return f"{PREFIX}:request:{request_id}:logs"
+
+
+def key_for_requests_of(key_id: str) -> str:
+    """Sorted set of one API key's requests by creation time (ms)."""
+    return f"{PREFIX}:requests:by-key:{key_id}"
+
+
+def key_for_queue() -> str:
+    """Sorted set of queued request ids by creation time: queue positions."""
+    return f"{PREFIX}:requests:queued"
+
+
+def key_for_leases() -> str:
+    """Sorted set of in-progress request ids by lease expiry (s)."""
+    return f"{PREFIX}:requests:leases"
+
+
+def key_for_provider_ref(provider: str, ref: str) -> str:
+    """String: a provider's request id → our request id."""
+    return f"{PREFIX}:provider-ref:{provider}:{ref}"
+
+
+def key_for_idempotency(key_id: str, idem_key: str) -> str:
+    """Hash: idempotency key → request id and body hash."""
+    return f"{PREFIX}:idempotency:{key_id}:{idem_key}"
+
+
+def key_for_callback(callback_id: str) -> str:
+    """Hash of one received webhook callback."""
+    return f"{PREFIX}:callback:{callback_id}"
+
+
+def key_for_callbacks_pending() -> str:
+    """Sorted set of callbacks not yet settled, by receive time."""
+    return f"{PREFIX}:callbacks:pending"
+
+
+def key_for_callbacks_unmatched() -> str:
+    """Sorted set of callbacks whose request id we do not know, by receive time."""
+    return f"{PREFIX}:callbacks:unmatched"
+
+
+def key_for_api_key(key_hash: str) -> str:
+    """Hash of one API key, found by the SHA-256 of the key."""
+    return f"{PREFIX}:api-key:{key_hash}"
+
+
+def key_for_api_keys() -> str:
+    """Hash: key id → key hash, to list and revoke."""
+    return f"{PREFIX}:api-keys"
+
+
+def key_for_signing_key() -> str:
+    """String: our ED25519 private key (base64 raw), created once with SET NX."""
+    return f"{PREFIX}:signing-key"
+
+
+def key_for_subscription(subscription_id: str) -> str:
+    """Hash of one subscription."""
+    return f"{PREFIX}:subscription:{subscription_id}"
+
+
+def key_for_subscriptions_of(key_id: str) -> str:
+    """Set of one API key's subscription ids."""
+    return f"{PREFIX}:subscriptions:by-key:{key_id}"
+
+
+def key_for_delivery(delivery_id: str) -> str:
+    """Hash of one delivery (event, endpoint)."""
+    return f"{PREFIX}:delivery:{delivery_id}"
+
+
+def key_for_metric(name: str) -> str:
+    """Counter of one metric."""
+    return f"{PREFIX}:metric:{name}"
