@@ -20,7 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.services import Services
 
     settings = load_settings(config)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     # Biggest body we take: an upload, or a data URI of one (base64 adds a third).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes * 4 // 3 + 64 * 1024
     app.config["JSON_SORT_KEYS"] = False

@@ -29,6 +29,7 @@ JOB_INFER = "jobs.infer.infer"
 JOB_SETTLE = "jobs.settle.settle"
 JOB_DELIVER = "jobs.deliver.deliver"
 JOB_SWEEP = "jobs.sweep.sweep"
+JOB_ANNOUNCE = "jobs.settle.announce"
 
 
 def rq_connection(url: str) -> Redis:

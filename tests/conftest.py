@@ -43,3 +43,110 @@ def redis(redis_url):
 def sample_bytes() -> bytes:
     """The public test photo of a standing woman (194x259 JPEG)."""
     return SAMPLE.read_bytes()
+
+
+class LiveServer:
+    """A real HTTP server on 127.0.0.1 serving a WSGI app from a thread."""
+
+    def __init__(self, wsgi_app, port: int) -> None:
+        import threading
+
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", port, wsgi_app, threaded=True)
+        self.url = f"http://127.0.0.1:{port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def port() -> int:
+    """A free TCP port on 127.0.0.1 for the app under test."""
+    return redis_server.free_port()
+
+
+@pytest.fixture
+def overrides(redis_url, tmp_path, port) -> dict:
+    """Settings for one test: its own Redis database, data directory and base URL.
+
+    Loopback is allow-listed because every test server lives on 127.0.0.1.
+    """
+    return {
+        "redis_url": redis_url,
+        "data_dir": str(tmp_path / "data"),
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "allowed_cidrs": ["127.0.0.0/8"],
+        "engine": "mediapipe",
+        # A port nothing listens on: fal's real JWKS is never fetched from a test.
+        "fal_jwks_url": "http://127.0.0.1:9/.well-known/jwks.json",
+    }
+
+
+@pytest.fixture
+def app(overrides, redis):
+    """The Flask app; jobs run in this process share its Services."""
+    from app import create_app
+    from app import services as services_module
+
+    application = create_app(overrides)
+    services_module.install(application.extensions["posehook"])
+    yield application
+    services_module.install(None)
+
+
+@pytest.fixture
+def services(app):
+    """The Services of the app under test (settings, Redis, storage, keys)."""
+    return app.extensions["posehook"]
+
+
+@pytest.fixture
+def live(app, port):
+    """The app served over real HTTP on 127.0.0.1 (callbacks reach it)."""
+    server = LiveServer(app, port)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api_key(services) -> str:
+    """A fresh API key."""
+    from app.store import apikeys
+
+    return apikeys.create(services.redis, "test")[1]
+
+
+@pytest.fixture
+def http(live, api_key):
+    """An httpx client on the live app, authorised with ``api_key``."""
+    import httpx
+
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Key {api_key}"},
+                      timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def run_jobs(services):
+    """Run every queued job in this process (burst SimpleWorker) until all queues are empty."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from app import queues
+
+    names = (*queues.FAST_QUEUES, queues.INFERENCE)
+
+    def run(max_rounds: int = 10) -> None:
+        for _ in range(max_rounds):
+            qs = [queues.queue(services.rq, name) for name in names]
+            if not any(q.count for q in qs):
+                return
+            SimpleWorker(qs, connection=services.rq, serializer=JSONSerializer).work(
+                burst=True, logging_level="WARNING")
+
+    return run

@@ -88,3 +88,8 @@ def key_for_delivery(delivery_id: str) -> str:
 def key_for_metric(name: str) -> str:
     """Counter of one metric."""
     return f"{PREFIX}:metric:{name}"
+
+
+def key_for_worker_heartbeat(worker: str) -> str:
+    """Hash: an inference worker's engine and last beat (expires when it stops beating)."""
+    return f"{PREFIX}:inference-worker:{worker}"

@@ -87,6 +87,8 @@ def create(
             existing = get(r, known["request_id"]) if known.get("request_id") else None
             if existing is not None:
                 return existing, False
+            # The first attempt died before its record was written: this one takes the key.
+            r.hset(idem, "request_id", request.id)
         r.hset(idem, "body_hash", body_hash)
         r.expire(idem, idempotency_ttl)
     pipe = r.pipeline(transaction=True)

@@ -1,0 +1,77 @@
+"""Operations: liveness, readiness, metrics, our public keys, the OpenAPI document."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Blueprint, Response, jsonify, send_file
+
+from app import queues
+from app.api import services
+from app.signing.keys import jwks
+from app.store.keys import key_for_leases, key_for_queue, key_for_worker_heartbeat
+
+bp = Blueprint("ops", __name__)
+
+OPENAPI = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "openapi.yaml")
+
+
+@bp.get("/healthz")
+def healthz():
+    """Answer 200 while the process is up."""
+    return jsonify({"status": "ok"})
+
+
+def _queue_depths() -> dict[str, int]:
+    svc = services()
+    names = (*queues.FAST_QUEUES, queues.INFERENCE)
+    return {name: queues.queue(svc.rq, name).count for name in names}
+
+
+@bp.get("/readyz")
+def readyz():
+    """Answer 200 when Redis answers; report queues and the inference workers' engines."""
+    svc = services()
+    try:
+        svc.redis.ping()
+    except Exception:  # noqa: BLE001 - any Redis failure means "not ready"
+        return jsonify({"status": "unavailable", "redis": "down"}), 503
+    workers = []
+    for key in svc.redis.scan_iter(key_for_worker_heartbeat("*"), count=100):
+        info = svc.redis.hgetall(key)
+        if info:
+            workers.append(info)
+    return jsonify({"status": "ok", "redis": "up", "queues": _queue_depths(),
+                    "inference_workers": workers,
+                    "engine": workers[0].get("engine") if workers else None})
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text: queue depths, queued and running requests."""
+    svc = services()
+    lines = ["# TYPE posehook_queue_depth gauge"]
+    for name, depth in _queue_depths().items():
+        lines.append(f'posehook_queue_depth{{queue="{name}"}} {depth}')
+    lines += ["# TYPE posehook_requests_queued gauge",
+              f"posehook_requests_queued {svc.redis.zcard(key_for_queue())}",
+              "# TYPE posehook_requests_running gauge",
+              f"posehook_requests_running {svc.redis.zcard(key_for_leases())}",
+              "# TYPE posehook_scrape_time_seconds gauge",
+              f"posehook_scrape_time_seconds {time.time():.3f}"]
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/.well-known/jwks.json")
+def well_known_jwks():
+    """Publish our ED25519 public key(s): callbacks and webhooks we sign verify against them."""
+    response = jsonify(jwks(services().signing_key.public_key()))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/openapi.yaml")
+def openapi():
+    """Serve the API contract."""
+    return send_file(OPENAPI, mimetype="application/yaml")

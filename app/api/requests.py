@@ -1,0 +1,186 @@
+"""Native requests API: submit, status, result, cancel, list."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+
+from app import intake, queues
+from app.api import services
+from app.api.auth import require_api_key
+from app.errors import InvalidInputError, InvalidStateError
+from app.models import Request, Status
+from app.schemas import ListQuerySchema, RequestCreateSchema, compact, load
+from app.store import requests as store
+
+bp = Blueprint("requests", __name__, url_prefix="/v1/requests")
+
+MAX_WAIT = 60
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)", re.I)
+
+
+def urls(request_id: str) -> dict[str, str]:
+    """Return the status, response and cancel URLs of a request."""
+    base = services().settings.public_base_url.rstrip("/") + "/v1/requests/" + request_id
+    return {"status_url": base + "/status", "response_url": base, "cancel_url": base + "/cancel"}
+
+
+def metrics(record: Request) -> dict[str, float]:
+    """Return queue and inference times (seconds) known so far."""
+    out: dict[str, float] = {}
+    if record.started_at:
+        out["queue_time"] = round(record.started_at - record.created_at, 3)
+    if record.metrics.get("inference_time") is not None:
+        out["inference_time"] = record.metrics["inference_time"]
+    return out
+
+
+def status_body(record: Request, with_logs: bool) -> dict[str, Any]:
+    """Return the status view of a request."""
+    r = services().redis
+    body: dict[str, Any] = {"request_id": record.id, "status": record.status.value}
+    if record.status is Status.IN_QUEUE:
+        position = store.queue_position(r, record.id)
+        body["queue_position"] = position if position is not None else 0
+    body.update(urls(record.id))
+    body["metrics"] = metrics(record)
+    if record.error:
+        body["error"] = record.error
+    if with_logs:
+        body["logs"] = store.logs(r, record.id)
+    return body
+
+
+def record_body(record: Request) -> dict[str, Any]:
+    """Return the whole record of a request."""
+    return {
+        "request_id": record.id,
+        "status": record.status.value,
+        "input": record.input,
+        "output": record.output,
+        "error": record.error,
+        "engine": record.engine or None,
+        "provider": record.provider,
+        "webhook_url": record.webhook_url or None,
+        "created_at": store.iso(record.created_at),
+        "started_at": store.iso(record.started_at) if record.started_at else None,
+        "completed_at": store.iso(record.completed_at) if record.completed_at else None,
+        "metrics": metrics(record),
+        **urls(record.id),
+    }
+
+
+def prefer_wait() -> int:
+    """Return the seconds asked for by ``Prefer: wait=N`` (0 when absent), at most 60."""
+    match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    if not match:
+        return 0
+    seconds = int(match.group(1))
+    if seconds > MAX_WAIT:
+        raise InvalidInputError(f"Prefer: wait={seconds} is over the limit of {MAX_WAIT} seconds",
+                                field="Prefer")
+    return seconds
+
+
+def wait_until_done(request_id: str, seconds: float) -> Request | None:
+    """Poll the record until it is terminal or ``seconds`` pass; return it."""
+    r = services().redis
+    deadline = time.monotonic() + seconds
+    record = store.get(r, request_id)
+    while record is not None and not record.status.is_terminal and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = store.get(r, request_id)
+    return record
+
+
+@bp.post("")
+@require_api_key
+def create():
+    """Submit a photo; 202 with the request's URLs (200 with the result under Prefer: wait)."""
+    wait = prefer_wait()
+    data = load(RequestCreateSchema(), request.get_json(silent=True))
+    record, created = intake.accept(
+        services(), key_id=g.api_key.id, input=compact(data["input"]),
+        webhook_url=data.get("webhook_url") or "",
+        idempotency_key=_idempotency_key(),
+        extra={"webhook_events": data.get("webhook_events")},
+    )
+    if data.get("webhook_events") is not None:
+        store.update(services().redis, record.id, webhook_events=data["webhook_events"])
+    if wait:
+        record = wait_until_done(record.id, wait) or record
+    body = record_body(record) if record.status.is_terminal else status_body(record, False)
+    response = jsonify(body)
+    response.status_code = 200 if record.status.is_terminal else 202
+    response.headers["Location"] = urls(record.id)["status_url"]
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _idempotency_key() -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if key and (len(key) > 255 or not key.isprintable()):
+        raise InvalidInputError("Idempotency-Key must be at most 255 printable characters",
+                                field="Idempotency-Key")
+    return key
+
+
+@bp.get("")
+@require_api_key
+def list_requests():
+    """List the caller's requests, newest first, with cursor pagination."""
+    query = load(ListQuerySchema(), request.args.to_dict())
+    found, cursor = store.list_for_key(services().redis, g.api_key.id, status=query["status"],
+                                       limit=query["limit"], cursor=query["cursor"])
+    return jsonify({"requests": [record_body(x) for x in found], "next_cursor": cursor})
+
+
+@bp.get("/<request_id>/status")
+@require_api_key
+def status(request_id: str):
+    """Return a request's status, queue position, metrics and (logs=1) logs."""
+    record = store.get_for_key(services().redis, request_id, g.api_key.id)
+    with_logs = request.args.get("logs", "0").lower() in ("1", "true")
+    return jsonify(status_body(record, with_logs))
+
+
+@bp.get("/<request_id>")
+@require_api_key
+def result(request_id: str):
+    """Return the whole record of a request."""
+    record = store.get_for_key(services().redis, request_id, g.api_key.id)
+    return jsonify(record_body(record))
+
+
+def cancel_request(record: Request) -> Request:
+    """Cancel a queued or running request; raise InvalidStateError once it has finished."""
+    svc = services()
+    moved = store.transition(svc.redis, record.id, (Status.IN_QUEUE, Status.IN_PROGRESS),
+                             Status.CANCELLED, {"completed_at": repr(time.time())})
+    if not moved:
+        current = store.get(svc.redis, record.id) or record
+        raise InvalidStateError(
+            f"Request {record.id} already finished with status {current.status.value}; "
+            "only queued or running requests can be cancelled")
+    store.add_log(svc.redis, record.id, "request cancelled")
+    queues.cancel_job(svc.rq, f"submit-{record.id}")
+    queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, record.id, "request.cancelled",
+                   job_id=f"announce-cancelled-{record.id}", unique=True)
+    return store.get(svc.redis, record.id) or record
+
+
+@bp.put("/<request_id>/cancel")
+@require_api_key
+def cancel(request_id: str):
+    """Cancel a request: 202 while queued or running, 400 once finished."""
+    record = store.get_for_key(services().redis, request_id, g.api_key.id)
+    record = cancel_request(record)
+    response = jsonify(status_body(record, False))
+    response.status_code = 202
+    return response

@@ -1,0 +1,89 @@
+"""Webhook ingress: ``POST /webhooks/fal`` — verify, persist raw, enqueue settle, answer 200.
+
+Callbacks from our own local provider carry our signature; fal's carry fal's. Both
+pass the same checks (ED25519 over id, user, timestamp and body hash; ±tolerance).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import httpx
+from flask import Blueprint, jsonify, request
+
+from app import queues
+from app.api import services
+from app.errors import InvalidInputError, SignatureError, TooLargeError
+from app.signing import fal as fal_signing
+from app.store import callbacks
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+_jwks_lock = threading.Lock()
+_jwks_caches: dict[str, fal_signing.JwksCache] = {}
+
+
+def fal_keys(url: str) -> fal_signing.JwksCache:
+    """Return the process-wide cache of fal's JWKS at ``url``."""
+    with _jwks_lock:
+        if url not in _jwks_caches:
+            def fetch() -> object:
+                answer = httpx.get(url, timeout=10, follow_redirects=False)
+                answer.raise_for_status()
+                return answer.json()
+
+            _jwks_caches[url] = fal_signing.JwksCache(fetch)
+        return _jwks_caches[url]
+
+
+def verify(body: bytes, headers: dict[str, str]) -> tuple[str, str]:
+    """Return (provider request id, source) of a verified callback, else raise SignatureError."""
+    svc = services()
+    tolerance = svc.settings.webhook_tolerance
+    own = [svc.signing_key.public_key()]
+    try:
+        return fal_signing.verify(body, headers, own, tolerance=tolerance), "local"
+    except SignatureError as exc:
+        if str(exc) != "no key verifies the signature":
+            raise
+    cache = fal_keys(svc.settings.fal_jwks_url)
+    try:
+        return fal_signing.verify(body, headers, cache.keys(), tolerance=tolerance), "fal"
+    except SignatureError as exc:
+        if str(exc) != "no key verifies the signature":
+            raise
+    # An unknown key may mean fal rotated: re-fetch once (rate-limited) and try again.
+    return fal_signing.verify(body, headers, cache.keys(refresh=True), tolerance=tolerance), "fal"
+
+
+@bp.post("/fal")
+def fal_callback():
+    """Accept a signed callback; 200 only after it is stored, 401 when it does not verify."""
+    limit = services().settings.max_webhook_bytes
+    if (request.content_length or 0) > limit:
+        raise TooLargeError(f"callback body over {limit} bytes")
+    body = request.get_data(cache=False)
+    if len(body) > limit:
+        raise TooLargeError(f"callback body over {limit} bytes")
+    headers = {k: v for k, v in request.headers.items()}
+    try:
+        provider_request_id, source = verify(body, headers)
+    except SignatureError as exc:
+        log.warning("refused webhook callback: %s", exc)
+        raise SignatureError(f"callback refused: {exc}") from exc
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        raise InvalidInputError("callback body is not JSON") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidInputError("callback body must be a JSON object")
+    svc = services()
+    cid, is_new = callbacks.persist(svc.redis, provider_request_id, body, headers, source)
+    if is_new:
+        queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_SETTLE, cid, job_id=f"settle-{cid}",
+                       unique=True, retry=(1, 5, 30))
+    return jsonify({"ok": True, "callback_id": cid, "duplicate": not is_new})

@@ -1,0 +1,97 @@
+"""Commands: ``flask keys create|list|revoke``, ``flask models download``, ``flask dev-banner``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.store import apikeys
+
+keys = AppGroup("keys", help="Create, list and revoke API keys.")
+models = AppGroup("models", help="Pose model weights.")
+
+
+def _services():
+    return current_app.extensions["posehook"]
+
+
+@keys.command("create")
+@click.option("--name", default="", help="A label to recognise the key by.")
+def keys_create(name: str) -> None:
+    """Create an API key and print it (it is shown only this once)."""
+    record, key = apikeys.create(_services().redis, name)
+    click.echo(f"id:  {record.id}\nkey: {key}")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List API keys (ids and names; keys themselves are stored hashed)."""
+    for record in apikeys.list_keys(_services().redis):
+        state = "revoked" if record.revoked else "active"
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record.created_at))
+        click.echo(f"{record.id}  {state:8}  {created}  {record.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key by id."""
+    if not apikeys.revoke(_services().redis, key_id):
+        raise click.ClickException(f"no key {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@models.command("download")
+@click.option("--dir", "model_dir", default=None, help="Target directory (DWPOSE_MODEL_DIR).")
+def models_download(model_dir: str | None) -> None:
+    """Download the DWPose weights and check their SHA-256."""
+    from app.engine.dwpose.weights import download_weights
+
+    target = model_dir or _services().settings.dwpose_model_dir or os.path.join(
+        _services().settings.data_dir, "models")
+    for path in download_weights(target, progress=True):
+        click.echo(f"ok  {path}")
+
+
+@click.command("dev-banner")
+def dev_banner() -> None:
+    """Wait for Redis, make sure a development key exists, print how to call the service."""
+    svc = _services()
+    deadline = time.time() + 30
+    while True:
+        try:
+            svc.redis.ping()
+            break
+        except Exception:  # noqa: BLE001 - Redis is still starting
+            if time.time() > deadline:
+                raise click.ClickException(f"Redis at {svc.settings.redis_url} does not answer")
+            time.sleep(0.3)
+    path = os.path.join(svc.settings.data_dir, "dev-api-key")
+    key = ""
+    if os.path.exists(path):
+        with open(path) as fh:
+            key = fh.read().strip()
+    if not key or apikeys.authenticate(svc.redis, key) is None:
+        _, key = apikeys.create(svc.redis, "development")
+        os.makedirs(svc.settings.data_dir, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+    base = svc.settings.public_base_url
+    click.echo(
+        f"\n  posehook is starting at {base}\n"
+        f"  development API key (also in {path}):\n    {key}\n"
+        f"  try:  curl -s -H 'Authorization: Key {key}' -H 'Content-Type: application/json' \\\n"
+        f"          -H 'Prefer: wait=30' -d '{{\"input\": {{\"image_url\": \"...\"}}}}' "
+        f"{base}/v1/requests\n")
+
+
+def register(app: Flask) -> None:
+    """Add the commands to the app's CLI."""
+    app.cli.add_command(keys)
+    app.cli.add_command(models)
+    app.cli.add_command(dev_banner)

@@ -1,0 +1,83 @@
+"""marshmallow schemas for request and response bodies (HTTP edge only)."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+# Ranges mirror the engine's OPTION_LIMITS; kept here so the web never imports the engine.
+DETECT_RESOLUTION = (0, 2048)
+IMAGE_RESOLUTION = (64, 4096)
+OUTPUT_FORMATS = ("png", "webp", "jpeg")
+
+
+def _range(low: int, high: int) -> validate.Range:
+    return validate.Range(min=low, max=high, error=f"must be between {low} and {high}")
+
+
+class PoseInputSchema(Schema):
+    """What to run: fal's ``image_url`` plus our optional options."""
+
+    class Meta:
+        unknown = RAISE
+
+    image_url = fields.String(required=True, validate=validate.Length(min=1, max=40_000_000),
+                              error_messages={"required": "image_url is required"})
+    detect_resolution = fields.Integer(load_default=None, validate=_range(*DETECT_RESOLUTION))
+    image_resolution = fields.Integer(load_default=None, validate=_range(*IMAGE_RESOLUTION))
+    include_body = fields.Boolean(load_default=None)
+    include_hands = fields.Boolean(load_default=None)
+    include_face = fields.Boolean(load_default=None)
+    output_format = fields.String(load_default=None, validate=validate.OneOf(
+        OUTPUT_FORMATS, error="must be one of: " + ", ".join(OUTPUT_FORMATS)))
+    return_keypoints = fields.Boolean(load_default=None)
+
+
+class FalInputSchema(PoseInputSchema):
+    """fal's dwpose input: extra fields fal knows (``draw_mode``) are accepted and kept."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    draw_mode = fields.String(load_default=None, validate=validate.OneOf([
+        "full-pose", "body-pose", "face-pose", "hand-pose", "face-hand-mask", "face-mask",
+        "hand-mask"]))
+
+
+class RequestCreateSchema(Schema):
+    """Body of ``POST /v1/requests``."""
+
+    class Meta:
+        unknown = RAISE
+
+    input = fields.Nested(PoseInputSchema, required=True,
+                          error_messages={"required": "input is required: {\"image_url\": ...}"})
+    webhook_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
+    webhook_events = fields.List(fields.String(), load_default=None)
+
+
+class ListQuerySchema(Schema):
+    """Query of ``GET /v1/requests``."""
+
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(load_default=None, validate=validate.OneOf(
+        ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]))
+    limit = fields.Integer(load_default=20, validate=_range(1, 100))
+    cursor = fields.String(load_default=None, validate=validate.Regexp(r"^\d{1,20}$"))
+
+
+def compact(data: dict) -> dict:
+    """Drop unset (None) options so stored inputs hold only what the caller sent."""
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def load(schema: Schema, data: object) -> dict:
+    """Validate a body; a non-object body is a ValidationError too."""
+    if not isinstance(data, dict):
+        raise ValidationError({"_": ["the body must be a JSON object"]})
+    return schema.load(data)
+
+
+__all__ = ["RequestCreateSchema", "ListQuerySchema", "FalInputSchema", "compact", "load",
+           "validates_schema"]

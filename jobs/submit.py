@@ -1,0 +1,36 @@
+"""Hand a queued request to its provider."""
+
+from __future__ import annotations
+
+import time
+
+from app.errors import PosehookError
+from app.models import Status
+from app.providers import get_provider
+from app.services import current
+from app.store import requests as store
+
+
+def submit(request_id: str) -> str:
+    """Submit a request to its provider once; a FAILED request says why when the provider refuses."""
+    svc = current()
+    record = store.get(svc.redis, request_id)
+    if record is None or record.status is not Status.IN_QUEUE:
+        return "skipped"
+    if record.provider_ref:
+        return "already submitted"
+    provider = get_provider(record.provider)
+    try:
+        ref = provider.submit(svc, record)
+    except PosehookError as exc:
+        store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
+            "error": {"type": exc.code, "message": exc.message},
+            "completed_at": repr(time.time())})
+        store.add_log(svc.redis, request_id, f"provider refused the request: {exc.message}",
+                      "ERROR")
+        from jobs.settle import announce
+
+        announce(request_id, "request.failed")
+        return "failed"
+    store.add_log(svc.redis, request_id, f"submitted to the {provider.name} provider")
+    return ref

@@ -1,0 +1,60 @@
+"""The inference worker: loads the engine once, then runs ``jobs.infer`` in-process.
+
+``python -m jobs.worker`` — a SimpleWorker (no fork per job), so the model stays warm;
+a heartbeat in Redis tells ``/readyz`` which engine this worker loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from app import queues
+from app.services import current
+from app.store.keys import key_for_worker_heartbeat
+from jobs.infer import engine_for
+
+HEARTBEAT_SECONDS = 10
+
+
+def _beat(name: str, engine: str, stop: threading.Event) -> None:
+    """Refresh this worker's heartbeat until stopped (expires 3 beats after a crash)."""
+    svc = current()
+    key = key_for_worker_heartbeat(name)
+    while not stop.is_set():
+        try:
+            svc.redis.hset(key, mapping={"name": name, "engine": engine,
+                                         "beat": repr(time.time())})
+            svc.redis.expire(key, HEARTBEAT_SECONDS * 3)
+        except Exception:  # noqa: BLE001 - Redis blips must not kill the worker
+            logging.getLogger(__name__).warning("heartbeat failed", exc_info=True)
+        stop.wait(HEARTBEAT_SECONDS)
+
+
+def main() -> None:
+    """Preload the engine, then work the inference queue until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    svc = current()
+    engine = engine_for(svc)
+    name = f"inference-{socket.gethostname()}-{os.getpid()}"
+    logging.getLogger(__name__).info("engine %s %s loaded", engine.name, engine.version)
+    stop = threading.Event()
+    threading.Thread(target=_beat, args=(name, f"{engine.name}:{engine.version}", stop),
+                     daemon=True).start()
+    worker = SimpleWorker([queues.queue(svc.rq, queues.INFERENCE)], connection=svc.rq,
+                          serializer=JSONSerializer, name=name)
+    try:
+        worker.work(with_scheduler=True)
+    finally:
+        stop.set()
+        svc.redis.delete(key_for_worker_heartbeat(name))
+
+
+if __name__ == "__main__":
+    main()
