@@ -54,6 +54,8 @@ class Settings:
     dwpose_model_dir: str = ""
     job_timeout: int = 120
     max_attempts: int = 2
+    # How long past job_timeout a running request may go silent before the sweeper acts.
+    lease_grace: int = 60
     idempotency_ttl: int = 24 * 3600
     request_ttl: int = 30 * 24 * 3600
 

@@ -112,16 +112,18 @@ def infer(request_id: str) -> str:
         return "skipped"
     pending = r.hget(key_for_request(request_id), "local_result")
     if pending is None:
-        if record.status is Status.IN_QUEUE:
-            lease = time.time() + svc.settings.job_timeout + 60
-            if not store.transition(r, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS, {
-                    "started_at": repr(time.time()), "attempts": str(record.attempts + 1)},
-                    lease_until=lease):
-                return "skipped"
-            from jobs.settle import announce
+        # Only the job that moves the request to IN_PROGRESS runs it; a request left
+        # IN_PROGRESS by a dead worker is the sweeper's to retry when its lease runs out.
+        lease = time.time() + svc.settings.job_timeout + svc.settings.lease_grace
+        if record.status is not Status.IN_QUEUE or not store.transition(
+                r, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
+                {"started_at": repr(time.time()), "attempts": str(record.attempts + 1)},
+                lease_until=lease):
+            return "skipped"
+        from jobs.settle import announce
 
-            announce(request_id, "request.started")
-        store.add_log(r, request_id, "inference started")
+        announce(request_id, "request.started")
+        store.add_log(r, request_id, f"inference started (attempt {record.attempts + 1})")
         try:
             body = callback_body(request_id, run_pose(svc, request_id, record.input))
         except PosehookError as exc:
@@ -129,6 +131,11 @@ def infer(request_id: str) -> str:
             body = callback_body(request_id, None, exc.message)
         except JobTimeoutException:
             message = f"inference took longer than the limit of {svc.settings.job_timeout} s"
+            store.add_log(r, request_id, message, "ERROR")
+            body = callback_body(request_id, None, message)
+        except Exception:  # noqa: BLE001 - a bug must fail the request, not the worker
+            log.exception("inference failed for %s", request_id)
+            message = "internal error while running the pose engine; it has been logged"
             store.add_log(r, request_id, message, "ERROR")
             body = callback_body(request_id, None, message)
         # Kept so a retry after a failed callback re-sends instead of re-running the model.

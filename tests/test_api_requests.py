@@ -1,0 +1,222 @@
+"""The native requests API: keys, validation, idempotency, status, listing, cancel."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import pytest
+
+from app.models import Status
+from app.store import apikeys
+from app.store import requests as store
+from tests.contract import check
+
+
+def data_uri(data: bytes, mime: str = "image/jpeg") -> str:
+    """Return ``data`` as a base64 data URI."""
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+@pytest.fixture
+def body(sample_bytes) -> dict:
+    """A valid request body (the sample photo as a data URI)."""
+    return {"input": {"image_url": data_uri(sample_bytes)}}
+
+
+@pytest.mark.parametrize("header", [None, "Key wrong", "Bearer wrong", "Basic abc", "Key "])
+def test_missing_or_wrong_key_is_401_with_a_json_body(live, body, header):
+    headers = {"Authorization": header} if header else {}
+    answer = httpx.post(f"{live.url}/v1/requests", json=body, headers=headers)
+    assert answer.status_code == 401
+    check(answer, "POST", "/v1/requests")
+    assert "key" in answer.json()["message"].lower()
+
+
+def test_revoked_key_is_401(live, services, body):
+    record, key = apikeys.create(services.redis, "soon gone")
+    apikeys.revoke(services.redis, record.id)
+    answer = httpx.post(f"{live.url}/v1/requests", json=body,
+                        headers={"Authorization": f"Key {key}"})
+    assert answer.status_code == 401
+
+
+def test_keys_are_stored_hashed(services, api_key):
+    assert not any(api_key in value for key in services.redis.scan_iter("posehook:api-key*")
+                   if services.redis.type(key) == "hash"
+                   for value in services.redis.hgetall(key).values())
+
+
+def test_bearer_form_is_accepted(live, api_key, body):
+    answer = httpx.post(f"{live.url}/v1/requests", json=body,
+                        headers={"Authorization": f"Bearer {api_key}"})
+    assert answer.status_code == 202
+
+
+def test_submit_answers_202_with_the_request_urls(http, body):
+    answer = http.post("/v1/requests", json=body)
+    assert answer.status_code == 202
+    check(answer, "POST", "/v1/requests")
+    got = answer.json()
+    assert got["status"] == "IN_QUEUE" and got["queue_position"] == 0
+    assert got["status_url"].endswith(f"/v1/requests/{got['request_id']}/status")
+    assert http.get(got["status_url"]).status_code == 200
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({}, "input"),
+    ({"input": {}}, "image_url"),
+    ({"input": {"image_url": "ftp://example.com/a.jpg"}}, "image_url"),
+    ({"input": {"image_url": "data:image/png;base64,!!!"}}, "image_url"),
+    ({"input": {"image_url": "data:image/png;base64," + base64.b64encode(b"hello").decode()}},
+     "image_url"),
+    ({"input": {"image_url": "http://127.0.0.1/x.jpg", "detect_resolution": 99999}},
+     "detect_resolution"),
+    ({"input": {"image_url": "http://127.0.0.1/x.jpg", "output_format": "tiff"}},
+     "output_format"),
+    ({"input": {"image_url": "http://127.0.0.1/x.jpg", "surprise": 1}}, "surprise"),
+    ({"input": {"image_url": "http://127.0.0.1/x.jpg"}, "webhook_url": "not a url"},
+     "webhook_url"),
+])
+def test_bad_input_is_422_naming_the_field(http, payload, field):
+    answer = http.post("/v1/requests", json=payload)
+    assert answer.status_code == 422, answer.text
+    check(answer, "POST", "/v1/requests")
+    assert field in answer.text
+
+
+def test_a_body_that_is_not_json_is_422(http):
+    answer = http.post("/v1/requests", content=b"nope", headers={"Content-Type": "text/plain"})
+    assert answer.status_code == 422
+
+
+def test_private_address_is_refused_unless_allowed(live, redis_url, tmp_path, redis, body):
+    from app import create_app
+    from tests.conftest import LiveServer
+    from tests.redis_server import free_port
+
+    strict_port = free_port()
+    strict = create_app({"redis_url": redis_url, "data_dir": str(tmp_path / "strict"),
+                         "public_base_url": f"http://127.0.0.1:{strict_port}"})
+    key = apikeys.create(strict.extensions["posehook"].redis, "strict")[1]
+    server = LiveServer(strict, strict_port)
+    try:
+        for url in ("http://127.0.0.1:8000/a.jpg", "http://localhost/a.jpg",
+                    "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/a.jpg",
+                    "http://[::1]/a.jpg"):
+            answer = httpx.post(f"{server.url}/v1/requests", json={"input": {"image_url": url}},
+                                headers={"Authorization": f"Key {key}"})
+            assert answer.status_code == 422, url
+            assert "image_url" in answer.text
+    finally:
+        server.stop()
+
+
+def test_too_big_data_uri_is_413(live, redis_url, tmp_path, redis):
+    from app import create_app
+    from tests.conftest import LiveServer
+    from tests.redis_server import free_port
+
+    small_port = free_port()
+    small = create_app({"redis_url": redis_url, "data_dir": str(tmp_path / "small"),
+                        "public_base_url": f"http://127.0.0.1:{small_port}",
+                        "max_upload_bytes": 1000})
+    key = apikeys.create(small.extensions["posehook"].redis, "small")[1]
+    server = LiveServer(small, small_port)
+    try:
+        uri = data_uri(b"\xff" * 5000)
+        answer = httpx.post(f"{server.url}/v1/requests", json={"input": {"image_url": uri}},
+                            headers={"Authorization": f"Key {key}"})
+        assert answer.status_code == 413
+    finally:
+        server.stop()
+
+
+def test_same_idempotency_key_and_body_returns_the_same_request(http, body):
+    first = http.post("/v1/requests", json=body, headers={"Idempotency-Key": "k-1"})
+    again = http.post("/v1/requests", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["request_id"] == again.json()["request_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_same_idempotency_key_with_another_body_is_409(http, body, sample_bytes):
+    http.post("/v1/requests", json=body, headers={"Idempotency-Key": "k-2"})
+    other = {"input": {"image_url": data_uri(sample_bytes), "include_face": False}}
+    answer = http.post("/v1/requests", json=other, headers={"Idempotency-Key": "k-2"})
+    assert answer.status_code == 409
+    check(answer, "POST", "/v1/requests")
+
+
+def test_another_keys_request_is_404(live, services, http, body):
+    request_id = http.post("/v1/requests", json=body).json()["request_id"]
+    stranger = apikeys.create(services.redis, "stranger")[1]
+    answer = httpx.get(f"{live.url}/v1/requests/{request_id}",
+                       headers={"Authorization": f"Key {stranger}"})
+    assert answer.status_code == 404
+    check(answer, "GET", "/v1/requests/{request_id}")
+
+
+def test_status_reports_queue_position_and_logs(http, body):
+    ids = [http.post("/v1/requests", json=body).json()["request_id"] for _ in range(3)]
+    answer = http.get(f"/v1/requests/{ids[2]}/status", params={"logs": "1"})
+    check(answer, "GET", "/v1/requests/{request_id}/status")
+    assert answer.json()["queue_position"] == 2
+    assert answer.json()["logs"][0]["message"] == "request received"
+    assert "timestamp" in answer.json()["logs"][0]
+
+
+def test_cancel_while_queued_is_202_and_the_job_never_runs(http, services, body, run_jobs):
+    request_id = http.post("/v1/requests", json=body).json()["request_id"]
+    answer = http.put(f"/v1/requests/{request_id}/cancel")
+    assert answer.status_code == 202
+    check(answer, "PUT", "/v1/requests/{request_id}/cancel")
+    run_jobs()
+    record = store.get(services.redis, request_id)
+    assert record.status is Status.CANCELLED and record.output is None
+    assert record.started_at is None
+
+
+def test_cancel_after_finish_is_400(http, services, body):
+    request_id = http.post("/v1/requests", json=body).json()["request_id"]
+    store.transition(services.redis, request_id, (Status.IN_QUEUE,), Status.FAILED,
+                     {"error": {"type": "x", "message": "y"}})
+    answer = http.put(f"/v1/requests/{request_id}/cancel")
+    assert answer.status_code == 400
+    check(answer, "PUT", "/v1/requests/{request_id}/cancel")
+    assert "FAILED" in answer.json()["message"]
+
+
+def test_list_is_newest_first_with_cursor_pagination_and_status_filter(http, services, body):
+    ids = []
+    for _ in range(5):
+        ids.append(http.post("/v1/requests", json=body).json()["request_id"])
+        time.sleep(0.002)
+    http.put(f"/v1/requests/{ids[1]}/cancel")
+    page = http.get("/v1/requests", params={"limit": 2})
+    check(page, "GET", "/v1/requests")
+    assert [r["request_id"] for r in page.json()["requests"]] == ids[::-1][:2]
+    seen = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        got = http.get("/v1/requests", params=params).json()
+        seen += [r["request_id"] for r in got["requests"]]
+        cursor = got["next_cursor"]
+        if not cursor:
+            break
+    assert seen == ids[::-1]
+    cancelled = http.get("/v1/requests", params={"status": "CANCELLED"}).json()["requests"]
+    assert [r["request_id"] for r in cancelled] == [ids[1]]
+    assert http.get("/v1/requests", params={"limit": 0}).status_code == 422
+
+
+def test_unknown_request_is_404(http):
+    assert http.get("/v1/requests/nope/status").status_code == 404
+    assert http.get("/v1/requests/../../etc/passwd").status_code == 404
+
+
+def test_prefer_wait_over_sixty_is_422(http, body):
+    answer = http.post("/v1/requests", json=body, headers={"Prefer": "wait=61"})
+    assert answer.status_code == 422

@@ -1,0 +1,81 @@
+"""The layout rules of STYLE.md, checked on every run."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted(p for d in ("app", "jobs") for p in (ROOT / d).rglob("*.py"))
+FLASK_ALLOWED = {"app/__init__.py", "app/cli.py"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_rel)
+def test_modules_stay_under_300_lines(path):
+    assert len(path.read_text().splitlines()) <= 300
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_rel)
+def test_flask_only_in_the_factory_the_cli_and_the_api(path):
+    rel = _rel(path)
+    uses_flask = any(m == "flask" or m.startswith(("flask.", "werkzeug")) for m in _imports(path))
+    if uses_flask:
+        assert rel in FLASK_ALLOWED or rel.startswith("app/api/"), rel
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if _rel(p).startswith("app/api/")], ids=_rel)
+def test_the_api_never_imports_jobs_or_the_engine(path):
+    for module in _imports(path):
+        assert not module.startswith(("jobs", "app.engine")), module
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if _rel(p).startswith("app/engine/")],
+                         ids=_rel)
+def test_the_engine_imports_nothing_of_the_service(path):
+    for module in _imports(path):
+        assert not module.startswith(("redis", "rq", "flask", "werkzeug")), module
+        assert not module.startswith("app.") or module.startswith("app.engine"), module
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_rel)
+def test_only_config_reads_the_environment(path):
+    if _rel(path) == "app/config.py":
+        return
+    assert "os.environ" not in path.read_text() and "getenv(" not in path.read_text()
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(','.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    return {m.split(".")[0] for m in out.strip().split(",")}
+
+
+def test_workers_do_not_load_flask():
+    loaded = _loaded_after("import jobs.settle, jobs.submit, jobs.sweep, app.store.requests")
+    assert "flask" not in loaded and "werkzeug" not in loaded
+
+
+def test_the_web_app_loads_no_model_runtime():
+    loaded = _loaded_after("from app import create_app; create_app({'redis_url': "
+                           "'redis://127.0.0.1:1/0'})")
+    assert not loaded & {"cv2", "mediapipe", "onnxruntime", "jobs"}
