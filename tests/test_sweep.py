@@ -1,0 +1,62 @@
+"""The sweeper heals what a crash leaves: lost workers, vanished jobs, unsettled callbacks."""
+
+from __future__ import annotations
+
+import time
+
+from app import queues
+from app.models import Status
+from app.store import callbacks
+from app.store import requests as store
+from jobs import sweep
+
+
+def _running(services, attempts: int, lease_until: float) -> str:
+    record, _ = store.create(services.redis, key_id="k", input={"image_url": "x"},
+                             provider="local")
+    store.update(services.redis, record.id, provider_ref=record.id)
+    store.transition(services.redis, record.id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
+                     {"attempts": str(attempts), "started_at": repr(time.time())},
+                     lease_until=lease_until)
+    return record.id
+
+
+def test_lost_worker_with_attempts_left_is_queued_again(services):
+    request_id = _running(services, attempts=1, lease_until=time.time() - 1)
+    assert sweep.recover_lost_workers(services, time.time()) == 1
+    record = store.get(services.redis, request_id)
+    assert record.status is Status.IN_QUEUE
+    assert store.queue_position(services.redis, request_id) == 0
+    jobs = queues.queue(services.rq, queues.INFERENCE).job_ids
+    assert jobs == [f"infer-{request_id}-1"]
+
+
+def test_lost_worker_out_of_attempts_fails_with_the_reason(services):
+    request_id = _running(services, attempts=2, lease_until=time.time() - 1)
+    sweep.recover_lost_workers(services, time.time())
+    record = store.get(services.redis, request_id)
+    assert record.status is Status.FAILED
+    assert record.error["type"] == "worker_lost"
+    assert store.expired_leases(services.redis, time.time()) == []
+
+
+def test_a_live_lease_is_left_alone(services):
+    request_id = _running(services, attempts=1, lease_until=time.time() + 60)
+    assert sweep.recover_lost_workers(services, time.time()) == 0
+    assert store.get(services.redis, request_id).status is Status.IN_PROGRESS
+
+
+def test_a_queued_request_whose_job_vanished_is_submitted_again(services):
+    record, _ = store.create(services.redis, key_id="k", input={"image_url": "x"},
+                             provider="local")
+    assert sweep.requeue_stale(services, time.time() + sweep.STALE_AFTER + 1) == 1
+    assert queues.queue(services.rq, queues.SUBMIT).job_ids == [f"submit-{record.id}"]
+    # A second pass while that job still waits adds nothing.
+    assert sweep.requeue_stale(services, time.time() + sweep.STALE_AFTER + 1) == 0
+
+
+def test_a_stored_but_unsettled_callback_is_settled_again(services):
+    cid, _ = callbacks.persist(services.redis, "r1", b'{"status":"OK"}', {}, "local")
+    assert sweep.resettle(services, time.time()) == 0  # fresh: its own settle job may still run
+    assert sweep.resettle(services, time.time() + sweep.STALE_AFTER + 1) == 1
+    assert len(queues.queue(services.rq, queues.SETTLE).job_ids) == 1
