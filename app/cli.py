@@ -7,7 +7,7 @@ import time
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from app.store import apikeys
 
@@ -58,6 +58,7 @@ def models_download(model_dir: str | None) -> None:
 
 
 @click.command("dev-banner")
+@with_appcontext
 def dev_banner() -> None:
     """Wait for Redis, make sure a development key exists, print how to call the service."""
     svc = _services()
