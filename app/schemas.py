@@ -49,8 +49,8 @@ class RequestCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    input = fields.Nested(PoseInputSchema, required=True,
-                          error_messages={"required": "input is required: {\"image_url\": ...}"})
+    input = fields.Nested(PoseInputSchema, required=True, error_messages={
+        "required": "input is required, e.g. {{\"image_url\": ...}}"})
     webhook_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
     webhook_events = fields.List(fields.String(), load_default=None)
 

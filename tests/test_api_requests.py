@@ -25,7 +25,7 @@ def body(sample_bytes) -> dict:
     return {"input": {"image_url": data_uri(sample_bytes)}}
 
 
-@pytest.mark.parametrize("header", [None, "Key wrong", "Bearer wrong", "Basic abc", "Key "])
+@pytest.mark.parametrize("header", [None, "Key wrong", "Bearer wrong", "Basic abc", "Key"])
 def test_missing_or_wrong_key_is_401_with_a_json_body(live, body, header):
     headers = {"Authorization": header} if header else {}
     answer = httpx.post(f"{live.url}/v1/requests", json=body, headers=headers)

@@ -1,0 +1,143 @@
+"""Safe loading of input images: data URIs, our own files, http(s) URLs; limits on everything.
+
+No Flask here, and no model runtime: numpy and Pillow only. The API calls the fast
+checks (``validate_image_url``, ``parse_data_uri``, ``sniff_image``); workers load
+and decode (``load_image_bytes``, ``decode_image``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from app.config import Settings
+from app.errors import InvalidInputError, NotAnImageError, TooLargeError
+from app.outbound import Guard, fetch
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FIELD = "input.image_url"
+FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
+           "GIF": "image/gif", "MPO": "image/jpeg"}
+
+
+def parse_data_uri(uri: str, *, max_bytes: int, field: str = FIELD) -> tuple[bytes, str]:
+    """Return (bytes, media type) of a ``data:`` URI, refusing it before decoding when too big."""
+    header, sep, payload = uri.partition(",")
+    if not uri.startswith("data:") or not sep:
+        raise InvalidInputError(f"{field} is not a valid data URI (data:<type>;base64,<data>)",
+                                field=field)
+    params = header[5:].split(";")
+    media_type = params[0] or "text/plain"
+    is_base64 = "base64" in params[1:]
+    # base64 is 4 characters per 3 bytes: refuse early without decoding a huge string.
+    estimate = len(payload) * 3 // 4 if is_base64 else len(payload)
+    if estimate > max_bytes + 3:
+        raise TooLargeError(f"{field}: the image is larger than {max_bytes} bytes", field=field)
+    try:
+        data = (base64.b64decode(payload, validate=True) if is_base64
+                else unquote_to_bytes(payload))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError(f"{field}: the data URI's base64 is not valid",
+                                field=field) from exc
+    if len(data) > max_bytes:
+        raise TooLargeError(f"{field}: the image is larger than {max_bytes} bytes", field=field)
+    if not data:
+        raise InvalidInputError(f"{field}: the data URI is empty", field=field)
+    return data, media_type
+
+
+def _open(data: bytes, max_pixels: int, field: str) -> Any:
+    """Open an image lazily (header only) and refuse formats and sizes we do not take."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise TooLargeError(f"{field}: the image has more than {max_pixels} pixels",
+                            field=field) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise NotAnImageError(f"{field}: the bytes are not an image we can read "
+                              "(JPEG, PNG, WebP, BMP or GIF)", field=field) from exc
+    if image.format not in FORMATS:
+        raise NotAnImageError(f"{field}: {image.format} images are not supported; "
+                              "send JPEG, PNG, WebP, BMP or GIF", field=field)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise TooLargeError(f"{field}: the image has {width}x{height} pixels, more than "
+                            f"{max_pixels}", field=field)
+    if width < 1 or height < 1:
+        raise NotAnImageError(f"{field}: the image is empty", field=field)
+    return image
+
+
+def sniff_image(data: bytes, *, max_pixels: int, field: str = FIELD) -> tuple[str, int, int]:
+    """Return (content type, width, height) from the header, without decoding pixels."""
+    image = _open(data, max_pixels, field)
+    return FORMATS[image.format], image.size[0], image.size[1]
+
+
+def decode_image(data: bytes, *, max_pixels: int, field: str = FIELD) -> np.ndarray:
+    """Decode to an (H, W, 3) uint8 RGB array: EXIF orientation applied, alpha on white."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    image = _open(data, max_pixels, field)
+    try:
+        image.seek(0)  # GIF and other animations: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and
+                                                  "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(canvas, rgba)
+        rgb = image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise NotAnImageError(f"{field}: the image data is damaged or truncated",
+                              field=field) from exc
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def validate_image_url(url: str, settings: Settings, guard: Guard, storage: Any,
+                       field: str = FIELD) -> None:
+    """Refuse, at submit time, an image_url we would never load."""
+    if storage.key_from_url(url) is not None:
+        if storage.open(storage.key_from_url(url)) is None:
+            raise InvalidInputError(f"{field}: no such uploaded file", field=field)
+        return
+    if url.startswith("data:"):
+        data, _ = parse_data_uri(url, max_bytes=settings.max_upload_bytes, field=field)
+        sniff_image(data, max_pixels=settings.max_pixels, field=field)
+        return
+    if url.startswith(("http://", "https://")):
+        guard.check_url(url, field)
+        return
+    raise InvalidInputError(f"{field} must be an http(s) URL, a data URI or a URL from "
+                            "POST /v1/files", field=field)
+
+
+def load_image_bytes(url: str, settings: Settings, guard: Guard, storage: Any,
+                     field: str = FIELD) -> bytes:
+    """Return an input's bytes: our own file, a data URI, or a guarded, bounded download."""
+    key = storage.key_from_url(url)
+    if key is not None:
+        data = storage.read(key)
+        if data is None:
+            raise InvalidInputError(f"{field}: the uploaded file is gone", field=field)
+        return data
+    if url.startswith("data:"):
+        return parse_data_uri(url, max_bytes=settings.max_upload_bytes, field=field)[0]
+    validate_image_url(url, settings, guard, storage, field)
+    body, _ = fetch(url, guard, max_bytes=settings.max_download_bytes,
+                    timeout=settings.download_timeout, max_redirects=settings.max_redirects,
+                    field=field)
+    return body
