@@ -1,0 +1,104 @@
+"""Pose engines: numpy in, PoseResult out, and the DWPose-style picture. No service imports.
+
+``load_engine(name)`` picks and loads an engine (cached; backends imported lazily);
+``render(engine, image, options)`` resizes, runs, draws and returns a Rendering.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from app.engine.types import Engine, PoseResult
+
+__all__ = ["Engine", "PoseResult", "Rendering", "load_engine", "render", "OPTION_LIMITS"]
+
+OPTION_LIMITS = {"detect_resolution": (0, 2048), "image_resolution": (64, 4096)}
+DWPOSE_FILES = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
+
+_cache: dict[tuple[str, str], Engine] = {}
+_lock = threading.Lock()
+
+
+class Rendering(NamedTuple):
+    """What ``render`` returns: the picture, the OpenPose JSON and who made them."""
+
+    image: np.ndarray
+    keypoints: dict[str, Any]
+    engine: str
+    engine_version: str
+
+
+def has_dwpose_weights(model_dir: str | None) -> bool:
+    """Return True when both DWPose ONNX files are in ``model_dir``."""
+    return bool(model_dir) and all(os.path.isfile(os.path.join(model_dir, f))
+                                   for f in DWPOSE_FILES)
+
+
+def load_engine(name: str = "auto", model_dir: str | None = None) -> Engine:
+    """Return a loaded engine: ``auto`` takes dwpose when its weights are there, else mediapipe."""
+    if name == "auto":
+        name = "dwpose" if has_dwpose_weights(model_dir) else "mediapipe"
+    key = (name, model_dir or "")
+    with _lock:
+        if key not in _cache:
+            if name == "mediapipe":
+                from app.engine.mediapipe import MediaPipeEngine
+
+                _cache[key] = MediaPipeEngine()
+            elif name == "dwpose":
+                from app.engine.dwpose.pipeline import DWPoseEngine
+
+                if not has_dwpose_weights(model_dir):
+                    raise FileNotFoundError(
+                        f"DWPose weights {', '.join(DWPOSE_FILES)} not found in "
+                        f"{model_dir!r}: run 'flask models download' or set DWPOSE_MODEL_DIR")
+                _cache[key] = DWPoseEngine(model_dir)
+            else:
+                raise ValueError(f"unknown engine {name!r}")
+        return _cache[key]
+
+
+def _resize(image: np.ndarray, short_side: int) -> np.ndarray:
+    """Return the image scaled so its short side is ``short_side`` (cubic up, area down)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    k = short_side / min(height, width)
+    size = (max(1, round(width * k)), max(1, round(height * k)))
+    if size == (width, height):
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if k > 1 else cv2.INTER_AREA)
+
+
+def _scaled(person: PoseResult, sx: float, sy: float) -> PoseResult:
+    scale = np.array([sx, sy, 1.0])
+    return PoseResult(*(part * scale for part in person))
+
+
+def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Rendering:
+    """Detect at ``detect_resolution``, draw at ``image_resolution`` (default: input size)."""
+    height, width = image.shape[:2]
+    detect = options.get("detect_resolution")
+    detect = 512 if detect is None else int(detect)
+    seen = _resize(image, detect) if detect else image
+    people = engine(seen)
+    target = options.get("image_resolution")
+    if target:
+        k = int(target) / min(height, width)
+        out_w, out_h = max(1, round(width * k)), max(1, round(height * k))
+    else:
+        out_w, out_h = width, height
+    people = [_scaled(p, out_w / seen.shape[1], out_h / seen.shape[0]) for p in people]
+    parts = {name: options.get(name) is not False
+             for name in ("include_body", "include_hands", "include_face")}
+    from app.engine.draw import draw_pose
+    from app.engine.openpose_json import to_openpose
+
+    picture = draw_pose(people, out_h, out_w, **parts)
+    return Rendering(picture, to_openpose(people, out_w, out_h, **parts), engine.name,
+                     engine.version)

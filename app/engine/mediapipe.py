@@ -1,0 +1,77 @@
+"""MediaPipe Holistic (its models ship in the wheel) mapped onto the DWPose layout."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from app.engine.layout import (
+    MP_FACE_TO_68,
+    MP_POSE_TO_BODY,
+    MP_POSE_TO_FEET,
+    MP_SHOULDERS,
+    THRESHOLD,
+)
+from app.engine.types import PoseResult, empty_part
+
+
+def _landmarks(found: Any, width: int, height: int, with_visibility: bool) -> np.ndarray:
+    """Return (N, 3) pixel points; points off the image get score 0."""
+    points = np.array([(lm.x * width, lm.y * height,
+                        lm.visibility if with_visibility else 1.0) for lm in found.landmark],
+                      dtype=np.float64)
+    outside = ((points[:, 0] < 0) | (points[:, 0] >= width) |
+               (points[:, 1] < 0) | (points[:, 1] >= height))
+    points[outside, 2] = 0.0
+    return points
+
+
+def map_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map (33, 3) MediaPipe pose points to OpenPose body (18, 3) and feet (6, 3)."""
+    body = empty_part(18)
+    for index, source in enumerate(MP_POSE_TO_BODY):
+        if source is not None:
+            body[index] = pose[source]
+    left, right = pose[MP_SHOULDERS[0]], pose[MP_SHOULDERS[1]]
+    # As DWPose: the neck is the shoulders' midpoint, certain only when both shoulders are.
+    body[1, :2] = (left[:2] + right[:2]) / 2
+    body[1, 2] = float(left[2] > THRESHOLD and right[2] > THRESHOLD)
+    return body, pose[MP_POSE_TO_FEET].copy()
+
+
+class MediaPipeEngine:
+    """Holistic in static-image mode, complexity 1 (the only pose model the wheel ships)."""
+
+    name = "mediapipe"
+
+    def __init__(self) -> None:
+        import mediapipe
+
+        self.version = f"holistic-{mediapipe.__version__}"
+        self._holistic = mediapipe.solutions.holistic.Holistic(
+            static_image_mode=True, model_complexity=1, refine_face_landmarks=False,
+            enable_segmentation=False)
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray) -> list[PoseResult]:
+        """Return the most prominent person found in an (H, W, 3) RGB image (or nobody)."""
+        height, width = image.shape[:2]
+        with self._lock:  # one graph, one caller at a time
+            found = self._holistic.process(np.ascontiguousarray(image))
+        if found.pose_landmarks is None:
+            return []
+        body, feet = map_pose(_landmarks(found.pose_landmarks, width, height, True))
+        hands = []
+        for part in (found.left_hand_landmarks, found.right_hand_landmarks):
+            hands.append(_landmarks(part, width, height, False) if part else empty_part(21))
+        face = empty_part(68)
+        if found.face_landmarks is not None:
+            face = _landmarks(found.face_landmarks, width, height, False)[MP_FACE_TO_68]
+        return [PoseResult(body=body, left_hand=hands[0], right_hand=hands[1], face=face,
+                           feet=feet)]
+
+    def close(self) -> None:
+        """Release the MediaPipe graph."""
+        self._holistic.close()
