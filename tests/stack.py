@@ -55,7 +55,8 @@ class Stack:
     def start_web(self) -> None:
         """Start gunicorn on the stack's port and wait until it answers."""
         self._start("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
-                            "--workers", "2", "--threads", "4", "--timeout", "90", "wsgi:app"])
+                            "--workers", "2", "--threads", "4", "--timeout", "90",
+                            "--keep-alive", "10", "wsgi:app"])
         deadline = time.time() + 30
         while True:
             try:

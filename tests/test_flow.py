@@ -184,7 +184,7 @@ def test_a_worker_killed_mid_job_does_not_lose_the_request(client, stack):
         while time.time() < deadline:
             # The cron process runs the sweeper every 30 s; here we ask for a pass now.
             queues.enqueue(rq, queues.MAINTENANCE, queues.JOB_SWEEP)
-            time.sleep(2)
+            time.sleep(1)
             record = client.get(f"/v1/requests/{request_id}").json()
             if record["status"] in ("COMPLETED", "FAILED"):
                 break
