@@ -85,7 +85,10 @@ class Guard:
 
     def resolve(self, url: str | httpx.URL, field: str = "url") -> tuple[httpx.URL, str]:
         """Check a URL and return it with its host replaced by the checked IP, and the name."""
-        parsed = httpx.URL(str(url)) if not isinstance(url, httpx.URL) else url
+        try:
+            parsed = httpx.URL(str(url)) if not isinstance(url, httpx.URL) else url
+        except httpx.InvalidURL as exc:
+            raise BlockedURLError(f"{field} is not a valid URL", field=field) from exc
         schemes = ("https",) if self.https_only else ("http", "https")
         if parsed.scheme not in schemes:
             raise BlockedURLError(f"{field} must use {' or '.join(schemes)}", field=field)

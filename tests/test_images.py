@@ -1,0 +1,124 @@
+"""Input images: formats, orientation, transparency, damaged bytes, bombs, data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.errors import InvalidInputError, NotAnImageError, TooLargeError
+from app.images import decode_image, parse_data_uri, sniff_image
+
+LIMIT = 40_000_000
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    """Return an image's bytes in ``fmt``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_the_sample_photo_decodes_to_rgb(sample_bytes):
+    array = decode_image(sample_bytes, max_pixels=LIMIT)
+    assert array.shape == (259, 194, 3) and array.dtype == np.uint8
+    assert sniff_image(sample_bytes, max_pixels=LIMIT) == ("image/jpeg", 194, 259)
+
+
+@pytest.mark.parametrize("fmt, mime", [("PNG", "image/png"), ("WEBP", "image/webp"),
+                                       ("BMP", "image/bmp"), ("GIF", "image/gif")])
+def test_each_supported_format(fmt, mime):
+    data = encode(Image.new("RGB", (30, 20), (200, 10, 10)), fmt)
+    assert sniff_image(data, max_pixels=LIMIT) == (mime, 30, 20)
+    assert decode_image(data, max_pixels=LIMIT).shape == (20, 30, 3)
+
+
+def test_exif_orientation_is_applied():
+    image = Image.new("RGB", (40, 10), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = encode(image, "JPEG", exif=exif.tobytes())
+    assert decode_image(data, max_pixels=LIMIT).shape == (40, 10, 3)
+
+
+def test_gif_takes_the_first_frame():
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    pixel = decode_image(data, max_pixels=LIMIT)[4, 4]
+    assert pixel[0] > 200 and pixel[1] < 50
+
+
+def test_transparent_pixels_go_on_white():
+    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    image.putpixel((0, 0), (255, 0, 0, 255))
+    array = decode_image(encode(image, "PNG"), max_pixels=LIMIT)
+    assert tuple(array[3, 3]) == (255, 255, 255) and tuple(array[0, 0]) == (255, 0, 0)
+
+
+def test_grayscale_becomes_rgb():
+    array = decode_image(encode(Image.new("L", (5, 5), 77), "PNG"), max_pixels=LIMIT)
+    assert array.shape == (5, 5, 3) and tuple(array[0, 0]) == (77, 77, 77)
+
+
+@pytest.mark.parametrize("data", [b"", b"hello world", b"\x89PNG\r\n\x1a\n garbage",
+                                  b"GIF89a" + b"\x00" * 3, b"%PDF-1.4 not an image"])
+def test_bytes_that_are_not_an_image(data):
+    with pytest.raises(NotAnImageError, match="image_url"):
+        decode_image(data, max_pixels=LIMIT)
+
+
+def test_a_truncated_jpeg_is_refused(sample_bytes):
+    with pytest.raises(NotAnImageError):
+        decode_image(sample_bytes[: len(sample_bytes) // 3], max_pixels=LIMIT)
+
+
+def test_unsupported_formats_are_refused():
+    data = encode(Image.new("RGB", (4, 4)), "TIFF")
+    with pytest.raises(NotAnImageError, match="TIFF"):
+        sniff_image(data, max_pixels=LIMIT)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that claims a huge size: the classic decompression bomb's header."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + kind + payload +
+                struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_refused_before_decoding():
+    bomb = _png_header_only(50_000, 50_000)
+    assert len(bomb) < 200
+    with pytest.raises(TooLargeError, match="pixels"):
+        sniff_image(bomb, max_pixels=LIMIT)
+    with pytest.raises(TooLargeError):
+        decode_image(bomb, max_pixels=LIMIT)
+
+
+def test_the_pixel_limit_is_a_setting():
+    data = encode(Image.new("RGB", (100, 100)), "PNG")
+    with pytest.raises(TooLargeError):
+        sniff_image(data, max_pixels=9_999)
+    assert sniff_image(data, max_pixels=10_000)[1:] == (100, 100)
+
+
+def test_data_uris():
+    payload = encode(Image.new("RGB", (3, 3)), "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(payload).decode()
+    assert parse_data_uri(uri, max_bytes=1000) == (payload, "image/png")
+    with pytest.raises(TooLargeError):
+        parse_data_uri(uri, max_bytes=10)
+    with pytest.raises(InvalidInputError, match="base64"):
+        parse_data_uri("data:image/png;base64,@@@@", max_bytes=1000)
+    with pytest.raises(InvalidInputError, match="data URI"):
+        parse_data_uri("data:image/png;base64", max_bytes=1000)
+    with pytest.raises(InvalidInputError, match="empty"):
+        parse_data_uri("data:image/png;base64,", max_bytes=1000)

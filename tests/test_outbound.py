@@ -1,0 +1,205 @@
+"""The SSRF guard: every blocked range refused, checks at connect time, bounded downloads."""
+
+from __future__ import annotations
+
+import http.server
+import ipaddress
+import threading
+import time
+
+import pytest
+
+from app.config import load_settings
+from app.errors import BlockedURLError, FetchError, TooLargeError
+from app.outbound import Guard, client, fetch, is_blocked_address
+
+BLOCKED = [
+    "0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255", "100.64.0.1", "100.127.255.254",
+    "100.100.100.200", "127.0.0.1", "127.1.2.3", "169.254.0.1", "169.254.169.254",
+    "172.16.0.1", "172.31.255.255", "192.0.0.1", "192.0.0.192", "192.0.2.10", "192.88.99.1",
+    "192.168.0.1", "192.168.255.255", "198.18.0.1", "198.19.255.255", "198.51.100.7",
+    "203.0.113.9", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255",
+    "::", "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
+    "::127.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1",
+    "2002:7f00:1::", "2002:c0a8:101::1", "2001::1", "2001:db8::1", "fc00::1", "fd00:ec2::254",
+    "fe80::1", "fec0::1", "ff02::1", "100::1",
+]
+PUBLIC = ["93.184.215.14", "1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "2a00:1450:4001::200e",
+          "::ffff:8.8.8.8", "64:ff9b::808:808"]
+
+
+@pytest.mark.parametrize("address", BLOCKED)
+def test_blocked_addresses(address):
+    assert is_blocked_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_pass(address):
+    assert not is_blocked_address(ipaddress.ip_address(address))
+
+
+def _literal(address: str) -> str:
+    return f"http://[{address}]/x" if ":" in address else f"http://{address}/x"
+
+
+@pytest.mark.parametrize("url", [_literal(a) for a in BLOCKED[:12]] + [
+    "http://localhost/x", "http://localhost.:8080/x", "http://LOCALHOST/x",
+    "http://2130706433/x", "http://0x7f000001/x", "http://0177.0.0.1/x", "http://127.1/x",
+    "http://[::ffff:7f00:1]/x", "ftp://example.com/x", "file:///etc/passwd", "gopher://x/",
+    "http://user:pass@93.184.215.14/x", "http:///x",
+])
+def test_check_url_refuses(url):
+    with pytest.raises(BlockedURLError):
+        Guard().check_url(url)
+
+
+def test_https_only_refuses_plain_http():
+    with pytest.raises(BlockedURLError, match="https"):
+        Guard(https_only=True).check_url("http://93.184.215.14/x")
+    Guard(https_only=True).check_url("https://93.184.215.14/x")
+
+
+def test_allow_lists_and_the_development_switch():
+    loopback = load_settings({"allowed_cidrs": ["127.0.0.0/8"]}, environ={})
+    Guard.from_settings(loopback).check_url("http://127.0.0.1/x")
+    with pytest.raises(BlockedURLError):
+        Guard.from_settings(loopback).check_url("http://10.0.0.1/x")
+    Guard.from_settings(load_settings({"allowed_hosts": ["localhost"]}, environ={})).check_url(
+        "http://localhost/x")
+    Guard.from_settings(load_settings({"allow_private_urls": True}, environ={})).check_url(
+        "http://10.0.0.1/x")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict = {}
+
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        status, headers, body, delay = self.routes.get(self.path, (404, {}, b"", 0))
+        time.sleep(delay)
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        if "Content-Length" not in headers and body is not None:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    """A real HTTP server on 127.0.0.1 with per-test routes."""
+    handler = type("H", (_Handler,), {"routes": {}})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
+    yield srv
+    srv.shutdown()
+
+
+LOOPBACK = Guard(allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),))
+
+
+def test_the_client_refuses_loopback_at_connect_time(server):
+    server.RequestHandlerClass.routes["/ok"] = (200, {}, b"hello", 0)
+    with client(Guard()) as session, pytest.raises(BlockedURLError):
+        session.get(server.base + "/ok")
+    with client(LOOPBACK) as session:
+        assert session.get(server.base + "/ok").text == "hello"
+
+
+def test_a_name_that_resolves_to_loopback_is_refused_when_connecting(server):
+    server.RequestHandlerClass.routes["/ok"] = (200, {}, b"hello", 0)
+    url = server.base.replace("127.0.0.1", "localhost") + "/ok"
+    with client(Guard()) as session, pytest.raises(BlockedURLError):
+        session.get(url)
+
+
+def test_the_client_never_follows_redirects(server):
+    server.RequestHandlerClass.routes["/r"] = (302, {"Location": "/ok"}, b"", 0)
+    with client(LOOPBACK) as session:
+        assert session.get(server.base + "/r").status_code == 302
+
+
+def test_fetch_follows_checked_redirects(server):
+    routes = server.RequestHandlerClass.routes
+    routes["/a"] = (302, {"Location": "/b"}, b"", 0)
+    routes["/b"] = (200, {"Content-Type": "image/png"}, b"png!", 0)
+    assert fetch(server.base + "/a", LOOPBACK, max_bytes=100, timeout=5, max_redirects=3) == (
+        b"png!", "image/png")
+
+
+def test_a_redirect_to_a_private_address_is_refused(server):
+    server.RequestHandlerClass.routes["/a"] = (302, {"Location": "http://10.0.0.1/x"}, b"", 0)
+    with pytest.raises(BlockedURLError, match="input.image_url"):
+        fetch(server.base + "/a", LOOPBACK, max_bytes=100, timeout=5, max_redirects=3)
+
+
+def test_too_many_redirects_fail(server):
+    server.RequestHandlerClass.routes["/loop"] = (302, {"Location": "/loop"}, b"", 0)
+    with pytest.raises(FetchError, match="redirects"):
+        fetch(server.base + "/loop", LOOPBACK, max_bytes=100, timeout=5, max_redirects=3)
+
+
+def test_bodies_over_the_limit_are_refused_with_or_without_a_length(server):
+    routes = server.RequestHandlerClass.routes
+    routes["/declared"] = (200, {}, b"x" * 2000, 0)
+    with pytest.raises(TooLargeError):
+        fetch(server.base + "/declared", LOOPBACK, max_bytes=1000, timeout=5, max_redirects=0)
+
+
+def test_a_stream_past_the_limit_is_cut_off(server):
+    class Streaming(_Handler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(100):
+                self.wfile.write(b"y" * 1000)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Streaming)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(TooLargeError):
+            fetch(f"http://127.0.0.1:{srv.server_address[1]}/", LOOPBACK, max_bytes=5000,
+                  timeout=5, max_redirects=0)
+    finally:
+        srv.shutdown()
+
+
+def test_error_statuses_and_slow_servers_fail_with_a_reason(server):
+    routes = server.RequestHandlerClass.routes
+    routes["/gone"] = (404, {}, b"", 0)
+    routes["/slow"] = (200, {}, b"late", 3)
+    with pytest.raises(FetchError, match="404"):
+        fetch(server.base + "/gone", LOOPBACK, max_bytes=100, timeout=5, max_redirects=0)
+    with pytest.raises(FetchError, match="timed out"):
+        fetch(server.base + "/slow", LOOPBACK, max_bytes=100, timeout=0.5, max_redirects=0)
+
+
+def test_unresolvable_hosts_are_refused():
+    with pytest.raises(BlockedURLError, match="resolve"):
+        Guard().check_url("http://no-such-host.invalid/x")
+
+
+def test_requests_carry_our_user_agent(server):
+    seen = {}
+
+    class Echo(_Handler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            seen["ua"] = self.headers["User-Agent"]
+            seen["host"] = self.headers["Host"]
+            self.send_response(204)
+            self.end_headers()
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        with client(Guard(allowed_hosts=("localhost",))) as session:
+            session.get(f"http://localhost:{port}/")
+        assert seen["ua"].startswith("posehook/") and seen["host"] == f"localhost:{port}"
+    finally:
+        srv.shutdown()
