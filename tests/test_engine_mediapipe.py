@@ -1,0 +1,63 @@
+"""The mediapipe engine on the sample photo: her body points fall on her."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.engine import load_engine, render
+from app.images import decode_image
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The mediapipe engine, loaded once."""
+    return load_engine("mediapipe")
+
+
+@pytest.fixture
+def photo(sample_bytes):
+    """The sample photo as RGB."""
+    return decode_image(sample_bytes, max_pixels=40_000_000)
+
+
+def test_body_points_are_ordered_top_to_bottom_and_on_her(engine, photo):
+    people = engine(photo)
+    assert len(people) == 1
+    body = people[0].body
+    nose, neck, r_hip, l_hip, r_ankle = body[0], body[1], body[8], body[11], body[10]
+    assert min(nose[2], neck[2], r_hip[2], l_hip[2], r_ankle[2]) > 0.3
+    assert nose[1] < neck[1] < r_hip[1] < r_ankle[1]
+    # Her silhouette spans roughly x 50..160, y 10..245 in the 194x259 photo.
+    for x, y, _ in body[body[:, 2] > 0.3]:
+        assert 40 < x < 170 and 5 < y < 250
+    assert (people[0].face[:, 2] > 0).sum() == 68
+
+
+def test_render_defaults_to_the_input_size_and_honours_image_resolution(engine, photo):
+    same = render(engine, photo, {})
+    assert same.image.shape == photo.shape
+    bigger = render(engine, photo, {"image_resolution": 388, "return_keypoints": True})
+    assert bigger.image.shape == (518, 388, 3)
+    assert bigger.keypoints["canvas_width"] == 388
+    small_nose = np.array(same.keypoints["people"][0]["pose_keypoints_2d"][:2])
+    big_nose = np.array(bigger.keypoints["people"][0]["pose_keypoints_2d"][:2])
+    assert np.allclose(big_nose, small_nose * 2, atol=1.0)
+
+
+def test_parts_can_be_left_out(engine, photo):
+    no_face = render(engine, photo, {"include_face": False})
+    full = render(engine, photo, {})
+    assert (full.image == 255).all(axis=2).sum() > (no_face.image == 255).all(axis=2).sum()
+    assert no_face.keypoints["people"][0]["face_keypoints_2d"] == []
+
+
+def test_an_empty_picture_gives_a_black_image_not_an_error(engine):
+    blank = np.full((240, 320, 3), 128, dtype=np.uint8)
+    result = render(engine, blank, {})
+    assert result.image.shape == (240, 320, 3) and result.image.max() == 0
+    assert result.keypoints["people"] == []
+
+
+def test_auto_picks_mediapipe_without_weights(tmp_path):
+    assert load_engine("auto", str(tmp_path)).name == "mediapipe"
