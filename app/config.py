@@ -77,6 +77,9 @@ class Settings:
     delivery_timeout: float = 15.0
     delivery_disable_after: int = 5 * 24 * 3600
     secret_grace: int = 24 * 3600
+    # 429/502/503/504 and timeouts wait at least this long before the next attempt.
+    delivery_overload_delay: float = 60.0
+    delivery_jitter: float = 0.2
 
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -1,22 +1,103 @@
-"""Events about requests and their fan-out to subscribers (outbound webhooks).
+"""Events about requests and their fan-out: one delivery record per (event, endpoint).
 
-``emit`` is called by jobs after a state change. Deliveries to subscriptions and
-per-request webhook URLs are built on this seam (see the subscriptions work).
+Delivery records are written before any job is enqueued, so a crash between the two
+leaves a due delivery that the sweeper sends; nothing is lost.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import secrets
+import time
+from typing import Any
 
+from app import queues
+from app.models import Request
 from app.services import Services
+from app.store import deliveries, subscriptions
+from app.store import requests as store
+from app.store.keys import key_for_request
 
-log = logging.getLogger(__name__)
+EVENT_TYPES = subscriptions.EVENT_TYPES
+TERMINAL_EVENTS = ("request.completed", "request.failed", "request.cancelled")
 
-EVENT_TYPES = ("request.queued", "request.started", "request.completed", "request.failed",
-               "request.cancelled")
+
+def request_data(record: Request, sequence: int) -> dict[str, Any]:
+    """Return the ``data`` of a request event."""
+    data: dict[str, Any] = {"request_id": record.id, "status": record.status.value,
+                            "sequence": sequence}
+    if record.output is not None:
+        data["output"] = record.output
+    if record.error is not None:
+        data["error"] = record.error
+    return data
+
+
+def envelope(event_type: str, data: dict[str, Any]) -> str:
+    """Return the exact JSON body sent: {type, timestamp, data}."""
+    return json.dumps({"type": event_type, "timestamp": store.iso(time.time()), "data": data},
+                      separators=(",", ":"))
+
+
+def fal_body(record: Request) -> str:
+    """Return a fal-format callback body for a finished request."""
+    body: dict[str, Any] = {"request_id": record.id, "gateway_request_id": record.id}
+    if record.output is not None:
+        body.update(status="OK", payload=record.output)
+    else:
+        message = (record.error or {}).get("message", "request cancelled")
+        body.update(status="ERROR", error=message,
+                    payload={"detail": [{"msg": message, "type": "request_error"}]})
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _delivery(event_id: str, event_type: str, kind: str, url: str, key_id: str, body: str,
+              subscription_id: str = "", request_id: str = "") -> deliveries.Delivery:
+    return deliveries.Delivery(id=deliveries.new_id(), event_id=event_id, event_type=event_type,
+                               kind=kind, url=url, key_id=key_id, body=body,
+                               created_at=time.time(), subscription_id=subscription_id,
+                               request_id=request_id)
+
+
+def dispatch(services: Services, found: list[deliveries.Delivery]) -> list[str]:
+    """Write every delivery, then enqueue one job each; return their ids."""
+    for delivery in found:
+        deliveries.create(services.redis, delivery)
+    for delivery in found:
+        queues.enqueue(services.rq, queues.DELIVERY, queues.JOB_DELIVER, delivery.id,
+                       job_id=f"deliver-{delivery.id}-0", timeout=60)
+    return [d.id for d in found]
 
 
 def emit(services: Services, request_id: str, event_type: str) -> list[str]:
-    """Record that ``event_type`` happened to a request; return the delivery ids created."""
-    log.info("event %s for request %s", event_type, request_id)
-    return []
+    """Fan an event about a request out to its key's subscriptions and its own webhooks."""
+    r = services.redis
+    record = store.get(r, request_id)
+    if record is None:
+        return []
+    sequence = r.hincrby(key_for_request(request_id), "event_seq", 1)
+    event_id = "msg_" + secrets.token_hex(12)
+    body = envelope(event_type, request_data(record, sequence))
+    found = [_delivery(event_id, event_type, "subscription", sub.url, record.key_id, body,
+                       subscription_id=sub.id, request_id=record.id)
+             for sub in subscriptions.list_for_key(r, record.key_id)
+             if sub.enabled and sub.wants(event_type)]
+    if record.webhook_url:
+        raw = r.hget(key_for_request(request_id), "webhook_events")
+        wanted = json.loads(raw) if raw else None
+        if event_type in (wanted or TERMINAL_EVENTS):
+            found.append(_delivery(event_id, event_type, "request", record.webhook_url,
+                                   record.key_id, body, request_id=record.id))
+    if record.fal_webhook and event_type in TERMINAL_EVENTS:
+        found.append(_delivery(event_id, event_type, "fal", record.fal_webhook, record.key_id,
+                               fal_body(record), request_id=record.id))
+    return dispatch(services, found)
+
+
+def emit_to_subscription(services: Services, sub: subscriptions.Subscription, event_type: str,
+                         data: dict[str, Any]) -> str:
+    """Send one event to one subscription (test.ping, endpoint.disabled); return the delivery id."""
+    event_id = "msg_" + secrets.token_hex(12)
+    delivery = _delivery(event_id, event_type, "subscription", sub.url, sub.key_id,
+                         envelope(event_type, data), subscription_id=sub.id)
+    return dispatch(services, [delivery])[0]

@@ -55,6 +55,11 @@ def accept(
 ) -> tuple[Request, bool]:
     """Store a new request and enqueue its submission; return (request, created)."""
     settings = services.settings
+    from app.outbound import Guard
+
+    for field, url in (("webhook_url", webhook_url), ("fal_webhook", fal_webhook)):
+        if url:
+            Guard.from_settings(settings).check_url(url, field)
     hashed = body_hash({"input": input, "webhook_url": webhook_url, **(extra or {})})
     input = prepare_input(services, input)
     request, created = store.create(

@@ -81,3 +81,46 @@ def load(schema: Schema, data: object) -> dict:
 
 __all__ = ["RequestCreateSchema", "ListQuerySchema", "FalInputSchema", "compact", "load",
            "validates_schema"]
+
+
+def _event_filter(value: str) -> None:
+    """Accept known event types and the ``*`` / ``request.*`` wildcards."""
+    from app.store.subscriptions import EVENT_TYPES
+
+    if value not in (*EVENT_TYPES, "*", "request.*"):
+        raise ValidationError(f"unknown event type {value!r}; use one of "
+                              + ", ".join((*EVENT_TYPES, "request.*", "*")))
+
+
+class SubscriptionCreateSchema(Schema):
+    """Body of ``POST /v1/subscriptions``."""
+
+    class Meta:
+        unknown = RAISE
+
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    events = fields.List(fields.String(validate=_event_filter), required=True,
+                         validate=validate.Length(min=1, max=20))
+    description = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class SubscriptionUpdateSchema(Schema):
+    """Body of ``PATCH /v1/subscriptions/{id}``."""
+
+    class Meta:
+        unknown = RAISE
+
+    url = fields.Url(schemes={"http", "https"}, require_tld=False)
+    events = fields.List(fields.String(validate=_event_filter),
+                         validate=validate.Length(min=1, max=20))
+    enabled = fields.Boolean()
+    description = fields.String(validate=validate.Length(max=500))
+
+
+class RecoverSchema(Schema):
+    """Body of ``POST /v1/subscriptions/{id}/recover``."""
+
+    class Meta:
+        unknown = RAISE
+
+    since = fields.AwareDateTime(required=True, default_timezone=None)

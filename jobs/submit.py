@@ -33,4 +33,7 @@ def submit(request_id: str) -> str:
         announce(request_id, "request.failed")
         return "failed"
     store.add_log(svc.redis, request_id, f"submitted to the {provider.name} provider")
+    from app import events
+
+    events.emit(svc, request_id, "request.queued")
     return ref

@@ -2,7 +2,8 @@
 
 - a running request whose worker died (lease expired): retried, or FAILED with the reason;
 - a queued request whose job vanished: its submit or inference job enqueued again;
-- a stored callback never settled: its settle job enqueued again.
+- a stored callback never settled: its settle job enqueued again;
+- a delivery overdue (job lost, worker killed mid-attempt): enqueued again.
 """
 
 from __future__ import annotations
@@ -87,5 +88,8 @@ def sweep() -> dict[str, int]:
     """Run every healing pass once; return what each did."""
     svc = current()
     now = time.time()
+    from jobs.deliver import sweep_deliveries
+
     return {"lost_workers": recover_lost_workers(svc, now),
-            "stale_queued": requeue_stale(svc, now), "resettled": resettle(svc, now)}
+            "stale_queued": requeue_stale(svc, now), "resettled": resettle(svc, now),
+            "deliveries": sweep_deliveries(svc, now)}

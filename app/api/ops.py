@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, send_file
 from app import queues
 from app.api import services
 from app.signing.keys import jwks
+from app.store import deliveries
 from app.store.keys import key_for_leases, key_for_queue, key_for_worker_heartbeat
 
 bp = Blueprint("ops", __name__)
@@ -42,7 +43,11 @@ def readyz():
         info = svc.redis.hgetall(key)
         if info:
             workers.append(info)
+    pending = {"count": deliveries.pending_count(svc.redis),
+               "oldest_age_seconds": round(deliveries.oldest_pending_age(svc.redis, time.time()),
+                                           3)}
     return jsonify({"status": "ok", "redis": "up", "queues": _queue_depths(),
+                    "deliveries_pending": pending,
                     "inference_workers": workers,
                     "engine": workers[0].get("engine") if workers else None})
 
@@ -58,6 +63,11 @@ def metrics():
               f"posehook_requests_queued {svc.redis.zcard(key_for_queue())}",
               "# TYPE posehook_requests_running gauge",
               f"posehook_requests_running {svc.redis.zcard(key_for_leases())}",
+              "# TYPE posehook_deliveries_pending gauge",
+              f"posehook_deliveries_pending {deliveries.pending_count(svc.redis)}",
+              "# TYPE posehook_delivery_oldest_pending_seconds gauge",
+              "posehook_delivery_oldest_pending_seconds "
+              f"{deliveries.oldest_pending_age(svc.redis, time.time()):.3f}",
               "# TYPE posehook_scrape_time_seconds gauge",
               f"posehook_scrape_time_seconds {time.time():.3f}"]
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

@@ -93,3 +93,28 @@ def key_for_metric(name: str) -> str:
 def key_for_worker_heartbeat(worker: str) -> str:
     """Hash: an inference worker's engine and last beat (expires when it stops beating)."""
     return f"{PREFIX}:inference-worker:{worker}"
+
+
+def key_for_key_secret(key_id: str) -> str:
+    """String: the webhook secret of an API key (per-request webhooks)."""
+    return f"{PREFIX}:key-webhook-secret:{key_id}"
+
+
+def key_for_deliveries_of(subscription_id: str) -> str:
+    """Sorted set of a subscription's deliveries by creation time."""
+    return f"{PREFIX}:deliveries:by-subscription:{subscription_id}"
+
+
+def key_for_deliveries_due() -> str:
+    """Sorted set: pending delivery id → when it must next be attempted (or its lease ends)."""
+    return f"{PREFIX}:deliveries:due"
+
+
+def key_for_deliveries_pending() -> str:
+    """Sorted set: pending delivery id → creation time (oldest pending age)."""
+    return f"{PREFIX}:deliveries:pending"
+
+
+def key_for_delivery_lock(delivery_id: str) -> str:
+    """String held while one attempt of a delivery is under way."""
+    return f"{PREFIX}:delivery-lock:{delivery_id}"

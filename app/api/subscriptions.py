@@ -1,0 +1,167 @@
+"""Subscriptions, their deliveries and replays, and the per-key webhook secret."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, g, jsonify, request
+
+from app import events, queues
+from app.api import services
+from app.api.auth import require_api_key
+from app.errors import InvalidInputError, NotFoundError
+from app.outbound import Guard
+from app.schemas import RecoverSchema, SubscriptionCreateSchema, SubscriptionUpdateSchema, load
+from app.store import deliveries, subscriptions
+
+bp = Blueprint("subscriptions", __name__, url_prefix="/v1")
+
+RECOVER_WINDOW = 14 * 86400
+
+
+def _check_url(url: str) -> None:
+    Guard.from_settings(services().settings).check_url(url, "url")
+
+
+def _with_secret(sub: subscriptions.Subscription) -> dict:
+    return {**sub.public(), "secret": sub.secrets[0]["secret"]}
+
+
+@bp.post("/subscriptions")
+@require_api_key
+def create():
+    """Register a callback URL; the answer shows its secret (this once)."""
+    data = load(SubscriptionCreateSchema(), request.get_json(silent=True))
+    _check_url(data["url"])
+    sub = subscriptions.create(services().redis, g.api_key.id, data["url"], data["events"],
+                               data["description"])
+    response = jsonify(_with_secret(sub))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/subscriptions")
+@require_api_key
+def list_subscriptions():
+    """List the caller's subscriptions."""
+    found = subscriptions.list_for_key(services().redis, g.api_key.id)
+    return jsonify({"subscriptions": [s.public() for s in found]})
+
+
+@bp.get("/subscriptions/<subscription_id>")
+@require_api_key
+def get_subscription(subscription_id: str):
+    """Show one subscription (without its secret)."""
+    return jsonify(subscriptions.get_for_key(services().redis, subscription_id,
+                                             g.api_key.id).public())
+
+
+@bp.patch("/subscriptions/<subscription_id>")
+@require_api_key
+def update(subscription_id: str):
+    """Change url, events, description or enabled."""
+    r = services().redis
+    sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
+    data = load(SubscriptionUpdateSchema(), request.get_json(silent=True))
+    if "url" in data:
+        _check_url(data["url"])
+    if data.get("enabled"):
+        data.update(failing_since=None, disabled_reason="")
+    return jsonify(subscriptions.update(r, sub, **data).public())
+
+
+@bp.delete("/subscriptions/<subscription_id>")
+@require_api_key
+def delete(subscription_id: str):
+    """Remove a subscription."""
+    r = services().redis
+    subscriptions.delete(r, subscriptions.get_for_key(r, subscription_id, g.api_key.id))
+    return "", 204
+
+
+@bp.post("/subscriptions/<subscription_id>/rotate-secret")
+@require_api_key
+def rotate(subscription_id: str):
+    """Make a new secret; the old one keeps signing beside it for the grace period."""
+    r = services().redis
+    sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
+    sub = subscriptions.rotate_secret(r, sub, services().settings.secret_grace)
+    return jsonify(_with_secret(sub))
+
+
+@bp.post("/subscriptions/<subscription_id>/test")
+@require_api_key
+def ping(subscription_id: str):
+    """Send a ``test.ping`` event to the subscription."""
+    sub = subscriptions.get_for_key(services().redis, subscription_id, g.api_key.id)
+    delivery_id = events.emit_to_subscription(services(), sub, "test.ping",
+                                              {"subscription_id": sub.id})
+    return jsonify({"delivery_id": delivery_id}), 202
+
+
+@bp.get("/subscriptions/<subscription_id>/deliveries")
+@require_api_key
+def list_deliveries(subscription_id: str):
+    """The delivery log of a subscription, newest first, with every attempt."""
+    r = services().redis
+    sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 200:
+        raise InvalidInputError("limit must be between 1 and 200", field="limit")
+    found = deliveries.list_for_subscription(r, sub.id, limit=int(limit))
+    return jsonify({"deliveries": [d.public() for d in found]})
+
+
+def _own_delivery(delivery_id: str) -> deliveries.Delivery:
+    found = deliveries.get(services().redis, delivery_id)
+    if found is None or found.key_id != g.api_key.id:
+        raise NotFoundError(f"No delivery {delivery_id!r}")
+    return found
+
+
+@bp.get("/deliveries/<delivery_id>")
+@require_api_key
+def get_delivery(delivery_id: str):
+    """One delivery and its attempts."""
+    return jsonify(_own_delivery(delivery_id).public())
+
+
+def redeliver_one(delivery: deliveries.Delivery) -> None:
+    """Send a delivery again now, with the same webhook-id."""
+    svc = services()
+    delivery.status, delivery.next_attempt_at = deliveries.PENDING, time.time()
+    deliveries.save(svc.redis, delivery)
+    queues.enqueue(svc.rq, queues.DELIVERY, queues.JOB_DELIVER, delivery.id,
+                   job_id=f"deliver-{delivery.id}-manual-{time.time_ns()}", timeout=60)
+
+
+@bp.post("/deliveries/<delivery_id>/redeliver")
+@require_api_key
+def redeliver(delivery_id: str):
+    """Send one delivery again (same webhook-id)."""
+    delivery = _own_delivery(delivery_id)
+    redeliver_one(delivery)
+    return jsonify(delivery.public()), 202
+
+
+@bp.post("/subscriptions/<subscription_id>/recover")
+@require_api_key
+def recover(subscription_id: str):
+    """Send again every failed delivery since a time (at most 14 days back)."""
+    r = services().redis
+    sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
+    since = load(RecoverSchema(), request.get_json(silent=True))["since"].timestamp()
+    if since < time.time() - RECOVER_WINDOW:
+        raise InvalidInputError("since must be within the last 14 days", field="since")
+    failed = [d for d in deliveries.list_for_subscription(r, sub.id, limit=10_000, since=since)
+              if d.status == deliveries.FAILED]
+    for delivery in failed:
+        redeliver_one(delivery)
+    return jsonify({"redelivered": [d.id for d in failed]}), 202
+
+
+@bp.get("/webhook-secret")
+@require_api_key
+def webhook_secret():
+    """The secret that signs this key's per-request webhooks (webhook_url)."""
+    return jsonify({"secret": subscriptions.key_secret(services().redis, g.api_key.id)})

@@ -1,0 +1,69 @@
+"""Standard Webhooks signatures: ``v1`` HMAC-SHA256 per live secret, ``v1a`` ED25519 beside.
+
+Signed content is ``"{id}.{timestamp}.{body}"``; secrets are ``whsec_`` + base64 of 32
+random bytes. Pure functions: bytes and strings in, header values out.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+SECRET_PREFIX = "whsec_"
+
+
+def new_secret() -> str:
+    """Return a fresh secret: whsec_ + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_bytes(secret: str) -> bytes:
+    """Return the key bytes of a whsec_ secret."""
+    text = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    """Return the bytes every signature covers."""
+    return f"{msg_id}.{timestamp}.".encode() + body
+
+
+def sign(msg_id: str, timestamp: int, body: bytes, hmac_secrets: Sequence[str],
+         key: Ed25519PrivateKey | None = None) -> str:
+    """Return the webhook-signature value: one v1 per secret, then v1a when a key is given."""
+    content = signed_content(msg_id, timestamp, body)
+    parts = []
+    for secret in hmac_secrets:
+        digest = hmac.new(secret_bytes(secret), content, hashlib.sha256).digest()
+        parts.append("v1," + base64.b64encode(digest).decode())
+    if key is not None:
+        parts.append("v1a," + base64.b64encode(key.sign(content)).decode())
+    return " ".join(parts)
+
+
+def headers(msg_id: str, timestamp: int, body: bytes, hmac_secrets: Sequence[str],
+            key: Ed25519PrivateKey | None = None) -> dict[str, str]:
+    """Return the three webhook-* headers of one attempt."""
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(msg_id, timestamp, body, hmac_secrets, key)}
+
+
+def matches(msg_id: str, timestamp: int, body: bytes, signature: str, secret: str) -> bool:
+    """Return True when any v1 entry of ``signature`` is ours for ``secret`` (constant time)."""
+    expected = hmac.new(secret_bytes(secret), signed_content(msg_id, timestamp, body),
+                        hashlib.sha256).digest()
+    for entry in signature.split(" "):
+        version, _, value = entry.partition(",")
+        if version == "v1":
+            try:
+                given = base64.b64decode(value)
+            except ValueError:
+                continue
+            if hmac.compare_digest(expected, given):
+                return True
+    return False

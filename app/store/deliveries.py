@@ -1,0 +1,122 @@
+"""Deliveries: one (event, endpoint) pair, its exact body, and every attempt made."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis import Redis
+
+from app.store.keys import (
+    key_for_deliveries_due,
+    key_for_deliveries_of,
+    key_for_deliveries_pending,
+    key_for_delivery,
+    key_for_delivery_lock,
+)
+
+TTL = 90 * 86400
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+
+
+@dataclass
+class Delivery:
+    """An event bound for one URL; ``kind`` is subscription, request (webhook_url) or fal."""
+
+    id: str
+    event_id: str
+    event_type: str
+    kind: str
+    url: str
+    key_id: str
+    body: str
+    created_at: float
+    subscription_id: str = ""
+    request_id: str = ""
+    status: str = PENDING
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    next_attempt_at: float | None = None
+
+    def public(self) -> dict[str, Any]:
+        """Return the API view of the delivery and its attempt log."""
+        view = asdict(self)
+        view["payload"] = json.loads(view.pop("body"))
+        view.pop("key_id")
+        return view
+
+
+def new_id() -> str:
+    """Return a delivery id (RQ-safe characters)."""
+    return "dlv_" + secrets.token_hex(10)
+
+
+def create(r: Redis, delivery: Delivery) -> None:
+    """Write a delivery and mark it due now (before any job is enqueued for it)."""
+    pipe = r.pipeline(transaction=True)
+    pipe.set(key_for_delivery(delivery.id), json.dumps(asdict(delivery)), ex=TTL)
+    pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
+    pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.created_at})
+    if delivery.subscription_id:
+        pipe.zadd(key_for_deliveries_of(delivery.subscription_id),
+                  {delivery.id: delivery.created_at})
+    pipe.execute()
+
+
+def get(r: Redis, delivery_id: str) -> Delivery | None:
+    """Return a delivery, or None."""
+    raw = r.get(key_for_delivery(delivery_id)) if len(delivery_id) < 64 else None
+    return Delivery(**json.loads(raw)) if raw else None
+
+
+def save(r: Redis, delivery: Delivery) -> None:
+    """Store a delivery's state; pending ones are due at next_attempt_at, others leave the sets."""
+    pipe = r.pipeline(transaction=True)
+    pipe.set(key_for_delivery(delivery.id), json.dumps(asdict(delivery)), ex=TTL)
+    if delivery.status == PENDING:
+        pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
+        pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.next_attempt_at or time.time()})
+    else:
+        pipe.zrem(key_for_deliveries_pending(), delivery.id)
+        pipe.zrem(key_for_deliveries_due(), delivery.id)
+    pipe.execute()
+
+
+def lease(r: Redis, delivery_id: str, seconds: float) -> bool:
+    """Take the attempt lock of a delivery for ``seconds``; False if another attempt holds it."""
+    taken = r.set(key_for_delivery_lock(delivery_id), "1", nx=True, px=int(seconds * 1000))
+    if taken:
+        # Until the attempt ends, the sweeper sees it as due only when the lease runs out.
+        r.zadd(key_for_deliveries_due(), {delivery_id: time.time() + seconds}, xx=True)
+    return bool(taken)
+
+
+def release(r: Redis, delivery_id: str) -> None:
+    """Drop the attempt lock."""
+    r.delete(key_for_delivery_lock(delivery_id))
+
+
+def overdue(r: Redis, before: float, limit: int = 500) -> list[str]:
+    """Return pending deliveries whose next attempt (or lease) was due before ``before``."""
+    return list(r.zrangebyscore(key_for_deliveries_due(), "-inf", before, start=0, num=limit))
+
+
+def oldest_pending_age(r: Redis, now: float) -> float:
+    """Return the age in seconds of the oldest pending delivery (0 when none)."""
+    oldest = r.zrange(key_for_deliveries_pending(), 0, 0, withscores=True)
+    return max(0.0, now - oldest[0][1]) if oldest else 0.0
+
+
+def pending_count(r: Redis) -> int:
+    """Return how many deliveries are pending."""
+    return r.zcard(key_for_deliveries_pending())
+
+
+def list_for_subscription(r: Redis, subscription_id: str, *, limit: int = 50,
+                          since: float | None = None) -> list[Delivery]:
+    """Return a subscription's deliveries, newest first (optionally only since a time)."""
+    ids = r.zrevrangebyscore(key_for_deliveries_of(subscription_id), "+inf",
+                             since if since is not None else "-inf", start=0, num=limit)
+    return [d for d in (get(r, i) for i in ids) if d is not None]

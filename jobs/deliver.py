@@ -1,0 +1,205 @@
+"""Deliver one event to one endpoint: a signed POST, every attempt logged, retries scheduled.
+
+Success is 2xx only; 3xx is a failure and never followed; 410 disables the subscription;
+429/502/503/504 and timeouts wait at least ``delivery_overload_delay``; Retry-After is
+honoured within [scheduled, 2 × scheduled]; delays get ±jitter.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from typing import Any
+
+import httpx
+
+from app import events, outbound, queues
+from app.errors import BlockedURLError
+from app.services import Services, current
+from app.signing import fal as fal_signing
+from app.signing import standard
+from app.store import deliveries, subscriptions
+from app.store.deliveries import FAILED, SUCCEEDED, Delivery
+from app.store.keys import key_for_delivery_lock
+
+log = logging.getLogger(__name__)
+
+MAX_READ = 64 * 1024
+KEEP = 20_000
+OVERLOAD = (429, 502, 503, 504)
+_clients: dict[outbound.Guard, httpx.Client] = {}
+
+
+def _client(services: Services) -> httpx.Client:
+    """Return this process's pooled, guarded client."""
+    settings = services.settings
+    guard = outbound.Guard.from_settings(settings)
+    if guard not in _clients:
+        _clients[guard] = outbound.client(guard, timeout=settings.delivery_timeout,
+                                          connect_timeout=settings.delivery_connect_timeout)
+    return _clients[guard]
+
+
+def _headers(services: Services, delivery: Delivery, sub: Any, now: int) -> dict[str, str]:
+    """Return the signed headers of one attempt for the delivery's kind."""
+    body = delivery.body.encode()
+    base = {"Content-Type": "application/json", "User-Agent": outbound.USER_AGENT}
+    if delivery.kind == "fal":
+        return {**base, **fal_signing.sign(services.signing_key, delivery.request_id,
+                                           delivery.key_id, body, now=now)}
+    if delivery.kind == "subscription":
+        secrets = sub.live_secrets(now)
+    else:
+        secrets = [subscriptions.key_secret(services.redis, delivery.key_id)]
+    return {**base, **standard.headers(delivery.event_id, now, body, secrets,
+                                       services.signing_key)}
+
+
+def _post(services: Services, delivery: Delivery, sub: Any) -> dict[str, Any]:
+    """Make one attempt; return its log entry (never raises)."""
+    now = time.time()
+    started = time.monotonic()
+    entry: dict[str, Any] = {"at": now, "status_code": None, "error_class": None,
+                             "response": "", "retry_after": None}
+    try:
+        headers = _headers(services, delivery, sub, int(now))
+        with _client(services).stream("POST", delivery.url, content=delivery.body.encode(),
+                                      headers=headers) as answer:
+            received = b""
+            for chunk in answer.iter_bytes():
+                received += chunk
+                if len(received) >= MAX_READ:
+                    break
+            entry["status_code"] = answer.status_code
+            entry["retry_after"] = answer.headers.get("Retry-After")
+            entry["response"] = received[:KEEP].decode("utf-8", "replace")
+            if not answer.is_success:
+                entry["error_class"] = "redirect" if answer.is_redirect else "http_status"
+    except BlockedURLError:
+        entry["error_class"] = "ssrf_blocked"
+    except httpx.TimeoutException:
+        entry["error_class"] = "timeout"
+    except httpx.ConnectError:
+        entry["error_class"] = "connect"
+    except httpx.HTTPError as exc:
+        entry["error_class"] = type(exc).__name__
+    entry["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    return entry
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Parse Retry-After (seconds or an HTTP date) into seconds from now."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def next_delay(services: Services, attempts: list[dict[str, Any]]) -> float | None:
+    """Return seconds until the next attempt after these, or None when retries are exhausted."""
+    settings = services.settings
+    schedule = settings.delivery_schedule
+    if len(attempts) >= len(schedule):
+        return None
+    last = attempts[-1]
+    delay = float(schedule[len(attempts)])
+    if last["status_code"] in OVERLOAD or last["error_class"] == "timeout":
+        delay = max(delay, settings.delivery_overload_delay)
+    asked = _retry_after(last.get("retry_after"), last["at"])
+    if asked is not None:
+        delay = min(max(asked, delay), 2 * delay)
+    return delay * random.uniform(1 - settings.delivery_jitter, 1 + settings.delivery_jitter)
+
+
+def _disable(services: Services, sub: Any, reason: str) -> None:
+    """Disable a subscription and tell the key's other subscriptions."""
+    subscriptions.update(services.redis, sub, enabled=False, disabled_reason=reason)
+    log.warning("subscription %s disabled: %s", sub.id, reason)
+    for other in subscriptions.list_for_key(services.redis, sub.key_id):
+        if other.id != sub.id and other.enabled:
+            events.emit_to_subscription(services, other, "endpoint.disabled",
+                                        {"subscription_id": sub.id, "url": sub.url,
+                                         "reason": reason})
+
+
+def _schedule(services: Services, delivery: Delivery, delay: float) -> None:
+    """Queue the next attempt on the retry queue (sub-second delays: tests' schedules)."""
+    delivery.next_attempt_at = time.time() + delay
+    deliveries.save(services.redis, delivery)
+    job_id = f"deliver-{delivery.id}-{len(delivery.attempts)}"
+    if delay < 1:
+        time.sleep(delay)
+        delay = 0
+    queues.enqueue(services.rq, queues.DELIVERY_RETRY, queues.JOB_DELIVER, delivery.id,
+                   job_id=job_id, delay=delay, timeout=60)
+
+
+def deliver(delivery_id: str) -> str:
+    """Make the next attempt of a pending delivery; schedule the one after if it fails."""
+    svc = current()
+    r = svc.redis
+    delivery = deliveries.get(r, delivery_id)
+    if delivery is None or delivery.status != deliveries.PENDING:
+        return "nothing to do"
+    if not deliveries.lease(r, delivery_id, svc.settings.delivery_timeout + 30):
+        return "busy"
+    try:
+        sub = None
+        if delivery.kind == "subscription":
+            sub = subscriptions.get(r, delivery.subscription_id)
+            if sub is None or not sub.enabled:
+                delivery.status = FAILED
+                delivery.attempts.append({"at": time.time(), "status_code": None,
+                                          "error_class": "subscription_disabled",
+                                          "response": "", "duration_ms": 0})
+                deliveries.save(r, delivery)
+                return "subscription disabled"
+        entry = _post(svc, delivery, sub)
+        delivery.attempts.append(entry)
+        code = entry["status_code"]
+        if code is not None and 200 <= code < 300:
+            delivery.status, delivery.next_attempt_at = SUCCEEDED, None
+            deliveries.save(r, delivery)
+            if sub is not None and sub.failing_since is not None:
+                subscriptions.update(r, sub, failing_since=None)
+            return "delivered"
+        if code == 410 and sub is not None:
+            delivery.status, delivery.next_attempt_at = FAILED, None
+            deliveries.save(r, delivery)
+            _disable(svc, sub, "the endpoint answered 410 Gone")
+            return "gone"
+        if sub is not None:
+            now = time.time()
+            if sub.failing_since is None:
+                subscriptions.update(r, sub, failing_since=now)
+            elif now - sub.failing_since >= svc.settings.delivery_disable_after:
+                delivery.status, delivery.next_attempt_at = FAILED, None
+                deliveries.save(r, delivery)
+                _disable(svc, sub, "every delivery failed for "
+                         f"{svc.settings.delivery_disable_after} seconds")
+                return "disabled"
+        delay = next_delay(svc, delivery.attempts)
+        if delay is None:
+            delivery.status, delivery.next_attempt_at = FAILED, None
+            deliveries.save(r, delivery)
+            return "exhausted"
+        _schedule(svc, delivery, delay)
+        return f"retry in {delay:.3f}s"
+    finally:
+        deliveries.release(r, delivery_id)
+
+
+def sweep_deliveries(services: Services, now: float) -> int:
+    """Enqueue again pending deliveries overdue by 5 s or more (lost jobs, dead workers)."""
+    found = [d for d in deliveries.overdue(services.redis, now - 5)
+             if not services.redis.exists(key_for_delivery_lock(d))]
+    for delivery_id in found:
+        queues.enqueue(services.rq, queues.DELIVERY_RETRY, queues.JOB_DELIVER, delivery_id,
+                       job_id=f"deliver-{delivery_id}-sweep-{int(now)}", timeout=60)
+    return len(found)

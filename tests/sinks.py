@@ -1,0 +1,63 @@
+"""A webhook sink: a real HTTP server on 127.0.0.1 that records requests and answers a script."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Received:
+    """One request the sink got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Sink:
+    """Answers from ``script`` in order (then ``default``); each answer (status, headers, body, delay)."""
+
+    script: list[tuple] = field(default_factory=list)
+    default: tuple = (204, {}, b"", 0)
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    def start(self) -> Sink:
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the stdlib's name
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                sink.received.append(Received(self.path, dict(self.headers.items()), body,
+                                              time.time()))
+                status, headers, answer, delay = (sink.script.pop(0) if sink.script
+                                                  else sink.default)
+                time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,270 @@
+"""Subscriptions and outbound webhooks: signatures any Standard Webhooks library verifies,
+the retry schedule, 410, 429 + Retry-After, timeouts, redirects, replay, recovery."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+import pytest
+import standardwebhooks
+import svix.webhooks
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from app import events
+from app.models import Status
+from app.signing.keys import b64url_decode
+from app.store import deliveries
+from app.store import requests as store
+from tests.contract import check
+from tests.sinks import Sink
+
+SCHEDULE = [0, 0.05, 0.1, 0.15]
+
+
+@pytest.fixture
+def overrides(overrides):
+    """Millisecond retry schedule, short timeouts, no jitter."""
+    return {**overrides, "delivery_schedule": SCHEDULE, "delivery_overload_delay": 0.1,
+            "delivery_timeout": 1.0, "delivery_connect_timeout": 1.0, "delivery_jitter": 0.0}
+
+
+@pytest.fixture
+def sink():
+    """A recording webhook receiver on 127.0.0.1."""
+    running = Sink().start()
+    yield running
+    running.stop()
+
+
+def subscribe(http, url: str, events_: list[str] | None = None) -> dict:
+    """Register ``url`` and return the subscription with its secret."""
+    answer = http.post("/v1/subscriptions", json={"url": url, "events": events_ or ["request.*"]})
+    assert answer.status_code == 201, answer.text
+    check(answer, "POST", "/v1/subscriptions")
+    return answer.json()
+
+
+def finished_request(services, key_id: str, **fields) -> str:
+    """A request record that has just COMPLETED."""
+    record, _ = store.create(services.redis, key_id=key_id, input={"image_url": "x"},
+                             provider="local", **fields)
+    output = {"image": {"url": "http://x/files/a.png", "content_type": "image/png",
+                        "file_name": "a.png", "file_size": 1, "width": 1, "height": 1}}
+    store.transition(services.redis, record.id, (Status.IN_QUEUE,), Status.COMPLETED,
+                     {"output": output})
+    return record.id
+
+
+def key_id_of(services, api_key: str) -> str:
+    from app.store import apikeys
+
+    return apikeys.authenticate(services.redis, api_key).id
+
+
+def test_completed_event_verifies_with_standardwebhooks_svix_and_our_jwks(
+        http, services, api_key, sink, run_jobs, live):
+    secret = subscribe(http, sink.url)["secret"]
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) == 32
+    request_id = finished_request(services, key_id_of(services, api_key))
+    events.emit(services, request_id, "request.completed")
+    run_jobs()
+    assert len(sink.received) == 1
+    got = sink.received[0]
+    payload = standardwebhooks.Webhook(secret).verify(got.body, got.headers)
+    assert payload["type"] == "request.completed"
+    assert payload["data"]["request_id"] == request_id and payload["data"]["sequence"] == 1
+    assert payload["data"]["output"]["image"]["url"].endswith("a.png")
+    svix.webhooks.Webhook(secret).verify(got.body, got.headers)
+    assert got.headers["User-Agent"].startswith("posehook/")
+    assert got.headers["Content-Type"] == "application/json"
+    v1a = [s for s in got.headers["webhook-signature"].split(" ") if s.startswith("v1a,")][0]
+    jwk = httpx.get(f"{live.url}/.well-known/jwks.json").json()["keys"][0]
+    signed = f"{got.headers['webhook-id']}.{got.headers['webhook-timestamp']}.".encode() + got.body
+    Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"])).verify(
+        base64.b64decode(v1a[4:]), signed)
+
+
+def test_filters_choose_the_events(http, services, api_key, sink, run_jobs):
+    subscribe(http, sink.url, ["request.failed"])
+    request_id = finished_request(services, key_id_of(services, api_key))
+    events.emit(services, request_id, "request.completed")
+    run_jobs()
+    assert sink.received == []
+
+
+def test_retries_follow_the_schedule_then_succeed(http, services, api_key, sink, run_jobs):
+    sink.script = [(500, {}, b"no", 0), (500, {}, b"no", 0)]
+    sub = subscribe(http, sink.url)
+    request_id = finished_request(services, key_id_of(services, api_key))
+    events.emit(services, request_id, "request.completed")
+    run_jobs()
+    times = [r.at for r in sink.received]
+    assert len(times) == 3
+    assert times[1] - times[0] >= SCHEDULE[1] and times[2] - times[1] >= SCHEDULE[2]
+    assert len({r.headers["webhook-id"] for r in sink.received}) == 1
+    log = http.get(f"/v1/subscriptions/{sub['id']}/deliveries").json()["deliveries"][0]
+    assert log["status"] == "succeeded"
+    assert [a["status_code"] for a in log["attempts"]] == [500, 500, 204]
+    assert log["attempts"][0]["response"] == "no" and log["attempts"][0]["duration_ms"] >= 0
+
+
+def test_exhausted_delivery_fails_and_redelivery_keeps_the_id(http, services, api_key, sink,
+                                                               run_jobs):
+    sink.default = (503, {}, b"", 0)
+    subscribe(http, sink.url)
+    request_id = finished_request(services, key_id_of(services, api_key))
+    delivery_id = events.emit(services, request_id, "request.completed")[0]
+    run_jobs()
+    assert len(sink.received) == len(SCHEDULE)
+    assert deliveries.get(services.redis, delivery_id).status == "failed"
+    sink.default = (204, {}, b"", 0)
+    answer = http.post(f"/v1/deliveries/{delivery_id}/redeliver")
+    assert answer.status_code == 202
+    run_jobs()
+    assert sink.received[-1].headers["webhook-id"] == sink.received[0].headers["webhook-id"]
+    assert http.get(f"/v1/deliveries/{delivery_id}").json()["status"] == "succeeded"
+
+
+def test_recover_resends_every_failure_since_a_time(http, services, api_key, sink, run_jobs):
+    sink.default = (500, {}, b"", 0)
+    sub = subscribe(http, sink.url)
+    key_id = key_id_of(services, api_key)
+    for _ in range(2):
+        events.emit(services, finished_request(services, key_id), "request.completed")
+    run_jobs()
+    sink.default = (204, {}, b"", 0)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    answer = http.post(f"/v1/subscriptions/{sub['id']}/recover", json={"since": since})
+    assert answer.status_code == 202 and len(answer.json()["redelivered"]) == 2
+    run_jobs()
+    assert sink.received[-1].headers["webhook-id"] != sink.received[-2].headers["webhook-id"]
+    old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 15 * 86400))
+    assert http.post(f"/v1/subscriptions/{sub['id']}/recover",
+                     json={"since": old}).status_code == 422
+
+
+def test_410_disables_the_subscription_and_tells_the_others(http, services, api_key, run_jobs):
+    gone, other = Sink(default=(410, {}, b"", 0)).start(), Sink().start()
+    try:
+        dead = subscribe(http, gone.url)
+        subscribe(http, other.url, ["*"])
+        events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                    "request.completed")
+        run_jobs()
+        assert len(gone.received) == 1
+        view = http.get(f"/v1/subscriptions/{dead['id']}").json()
+        assert view["enabled"] is False and "410" in view["disabled_reason"]
+        types = [json.loads(r.body)["type"] for r in other.received]
+        assert sorted(types) == ["endpoint.disabled", "request.completed"]
+    finally:
+        gone.stop()
+        other.stop()
+
+
+def test_429_waits_at_least_the_overload_delay_and_honours_retry_after(
+        http, services, api_key, sink, run_jobs):
+    sink.script = [(429, {"Retry-After": "1"}, b"", 0)]
+    subscribe(http, sink.url)
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    gap = sink.received[1].at - sink.received[0].at
+    # scheduled 0.05 → overload minimum 0.1 → Retry-After 1 clamped to 2 × 0.1.
+    assert 0.2 <= gap < 0.9
+
+
+def test_timeouts_redirects_and_huge_answers_are_failures(http, services, api_key, sink,
+                                                          run_jobs):
+    sink.script = [(204, {}, b"", 2.5), (302, {"Location": "/elsewhere"}, b"", 0),
+                   (500, {}, b"x" * 1_000_000, 0)]
+    sub = subscribe(http, sink.url)
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    log = http.get(f"/v1/subscriptions/{sub['id']}/deliveries").json()["deliveries"][0]
+    attempts = log["attempts"]
+    assert attempts[0]["error_class"] == "timeout"
+    assert attempts[1]["status_code"] == 302 and attempts[1]["error_class"] == "redirect"
+    assert len(attempts[2]["response"]) == 20_000
+    assert all(r.path == "/hook" for r in sink.received)
+    assert log["status"] == "succeeded"
+
+
+def test_failing_for_the_whole_window_disables(http, services, api_key, sink, run_jobs, app):
+    sink.default = (500, {}, b"", 0)
+    sub = subscribe(http, sink.url)
+    from app.store import subscriptions
+
+    record = subscriptions.get(services.redis, sub["id"])
+    subscriptions.update(services.redis, record,
+                         failing_since=time.time() - services.settings.delivery_disable_after)
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    assert http.get(f"/v1/subscriptions/{sub['id']}").json()["enabled"] is False
+
+
+def test_per_request_webhook_is_signed_with_the_keys_secret(http, services, api_key, sink,
+                                                            run_jobs):
+    secret = http.get("/v1/webhook-secret").json()["secret"]
+    request_id = finished_request(services, key_id_of(services, api_key), webhook_url=sink.url)
+    events.emit(services, request_id, "request.started")  # not wanted by default
+    events.emit(services, request_id, "request.completed")
+    run_jobs()
+    assert len(sink.received) == 1
+    payload = standardwebhooks.Webhook(secret).verify(sink.received[0].body,
+                                                     sink.received[0].headers)
+    assert payload["data"]["sequence"] == 2
+
+
+def test_fal_webhook_gets_a_fal_format_callback(http, services, api_key, sink, run_jobs):
+    from app.signing import fal
+
+    request_id = finished_request(services, key_id_of(services, api_key), fal_webhook=sink.url)
+    events.emit(services, request_id, "request.completed")
+    run_jobs()
+    got = sink.received[0]
+    assert fal.verify(got.body, got.headers, [services.signing_key.public_key()]) == request_id
+    body = json.loads(got.body)
+    assert body["status"] == "OK" and body["payload"]["image"]["file_name"] == "a.png"
+
+
+def test_secret_rotation_signs_with_both_secrets(http, services, api_key, sink, run_jobs):
+    old = subscribe(http, sink.url)
+    new = http.post(f"/v1/subscriptions/{old['id']}/rotate-secret").json()
+    assert new["secret"] != old["secret"]
+    assert "secret" not in http.get(f"/v1/subscriptions/{old['id']}").json()
+    http.post(f"/v1/subscriptions/{old['id']}/test")
+    run_jobs()
+    got = sink.received[0]
+    assert json.loads(got.body)["type"] == "test.ping"
+    for secret in (old["secret"], new["secret"]):
+        standardwebhooks.Webhook(secret).verify(got.body, got.headers)
+
+
+def test_subscriptions_belong_to_their_key(http, live, services, sink):
+    from app.store import apikeys
+
+    sub = subscribe(http, sink.url)
+    other = {"Authorization": f"Key {apikeys.create(services.redis, 'other')[1]}"}
+    assert httpx.get(f"{live.url}/v1/subscriptions/{sub['id']}", headers=other).status_code == 404
+    assert httpx.get(f"{live.url}/v1/subscriptions", headers=other).json()["subscriptions"] == []
+    assert http.patch(f"/v1/subscriptions/{sub['id']}", json={"events": ["*"]}).json()[
+        "events"] == ["*"]
+    assert http.delete(f"/v1/subscriptions/{sub['id']}").status_code == 204
+    assert http.get(f"/v1/subscriptions/{sub['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("body", [
+    {"url": "http://10.0.0.5/hook", "events": ["*"]},
+    {"url": "http://169.254.169.254/latest", "events": ["*"]},
+    {"url": "ftp://example.com/hook", "events": ["*"]},
+    {"url": "https://example.com/hook", "events": ["request.exploded"]},
+    {"url": "https://example.com/hook", "events": []},
+])
+def test_bad_subscriptions_are_422(http, body):
+    answer = http.post("/v1/subscriptions", json=body)
+    assert answer.status_code == 422, answer.text

@@ -1,0 +1,41 @@
+"""Operations endpoints and the contract document itself."""
+
+from __future__ import annotations
+
+import httpx
+from openapi_spec_validator import validate
+
+from app import events
+from tests.contract import spec
+
+
+def test_the_openapi_document_is_valid_and_served(live):
+    validate(spec())
+    answer = httpx.get(f"{live.url}/openapi.yaml")
+    assert answer.status_code == 200 and b"openapi: 3.1.0" in answer.content
+
+
+def test_health_and_readiness(live):
+    assert httpx.get(f"{live.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{live.url}/readyz").json()
+    assert ready["redis"] == "up" and "inference" in ready["queues"]
+
+
+def test_metrics_show_queue_depth_and_the_oldest_pending_delivery(live, services):
+    sub_url = "http://127.0.0.1:9/hook"  # nobody listens: the delivery stays pending
+    from app.store import subscriptions
+
+    sub = subscriptions.create(services.redis, "key_m", sub_url, ["*"])
+    events.emit_to_subscription(services, sub, "test.ping", {})
+    text = httpx.get(f"{live.url}/metrics").text
+    assert 'posehook_queue_depth{queue="delivery"} 1' in text
+    assert "posehook_deliveries_pending 1" in text
+    assert "posehook_delivery_oldest_pending_seconds" in text
+
+
+def test_jwks_publishes_our_signing_key(live, services):
+    keys = httpx.get(f"{live.url}/.well-known/jwks.json").json()["keys"]
+    assert keys[0]["kty"] == "OKP" and keys[0]["crv"] == "Ed25519"
+    from app.signing.keys import jwk
+
+    assert keys[0] == jwk(services.signing_key.public_key())
