@@ -147,7 +147,8 @@ def deliver(delivery_id: str) -> str:
     delivery = deliveries.get(r, delivery_id)
     if delivery is None or delivery.status != deliveries.PENDING:
         return "nothing to do"
-    if not deliveries.lease(r, delivery_id, svc.settings.delivery_timeout + 30):
+    # Long enough for one attempt (connect + a slow answer); a killed worker's lease lapses.
+    if not deliveries.lease(r, delivery_id, 2 * svc.settings.delivery_timeout + 5):
         return "busy"
     try:
         sub = None

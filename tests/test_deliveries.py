@@ -268,3 +268,52 @@ def test_subscriptions_belong_to_their_key(http, live, services, sink):
 def test_bad_subscriptions_are_422(http, body):
     answer = http.post("/v1/subscriptions", json=body)
     assert answer.status_code == 422, answer.text
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing(http, services, api_key, sink, run_jobs,
+                                                    redis_url, overrides):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from jobs.deliver import sweep_deliveries
+
+    sink.script = [(204, {}, b"", 3)]  # the first attempt hangs: the worker dies inside it
+    subscribe(http, sink.url)
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(root),
+           "POSEHOOK_DATA_DIR": overrides["data_dir"], "POSEHOOK_ALLOWED_CIDRS": "127.0.0.0/8",
+           "POSEHOOK_DELIVERY_TIMEOUT": "2"}
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "rq"), "worker", "--serializer",
+                               "json", "--url", redis_url, "delivery"], cwd=root, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while not sink.received:
+            assert time.time() < deadline, "the worker never attempted the delivery"
+            time.sleep(0.05)
+    finally:
+        # RQ's work horse starts its own session: kill it and the worker, as a crash would.
+        import psutil
+
+        for child in psutil.Process(worker.pid).children(recursive=True):
+            child.kill()
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    assert deliveries.get(services.redis, delivery_id).status == "pending"
+    deadline = time.time() + 20
+    while sweep_deliveries(services, time.time() + 5) == 0:
+        assert time.time() < deadline, (
+            "the sweeper never picked the delivery up: "
+            f"{services.redis.zrange('posehook:deliveries:due', 0, -1, withscores=True)} "
+            f"{services.redis.pttl('posehook:delivery-lock:' + delivery_id)} {time.time()}")
+        time.sleep(0.5)
+    run_jobs()
+    assert deliveries.get(services.redis, delivery_id).status == "succeeded"
+    assert len({r.headers["webhook-id"] for r in sink.received}) == 1
+    assert len(sink.received) >= 2
