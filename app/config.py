@@ -67,6 +67,9 @@ class Settings:
     fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
     fal_app: str = "fal-ai/dwpose"
     reconcile_after: int = 600
+    fal_jwks_min_refresh: float = 60.0
+    # Our own /files inputs go to fal as data URIs up to this size (fal cannot reach us).
+    fal_max_data_uri_bytes: int = 10 * 1024 * 1024
 
     # Our own ED25519 signing key (PEM or base64 raw 32 bytes); generated into Redis if empty.
     signing_key: str = ""

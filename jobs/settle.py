@@ -34,8 +34,31 @@ def output_for(services: Services, source: str, output: dict[str, Any]) -> dict[
     return copy_output(services, output)
 
 
+def apply(services: Services, request_id: str, payload: dict[str, Any], source: str) -> str:
+    """Move a request to COMPLETED or FAILED from a fal-format payload, once; return the event."""
+    r = services.redis
+    now = repr(time.time())
+    record = store.get(r, request_id)
+    if record is None or record.status.is_terminal:
+        return "ignored"
+    if payload.get("status") == "OK" and isinstance(payload.get("payload"), dict):
+        output = output_for(services, source, payload["payload"])
+        moved = store.transition(r, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS),
+                                 Status.COMPLETED, {"output": output, "completed_at": now})
+        event = "request.completed"
+    else:
+        moved = store.transition(r, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS),
+                                 Status.FAILED, {"error": _error_of(payload), "completed_at": now})
+        event = "request.failed"
+    if not moved:
+        return "ignored"
+    store.add_log(r, request_id, f"settled: {event.split('.')[1]}")
+    events.emit(services, request_id, event)
+    return event
+
+
 def settle(callback_id: str) -> str:
-    """Apply one callback: COMPLETED or FAILED by compare-and-set; a late duplicate changes nothing."""
+    """Apply one stored callback; a late duplicate changes nothing."""
     svc = current()
     r = svc.redis
     cb = callbacks.get(r, callback_id)
@@ -43,30 +66,20 @@ def settle(callback_id: str) -> str:
         return "missing"
     if cb.get("settled") == "1":
         return "already settled"
-    payload = cb["payload"]
     provider = "local" if cb["source"] == "local" else "fal"
     request_id = store.find_by_provider_ref(r, provider, cb["provider_request_id"])
+    if request_id is None and cb.get("request_id"):
+        # fal called back before its submit answer reached us: the webhook URL named us.
+        request_id = cb["request_id"]
+        store.link_provider_ref(r, provider, cb["provider_request_id"], request_id,
+                                svc.settings.request_ttl)
     if request_id is None:
         log.warning("callback %s names unknown request %s", callback_id,
                     cb["provider_request_id"])
         callbacks.mark_settled(r, callback_id, "unmatched")
         return "unmatched"
-    now = repr(time.time())
-    if payload.get("status") == "OK" and isinstance(payload.get("payload"), dict):
-        output = output_for(svc, cb["source"], payload["payload"])
-        moved = store.transition(r, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS),
-                                 Status.COMPLETED, {"output": output, "completed_at": now})
-        event = "request.completed"
-    else:
-        error = _error_of(payload)
-        moved = store.transition(r, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS),
-                                 Status.FAILED, {"error": error, "completed_at": now})
-        event = "request.failed"
-    callbacks.mark_settled(r, callback_id, event if moved else "ignored")
-    if not moved:
-        return "ignored"
-    store.add_log(r, request_id, f"settled: {event.split('.')[1]}")
-    events.emit(svc, request_id, event)
+    event = apply(svc, request_id, cb["payload"], cb["source"])
+    callbacks.mark_settled(r, callback_id, event)
     return event
 
 

@@ -3,7 +3,8 @@
 - a running request whose worker died (lease expired): retried, or FAILED with the reason;
 - a queued request whose job vanished: its submit or inference job enqueued again;
 - a stored callback never settled: its settle job enqueued again;
-- a delivery overdue (job lost, worker killed mid-attempt): enqueued again.
+- a delivery overdue (job lost, worker killed mid-attempt): enqueued again;
+- a fal request with no callback past its lease: settled from fal's status API.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def sweep() -> dict[str, int]:
     svc = current()
     now = time.time()
     from jobs.deliver import sweep_deliveries
+    from jobs.reconcile import reconcile
 
     return {"lost_workers": recover_lost_workers(svc, now),
             "stale_queued": requeue_stale(svc, now), "resettled": resettle(svc, now),
-            "deliveries": sweep_deliveries(svc, now)}
+            "deliveries": sweep_deliveries(svc, now), "reconciled": reconcile(svc, now)}

@@ -161,6 +161,12 @@ def result(request_id: str):
 def cancel_request(record: Request) -> Request:
     """Cancel a queued or running request; raise InvalidStateError once it has finished."""
     svc = services()
+    if record.provider == "fal" and not record.status.is_terminal:
+        from app.providers.fal import FalProvider
+
+        if FalProvider().cancel(svc, record) == 400:
+            raise InvalidStateError(f"fal already finished request {record.id}; "
+                                    "its result arrives by callback")
     moved = store.transition(svc.redis, record.id, (Status.IN_QUEUE, Status.IN_PROGRESS),
                              Status.CANCELLED, {"completed_at": repr(time.time())})
     if not moved:

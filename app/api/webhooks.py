@@ -17,6 +17,7 @@ from app import queues
 from app.api import services
 from app.errors import InvalidInputError, SignatureError, TooLargeError
 from app.signing import fal as fal_signing
+from app.signing.keys import check_url_token
 from app.store import callbacks
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ _jwks_lock = threading.Lock()
 _jwks_caches: dict[str, fal_signing.JwksCache] = {}
 
 
-def fal_keys(url: str) -> fal_signing.JwksCache:
+def fal_keys(url: str, min_refresh: float = 60) -> fal_signing.JwksCache:
     """Return the process-wide cache of fal's JWKS at ``url``."""
     with _jwks_lock:
         if url not in _jwks_caches:
@@ -36,7 +37,7 @@ def fal_keys(url: str) -> fal_signing.JwksCache:
                 answer.raise_for_status()
                 return answer.json()
 
-            _jwks_caches[url] = fal_signing.JwksCache(fetch)
+            _jwks_caches[url] = fal_signing.JwksCache(fetch, min_refresh=min_refresh)
         return _jwks_caches[url]
 
 
@@ -50,7 +51,7 @@ def verify(body: bytes, headers: dict[str, str]) -> tuple[str, str]:
     except SignatureError as exc:
         if str(exc) != "no key verifies the signature":
             raise
-    cache = fal_keys(svc.settings.fal_jwks_url)
+    cache = fal_keys(svc.settings.fal_jwks_url, svc.settings.fal_jwks_min_refresh)
     try:
         return fal_signing.verify(body, headers, cache.keys(), tolerance=tolerance), "fal"
     except SignatureError as exc:
@@ -82,7 +83,13 @@ def fal_callback():
     if not isinstance(parsed, dict):
         raise InvalidInputError("callback body must be a JSON object")
     svc = services()
-    cid, is_new = callbacks.persist(svc.redis, provider_request_id, body, headers, source)
+    # Our fal submissions name our request in the webhook URL, with a token only we can make.
+    named = request.args.get("posehook_request", "")
+    if named and not check_url_token(svc.signing_key, "fal-webhook", named,
+                                     request.args.get("token", "")):
+        named = ""
+    cid, is_new = callbacks.persist(svc.redis, provider_request_id, body, headers, source,
+                                    request_id=named)
     if is_new:
         queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_SETTLE, cid, job_id=f"settle-{cid}",
                        unique=True, retry=(1, 5, 30))

@@ -85,3 +85,18 @@ def public_keys_from_jwks(document: Any) -> list[Ed25519PublicKey]:
         except ValueError:
             continue
     return out
+
+
+def url_token(key: Ed25519PrivateKey, purpose: str, value: str) -> str:
+    """Return an HMAC token binding ``value`` to us (for ids we put in URLs we hand out)."""
+    import hmac
+
+    secret = hashlib.sha256(raw_private(key) + b"posehook-url-token").digest()
+    return hmac.new(secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def check_url_token(key: Ed25519PrivateKey, purpose: str, value: str, token: str) -> bool:
+    """Return True when ``token`` is ours for ``value`` (constant-time compare)."""
+    import hmac
+
+    return hmac.compare_digest(url_token(key, purpose, value), token or "")

@@ -22,7 +22,8 @@ def callback_id(provider_request_id: str, body: bytes) -> str:
 
 
 def persist(
-    r: Redis, provider_request_id: str, body: bytes, headers: Mapping[str, str], source: str
+    r: Redis, provider_request_id: str, body: bytes, headers: Mapping[str, str], source: str,
+    request_id: str = "",
 ) -> tuple[str, bool]:
     """Store a verified callback; return (callback id, is_new). A duplicate changes nothing."""
     cid = callback_id(provider_request_id, body)
@@ -34,6 +35,7 @@ def persist(
         "source": source,
         "received_at": repr(time.time()),
         "settled": "0",
+        "request_id": request_id,
     }
     # HSETNX on one field decides who is first; the rest is written by the winner.
     if not r.hsetnx(key, "provider_request_id", provider_request_id):

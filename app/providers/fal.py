@@ -1,0 +1,175 @@
+"""The fal provider: submit to fal's queue with our webhook URL; status, result, cancel.
+
+One pooled httpx client per process. A submit is retried only when fal certainly did
+not take it (429, 5xx, connection refused), so one request of ours never becomes two
+at fal; when the answer is lost after sending, the webhook URL still names our request
+(with a token only we can make) and reconciliation settles it either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from app.errors import ProviderError
+from app.models import Request, Status
+from app.services import Services
+from app.signing.keys import url_token
+from app.store import requests as store
+from app.store.keys import key_for_request
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+BACKOFF = (0.5, 1.0, 2.0, 4.0)
+_clients: dict[str, httpx.Client] = {}
+_lock = threading.Lock()
+
+
+def fal_client(services: Services) -> httpx.Client:
+    """Return this process's client for fal (our key, timeouts, no redirects)."""
+    settings = services.settings
+    with _lock:
+        if settings.fal_key not in _clients:
+            _clients[settings.fal_key] = httpx.Client(
+                timeout=httpx.Timeout(30, connect=5), follow_redirects=False, trust_env=False,
+                headers={"Authorization": f"Key {settings.fal_key}",
+                         "User-Agent": "posehook/0.1"})
+        return _clients[settings.fal_key]
+
+
+def app_url(services: Services, *parts: str) -> str:
+    """Return a URL under fal's queue for our app (``.../fal-ai/dwpose/requests/...``)."""
+    settings = services.settings
+    return "/".join([settings.fal_queue_url.rstrip("/"), settings.fal_app, *parts])
+
+
+def webhook_url(services: Services, request_id: str) -> str:
+    """Return our ingress URL for fal, naming our request with a token."""
+    token = url_token(services.signing_key, "fal-webhook", request_id)
+    query = urlencode({"posehook_request": request_id, "token": token})
+    return f"{services.settings.public_base_url.rstrip('/')}/webhooks/fal?{query}"
+
+
+def fal_input(services: Services, input: dict[str, Any]) -> dict[str, Any]:
+    """Return fal's input: our own files become data URIs (fal cannot fetch from us)."""
+    image_url = input["image_url"]
+    key = services.storage.key_from_url(image_url)
+    if key is not None:
+        found = services.storage.open(key)
+        if found is None:
+            raise ProviderError("the uploaded input file is gone")
+        path, stored = found
+        if stored.file_size > services.settings.fal_max_data_uri_bytes:
+            raise ProviderError("the input is too large to send to fal as a data URI")
+        with open(path, "rb") as fh:
+            image_url = (f"data:{stored.content_type};base64,"
+                         + base64.b64encode(fh.read()).decode())
+    out = {"image_url": image_url}
+    if input.get("draw_mode"):
+        out["draw_mode"] = input["draw_mode"]
+    return out
+
+
+def _send(services: Services, method: str, url: str, **options: Any) -> httpx.Response:
+    """Send to fal, retrying only what fal certainly did not act on."""
+    for attempt, pause in enumerate((*BACKOFF, None)):
+        try:
+            answer = fal_client(services).request(method, url, **options)
+        except httpx.ConnectError as exc:
+            if pause is None:
+                raise ProviderError(f"fal is unreachable: {exc}") from exc
+            time.sleep(pause)
+            continue
+        except httpx.TimeoutException as exc:
+            raise ProviderError("fal did not answer in time") from exc
+        if answer.status_code in RETRY_STATUSES and pause is not None:
+            delay = answer.headers.get("Retry-After", "")
+            time.sleep(min(float(delay), 10.0) if delay.isdigit() else pause)
+            log.info("fal answered %s, retry %d", answer.status_code, attempt + 1)
+            continue
+        return answer
+    raise ProviderError("fal kept refusing")  # pragma: no cover - loop always returns
+
+
+class FalProvider:
+    """Runs requests on fal-ai/dwpose; fal calls our /webhooks/fal when done."""
+
+    name = "fal"
+
+    def submit(self, services: Services, request: Request) -> str:
+        """POST the input to fal's queue; link fal's request id to ours as soon as we have it.
+
+        Returns "" when an earlier attempt may have reached fal (left to reconciliation).
+        """
+        r = services.redis
+        # Recorded before sending: a crash after this point is left to reconciliation,
+        # never answered by a second submission.
+        if not r.hsetnx(key_for_request(request.id), "fal_submitted_at", repr(time.time())):
+            log.warning("request %s was sent to fal before; not sending twice", request.id)
+            return ""
+        answer = _send(services, "POST", app_url(services),
+                       params={"fal_webhook": webhook_url(services, request.id)},
+                       json=fal_input(services, request.input))
+        if answer.status_code >= 400:
+            raise ProviderError(f"fal refused the request ({answer.status_code}): "
+                                f"{answer.text[:300]}")
+        ref = answer.json().get("request_id")
+        if not ref:
+            raise ProviderError("fal's answer has no request_id")
+        store.link_provider_ref(r, self.name, ref, request.id, services.settings.request_ttl)
+        lease = time.time() + services.settings.reconcile_after
+        store.update(r, request.id, provider_ref=ref)
+        store.transition(r, request.id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
+                         {"started_at": repr(time.time())}, lease_until=lease)
+        return ref
+
+    def status(self, services: Services, ref: str) -> dict[str, Any]:
+        """Return fal's status document for one of its requests."""
+        answer = _send(services, "GET", app_url(services, "requests", ref, "status"),
+                       params={"logs": "1"})
+        if answer.status_code >= 400:
+            raise ProviderError(f"fal status answered {answer.status_code}")
+        return answer.json()
+
+    def result(self, services: Services, ref: str) -> tuple[int, Any]:
+        """Return (HTTP status, JSON body) of fal's result for one of its requests."""
+        answer = _send(services, "GET", app_url(services, "requests", ref))
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, {"detail": answer.text[:500]}
+
+    def cancel(self, services: Services, request: Request) -> int:
+        """Ask fal to cancel; return fal's HTTP status (202 cancelled, 400 already done)."""
+        if not request.provider_ref:
+            return 202
+        answer = _send(services, "PUT", app_url(services, "requests", request.provider_ref,
+                                                "cancel"))
+        return answer.status_code
+
+
+def copy_output(services: Services, output: dict[str, Any]) -> dict[str, Any]:
+    """Download fal's output image into our storage so our URLs outlive fal's CDN."""
+    from app.images import sniff_image
+    from app.outbound import Guard, fetch
+
+    image = output.get("image") if isinstance(output, dict) else None
+    if not isinstance(image, dict) or not image.get("url"):
+        return output
+    settings = services.settings
+    data, _ = fetch(image["url"], Guard.from_settings(settings),
+                    max_bytes=settings.max_download_bytes, timeout=settings.download_timeout,
+                    max_redirects=settings.max_redirects, field="payload.image.url")
+    content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels,
+                                              field="payload.image.url")
+    stored = services.storage.put(data, content_type, image.get("file_name") or "pose.png")
+    copied = {**image, "url": stored.url, "content_type": content_type,
+              "file_size": stored.file_size, "width": width, "height": height}
+    return {**output, "image": copied}

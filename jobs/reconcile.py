@@ -1,0 +1,77 @@
+"""Settle fal-backed requests whose callback never came, by asking fal (run by the sweeper).
+
+A request sent to fal holds a lease of ``reconcile_after`` seconds; when it runs out
+without a terminal callback, fal's status (and result) API decides. A submission whose
+answer was lost and that no callback ever named fails after the same time, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from app.errors import ProviderError
+from app.models import Status
+from app.providers.fal import FalProvider
+from app.services import Services
+from app.store import requests as store
+from app.store.keys import key_for_leases, key_for_request
+from jobs.settle import apply
+
+log = logging.getLogger(__name__)
+
+
+def _poll(services: Services, request_id: str, ref: str, now: float) -> str:
+    """Ask fal about one request; settle it when fal has finished, else extend the lease."""
+    r = services.redis
+    provider = FalProvider()
+    later = now + max(30.0, services.settings.reconcile_after / 2)
+    try:
+        state = provider.status(services, ref)
+        if state.get("status") != "COMPLETED":
+            r.zadd(key_for_leases(), {request_id: later})
+            return "still running"
+        code, body = provider.result(services, ref)
+    except ProviderError as exc:
+        log.warning("reconciling %s: %s", request_id, exc)
+        r.zadd(key_for_leases(), {request_id: later})
+        return "fal unreachable"
+    if code < 400 and isinstance(body, dict):
+        payload = {"status": "OK", "payload": body}
+    else:
+        detail = body.get("detail") if isinstance(body, dict) else body
+        payload = {"status": "ERROR", "error": f"fal answered {code}", "payload": {"detail": detail}}
+    store.add_log(r, request_id, "no callback came; settled from fal's status API", "WARNING")
+    return apply(services, request_id, payload, "fal")
+
+
+def reconcile(services: Services, now: float) -> int:
+    """Poll fal for every fal request past its lease; fail lost submissions; return how many."""
+    r = services.redis
+    count = 0
+    for request_id in store.expired_leases(r, now):
+        record = store.get(r, request_id)
+        if record is None or record.provider != "fal":
+            continue
+        if record.status is not Status.IN_PROGRESS:
+            r.zrem(key_for_leases(), request_id)
+            continue
+        _poll(services, request_id, record.provider_ref, now)
+        count += 1
+    for request_id in store.stale_queued(r, now - services.settings.reconcile_after):
+        record = store.get(r, request_id)
+        sent = r.hget(key_for_request(request_id), "fal_submitted_at")
+        if record is None or record.provider != "fal" or record.provider_ref or not sent:
+            continue
+        if float(sent) > now - services.settings.reconcile_after:
+            continue
+        reason = "fal's answer to our submission was lost and no callback came"
+        if store.transition(r, request_id, (Status.IN_QUEUE,), Status.FAILED, {
+                "error": {"type": "provider_lost", "message": reason},
+                "completed_at": repr(now)}):
+            store.add_log(r, request_id, reason, "ERROR")
+            from app import events
+
+            events.emit(services, request_id, "request.failed")
+        count += 1
+    return count

@@ -1,0 +1,173 @@
+"""A stand-in for fal's queue on 127.0.0.1, speaking fal's real protocol.
+
+Submit, status, result, cancel and JWKS over HTTP; after a delay it POSTs an
+ED25519-signed callback to the ``fal_webhook`` URL, exactly as fal signs. It can
+refuse submits (429/500), drop, duplicate, corrupt, age or send callbacks before
+answering the submit, fail requests, and rotate its signing key.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from PIL import Image
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from app.signing import fal as fal_signing
+from app.signing.keys import jwks
+from tests.redis_server import free_port
+
+KEY = "fal-test-key:secret"
+USER_ID = "fal-user-123"
+
+
+@dataclass
+class Job:
+    """One request fal holds."""
+
+    id: str
+    input: dict[str, Any]
+    webhook: str
+    status: str = "IN_QUEUE"
+    cancelled: bool = False
+
+
+@dataclass
+class FalStandIn:
+    """Behaviour switches, set by each test before it submits."""
+
+    refuse: list[int] = field(default_factory=list)  # statuses answered to the next submits
+    callback: str = "send"  # send | drop | duplicate | corrupt | old | early | error
+    delay: float = 0.2
+    submits: list[dict[str, Any]] = field(default_factory=list)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    jwks_up: bool = True
+    jwks_fetches: int = 0
+
+    def start(self) -> FalStandIn:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = make_server("127.0.0.1", self.port, self.wsgi, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+    def rotate(self) -> None:
+        """Sign with a new key from now on (the JWKS serves only the new one)."""
+        self.key = Ed25519PrivateKey.generate()
+
+    def result_image(self) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48), (255, 0, 0)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def output(self, job: Job) -> dict[str, Any]:
+        size = len(self.result_image())
+        return {"image": {"url": f"{self.url}/files/{job.id}.png", "content_type": "image/png",
+                          "file_name": f"{job.id}.png", "file_size": size, "width": 64,
+                          "height": 48}}
+
+    def body_for(self, job: Job) -> bytes:
+        if self.callback == "error":
+            body = {"request_id": job.id, "gateway_request_id": job.id, "status": "ERROR",
+                    "error": "Invalid status code: 422",
+                    "payload": {"detail": [{"loc": ["body", "image_url"],
+                                            "msg": "could not load image", "type": "value"}]}}
+        else:
+            body = {"request_id": job.id, "gateway_request_id": job.id, "status": "OK",
+                    "payload": self.output(job)}
+        return json.dumps(body).encode()
+
+    def send_callback(self, job: Job) -> list[int]:
+        """POST the signed callback(s) the current mode asks for; return the statuses."""
+        job.status = "COMPLETED"
+        if self.callback == "drop":
+            return []
+        body = self.body_for(job)
+        now = time.time() - (600 if self.callback == "old" else 0)
+        headers = fal_signing.sign(self.key, job.id, USER_ID, body, now=now)
+        if self.callback == "corrupt":
+            headers[fal_signing.HEADER_SIGNATURE] = "ab" * 64
+        headers["Content-Type"] = "application/json"
+        times = 2 if self.callback == "duplicate" else 1
+        return [httpx.post(job.webhook, content=body, headers=headers, timeout=10).status_code
+                for _ in range(times)]
+
+    def wsgi(self, environ, start_response):
+        request = Request(environ)
+        response = self.route(request)
+        return response(environ, start_response)
+
+    def route(self, request: Request) -> Response:
+        path = request.path.strip("/").split("/")
+        if request.path == "/.well-known/jwks.json":
+            self.jwks_fetches += 1
+            if not self.jwks_up:
+                return Response("down", status=503)
+            return _json(jwks(self.key.public_key()))
+        if path[0] == "files":
+            return Response(self.result_image(), mimetype="image/png")
+        if request.headers.get("Authorization") != f"Key {KEY}":
+            return _json({"detail": "Unauthorized"}, 401)
+        if path[:2] != ["fal-ai", "dwpose"]:
+            return _json({"detail": "Application not found"}, 404)
+        rest = path[2:]
+        if not rest and request.method == "POST":
+            return self.submit(request)
+        job = self.jobs.get(rest[1]) if len(rest) >= 2 and rest[0] == "requests" else None
+        if job is None:
+            return _json({"detail": "Request not found"}, 404)
+        if rest[2:] == ["status"]:
+            return _json({"status": job.status, "request_id": job.id, "logs": []})
+        if rest[2:] == ["cancel"] and request.method == "PUT":
+            if job.status == "COMPLETED":
+                return _json({"status": "ALREADY_COMPLETED"}, 400)
+            job.cancelled = True
+            return _json({"status": "CANCELLATION_REQUESTED"}, 202)
+        if not rest[2:]:
+            if job.status != "COMPLETED":
+                return _json({"detail": "Request is still in progress"}, 400)
+            if self.callback == "error":
+                return _json(json.loads(self.body_for(job))["payload"], 422)
+            return _json(self.output(job))
+        return _json({"detail": "Not found"}, 404)
+
+    def submit(self, request: Request) -> Response:
+        self.submits.append({"input": request.get_json(), "webhook": request.args["fal_webhook"]})
+        if self.refuse:
+            return _json({"detail": "try later"}, self.refuse.pop(0))
+        job = Job(id=str(uuid.uuid4()), input=request.get_json(),
+                  webhook=request.args["fal_webhook"])
+        self.jobs[job.id] = job
+        if self.callback == "early":
+            self.callback = "send"
+            self.send_callback(job)  # before the submit's answer leaves
+        else:
+            def later() -> None:
+                time.sleep(self.delay)
+                if not job.cancelled:
+                    try:
+                        self.send_callback(job)
+                    except httpx.HTTPError:
+                        pass  # the test that wanted it is over
+
+            threading.Thread(target=later, daemon=True).start()
+        base = f"{self.url}/fal-ai/dwpose/requests/{job.id}"
+        return _json({"request_id": job.id, "response_url": base, "status_url": base + "/status",
+                      "cancel_url": base + "/cancel"})
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")

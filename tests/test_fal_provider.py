@@ -1,0 +1,173 @@
+"""PROVIDER=fal against a stand-in fal on 127.0.0.1 speaking fal's protocol and signatures."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import pytest
+
+from app.models import Status
+from app.store import requests as store
+from app.store.keys import key_for_callbacks_pending
+from tests.conftest import SAMPLE
+from tests.fal_standin import KEY, FalStandIn
+
+
+@pytest.fixture
+def fal():
+    """The stand-in fal."""
+    running = FalStandIn().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def overrides(overrides, fal):
+    """posehook in front of the stand-in fal."""
+    return {**overrides, "provider": "fal", "fal_key": KEY, "fal_queue_url": fal.url,
+            "fal_jwks_url": fal.url + "/.well-known/jwks.json", "fal_jwks_min_refresh": 0.3,
+            "reconcile_after": 1}
+
+
+BODY = {"input": {"image_url": "data:image/jpeg;base64,"
+                  + base64.b64encode(SAMPLE.read_bytes()).decode()}}
+
+
+def submit(http) -> str:
+    answer = http.post("/v1/requests", json=BODY)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["request_id"]
+
+
+def wait_terminal(services, run_jobs, request_id: str, seconds: float = 15) -> store.Request:
+    """Run jobs until the request ends (callbacks arrive from the stand-in's thread)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        run_jobs()
+        record = store.get(services.redis, request_id)
+        if record.status.is_terminal:
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"still {store.get(services.redis, request_id).status}")
+
+
+def test_happy_path_copies_fals_image_into_our_storage(http, services, run_jobs, fal, live):
+    request_id = submit(http)
+    record = wait_terminal(services, run_jobs, request_id)
+    assert record.status is Status.COMPLETED
+    image = record.output["image"]
+    assert image["url"].startswith(live.url + "/files/") and (image["width"], image["height"]) == (
+        64, 48)
+    assert httpx.get(image["url"]).content == fal.result_image()
+    assert len(fal.submits) == 1 and len(fal.jobs) == 1
+    sent = fal.submits[0]
+    assert sent["input"]["image_url"].startswith("data:image/jpeg;base64,")
+    assert "posehook_request=" + request_id in sent["webhook"]
+    assert record.provider_ref in fal.jobs
+
+
+def test_error_callback_fails_the_request_with_fals_detail(http, services, run_jobs, fal):
+    fal.callback = "error"
+    record = wait_terminal(services, run_jobs, submit(http))
+    assert record.status is Status.FAILED
+    assert record.error["detail"]["detail"][0]["msg"] == "could not load image"
+
+
+def test_callback_before_the_submit_answer_is_still_matched(http, services, run_jobs, fal):
+    fal.callback = "early"
+    record = wait_terminal(services, run_jobs, submit(http))
+    assert record.status is Status.COMPLETED
+
+
+def test_duplicate_callbacks_settle_once(http, services, run_jobs, fal):
+    fal.callback = "duplicate"
+    request_id = submit(http)
+    record = wait_terminal(services, run_jobs, request_id)
+    assert record.status is Status.COMPLETED
+    logs = [line["message"] for line in store.logs(services.redis, request_id)]
+    assert logs.count("settled: completed") == 1
+
+
+@pytest.mark.parametrize("mode", ["old", "corrupt"])
+def test_replayed_or_forged_callbacks_are_refused_and_nothing_is_stored(
+        http, services, run_jobs, fal, mode):
+    fal.callback = mode
+    request_id = submit(http)
+    run_jobs()
+    job = next(iter(fal.jobs.values()))
+    time.sleep(fal.delay + 0.5)
+    assert fal.send_callback(job) == [401]
+    assert services.redis.zcard(key_for_callbacks_pending()) == 0
+    assert store.get(services.redis, request_id).status is Status.IN_PROGRESS
+
+
+def test_a_lost_callback_is_reconciled_from_fals_status_api(http, services, run_jobs, fal):
+    from jobs.sweep import sweep
+
+    fal.callback = "drop"
+    request_id = submit(http)
+    run_jobs()
+    time.sleep(1.5)  # past reconcile_after
+    result = sweep()
+    assert result["reconciled"] == 1
+    record = store.get(services.redis, request_id)
+    assert record.status is Status.COMPLETED
+    assert httpx.get(record.output["image"]["url"]).content == fal.result_image()
+
+
+def test_rotated_key_is_accepted_after_one_jwks_refetch(http, services, run_jobs, fal):
+    assert wait_terminal(services, run_jobs, submit(http)).status is Status.COMPLETED
+    assert fal.jwks_fetches == 1
+    fal.rotate()
+    time.sleep(0.4)  # the re-fetch is rate-limited
+    assert wait_terminal(services, run_jobs, submit(http)).status is Status.COMPLETED
+    assert fal.jwks_fetches == 2
+
+
+def test_unreachable_jwks_fails_closed(http, services, run_jobs, fal):
+    fal.jwks_up = False
+    fal.callback = "drop"
+    request_id = submit(http)
+    run_jobs()
+    job = next(iter(fal.jobs.values()))
+    fal.callback = "send"
+    assert fal.send_callback(job) == [401]
+    run_jobs()
+    assert store.get(services.redis, request_id).status is Status.IN_PROGRESS
+
+
+def test_429_and_500_on_submit_are_retried_into_one_fal_request(http, services, run_jobs, fal):
+    fal.refuse = [429, 500]
+    record = wait_terminal(services, run_jobs, submit(http))
+    assert record.status is Status.COMPLETED
+    assert len(fal.submits) == 3 and len(fal.jobs) == 1
+
+
+def test_a_retried_submit_job_never_sends_twice(http, services, run_jobs, fal):
+    from jobs.submit import submit as submit_job
+
+    fal.callback = "drop"
+    request_id = submit(http)
+    run_jobs()
+    store.transition(services.redis, request_id, (Status.IN_PROGRESS,), Status.IN_QUEUE)
+    store.update(services.redis, request_id, provider_ref="")
+    assert submit_job(request_id) == "awaiting"
+    assert len(fal.submits) == 1
+
+
+def test_cancel_calls_fal_and_a_finished_request_answers_as_fal(http, services, run_jobs, fal):
+    fal.delay = 30
+    request_id = submit(http)
+    run_jobs()
+    answer = http.put(f"/v1/requests/{request_id}/cancel")
+    assert answer.status_code == 202
+    assert next(iter(fal.jobs.values())).cancelled is True
+    fal.delay = 0.1
+    done = submit(http)
+    run_jobs()
+    job = fal.jobs[store.get(services.redis, done).provider_ref]
+    job.status = "COMPLETED"  # fal finished; its callback is still on the way
+    answer = http.put(f"/v1/requests/{done}/cancel")
+    assert answer.status_code == 400 and "fal already finished" in answer.json()["message"]
