@@ -47,13 +47,14 @@ def keys_revoke(key_id: str) -> None:
 
 @models.command("download")
 @click.option("--dir", "model_dir", default=None, help="Target directory (DWPOSE_MODEL_DIR).")
-def models_download(model_dir: str | None) -> None:
+@click.option("--base-url", default=None, help="A mirror of the weights (default: their home).")
+def models_download(model_dir: str | None, base_url: str | None) -> None:
     """Download the DWPose weights and check their SHA-256."""
     from app.engine.dwpose.weights import download_weights
 
     target = model_dir or _services().settings.dwpose_model_dir or os.path.join(
         _services().settings.data_dir, "models")
-    for path in download_weights(target, progress=True):
+    for path in download_weights(target, base_url=base_url, progress=True):
         click.echo(f"ok  {path}")
 
 

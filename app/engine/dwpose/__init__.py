@@ -1,0 +1,1 @@
+"""DWPose on ONNX Runtime: YOLOX-L person boxes, then DW-LL whole-body keypoints (SimCC)."""

@@ -1,0 +1,94 @@
+"""Tiny ONNX models with DWPose's inputs and outputs, built with onnx.helper for tests.
+
+The detector emits fixed raw YOLOX rows (known boxes); the pose model emits fixed SimCC
+peaks (known keypoints). Each consumes its input so ONNX Runtime accepts the graph.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+STRIDE_OFFSETS = {8: 0, 16: 6400, 32: 8000}
+
+
+def _zero_from(input_name: str, shape: list[int]) -> list[onnx.NodeProto]:
+    """Nodes computing 0 * mean(input) reshaped to ``shape`` (ties the output to the input)."""
+    return [
+        helper.make_node("ReduceMean", [input_name], ["mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Reshape", ["mean", "zero_shape"], ["mean_r"]),
+        helper.make_node("Mul", ["mean_r", "zero_k"], ["zero"]),
+    ] if shape else []
+
+
+def _save(graph: onnx.GraphProto, path: str) -> str:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def detector_row(box: tuple[float, float, float, float], ratio: float, score: float = 0.9,
+                 cls: int = 0, stride: int = 32) -> tuple[int, np.ndarray]:
+    """Return (anchor, raw 85-row) that decodes to ``box`` (image pixels) at ``ratio``."""
+    x1, y1, x2, y2 = (v * ratio for v in box)
+    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+    gx, gy = int(cx // stride), int(cy // stride)
+    anchor = STRIDE_OFFSETS[stride] + gy * (640 // stride) + gx
+    row = np.zeros(85, dtype=np.float32)
+    row[:4] = (cx / stride - gx, cy / stride - gy, math.log(w / stride), math.log(h / stride))
+    row[4] = 1.0
+    row[5 + cls] = score
+    return anchor, row
+
+
+def detector(path: str, rows: list[tuple[int, np.ndarray]]) -> str:
+    """A YOLOX-shaped model: images [1,3,640,640] → output [1,8400,85] with ``rows`` set."""
+    indices = np.array([[0, a] for a, _ in rows], dtype=np.int64)
+    updates = np.stack([r for _, r in rows]).astype(np.float32)
+    inits = [numpy_helper.from_array(np.array([1, 8400, 85], dtype=np.int64), "shape"),
+             numpy_helper.from_array(indices, "indices"),
+             numpy_helper.from_array(updates, "updates"),
+             numpy_helper.from_array(np.array([1, 1, 1], dtype=np.int64), "zero_shape"),
+             numpy_helper.from_array(np.array(0, dtype=np.float32), "zero_k")]
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["base"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+             helper.make_node("ScatterND", ["base", "indices", "updates"], ["scattered"]),
+             *_zero_from("images", [1, 1, 1]),
+             helper.make_node("Add", ["scattered", "zero"], ["output"])]
+    graph = helper.make_graph(
+        nodes, "yolox_standin",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8400, 85])], inits)
+    return _save(graph, path)
+
+
+def pose(path: str, peaks_x: np.ndarray, peaks_y: np.ndarray, batch: int | str = "batch") -> str:
+    """A DW-LL-shaped model emitting constant SimCC maps ``peaks_x`` (133, 576), ``peaks_y`` (133, 768)."""
+    inits = [numpy_helper.from_array(peaks_x[None].astype(np.float32), "cx"),
+             numpy_helper.from_array(peaks_y[None].astype(np.float32), "cy"),
+             numpy_helper.from_array(np.array([-1, 1, 1], dtype=np.int64), "zero_shape"),
+             numpy_helper.from_array(np.array(0, dtype=np.float32), "zero_k")]
+    nodes = [*_zero_from("input", [-1, 1, 1]),
+             helper.make_node("Add", ["cx", "zero"], ["simcc_x"]),
+             helper.make_node("Add", ["cy", "zero"], ["simcc_y"])]
+    graph = helper.make_graph(
+        nodes, "dwpose_standin",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 384, 288])],
+        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [batch, 133, 576]),
+         helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [batch, 133, 768])], inits)
+    return _save(graph, path)
+
+
+def peaks(points: dict[int, tuple[int, int]], value_x: float = 0.9,
+          value_y: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """SimCC maps with a peak at bin 2x / 2y for each keypoint index → (x, y) in input pixels."""
+    sx, sy = np.zeros((133, 576)), np.zeros((133, 768))
+    for k, (x, y) in points.items():
+        sx[k, 2 * x] = value_x
+        sy[k, 2 * y] = value_y
+    return sx, sy

@@ -1,0 +1,129 @@
+"""The DWPose pipeline on tiny synthetic ONNX models with known boxes and SimCC peaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+import pytest
+
+from app.engine import load_engine, render
+from app.engine.dwpose import detect, pose
+from app.engine.dwpose.pipeline import DWPoseEngine, to_openpose
+from tests import onnx_models
+
+IMAGE = np.zeros((480, 1280, 3), dtype=np.uint8)  # letterbox ratio 0.5
+BOX_A = (100.0, 50.0, 400.0, 450.0)
+BOX_B = (700.0, 100.0, 1000.0, 460.0)
+
+
+def session(path: str) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A DWPOSE_MODEL_DIR with a two-person detector and a constant-peak pose model."""
+    rows = [onnx_models.detector_row(BOX_A, 0.5), onnx_models.detector_row(BOX_B, 0.5, 0.8)]
+    onnx_models.detector(str(tmp_path / "yolox_l.onnx"), rows)
+    sx, sy = onnx_models.peaks({0: (144, 100), 5: (100, 150), 6: (188, 150), 9: (80, 250),
+                                91: (60, 300), 112: (220, 300), 23: (130, 90)})
+    onnx_models.pose(str(tmp_path / "dw-ll_ucoco_384.onnx"), sx, sy)
+    return tmp_path
+
+
+def test_letterbox_pads_with_114_top_left_and_reports_the_ratio():
+    blob, ratio = detect.letterbox(np.full((480, 1280, 3), 7, dtype=np.uint8))
+    assert ratio == 0.5 and blob.shape == (1, 3, 640, 640)
+    assert blob[0, 0, 0, 0] == 7 and blob[0, 0, 239, 639] == 7 and blob[0, 0, 240, 0] == 114
+
+
+def test_detector_decodes_known_boxes_and_drops_the_rest(tmp_path):
+    rows = [onnx_models.detector_row(BOX_A, 0.5),
+            onnx_models.detector_row((110, 60, 410, 460), 0.5, 0.85, stride=16),  # IoU > 0.45
+            onnx_models.detector_row(BOX_B, 0.5, 0.25),  # under 0.3
+            onnx_models.detector_row((500, 100, 600, 300), 0.5, 0.9, cls=2)]  # not a person
+    path = onnx_models.detector(str(tmp_path / "d.onnx"), rows)
+    boxes = detect.Detector(session(path))(IMAGE)
+    assert boxes.shape == (1, 4)
+    assert np.allclose(boxes[0], BOX_A, atol=1e-3)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 100, 100], [5, 5, 105, 105], [200, 200, 300, 300]], dtype=float)
+    assert detect.nms(boxes, np.array([0.9, 0.95, 0.5]), 0.45) == [1, 2]
+
+
+def test_box_to_center_scale_pads_and_fixes_the_aspect():
+    center, scale = pose.box_to_center_scale(np.array(BOX_A))
+    assert np.allclose(center, (250, 250)) and np.allclose(scale, (375, 500))
+    _, wide = pose.box_to_center_scale(np.array([0, 0, 400, 100]))
+    assert np.allclose(wide, (500, 500 / 0.75))
+
+
+def test_the_affine_crop_maps_the_box_onto_the_input_and_back():
+    center, scale = pose.box_to_center_scale(np.array(BOX_A))
+    matrix = pose.warp_matrix(center, scale)
+    top_left = matrix @ np.array([center[0] - scale[0] / 2, center[1] - scale[1] / 2, 1])
+    assert np.allclose(matrix @ np.array([*center, 1]), (144, 192))
+    assert np.allclose(top_left, (0, 0), atol=1e-4)
+    image = np.zeros((480, 1280, 3), dtype=np.uint8)
+    image[299:302, 199:202] = 255  # a dot at (200, 300)
+    crop, c, s = pose.crop(image, np.array(BOX_A))
+    y, x = np.unravel_index(crop[0].argmax(), crop[0].shape)
+    back = pose.to_image(np.array([[[x, y]]], dtype=float), c[None], s[None])[0, 0]
+    assert np.abs(back - (200, 300)).max() <= scale[0] / 288 + 1
+
+
+def test_simcc_takes_the_smaller_maximum_and_hides_nonpositive_scores():
+    sx, sy = onnx_models.peaks({0: (10, 20), 1: (30, 40)}, value_x=0.9, value_y=0.5)
+    sx[2], sy[2] = -1.0, -1.0
+    locations, scores = pose.simcc_decode(sx[None], sy[None])
+    assert np.allclose(locations[0, 0], (10, 20)) and scores[0, 0] == pytest.approx(0.5)
+    assert np.allclose(locations[0, 2], (-0.5, -0.5)) and scores[0, 2] <= 0
+
+
+@pytest.mark.parametrize("batch", ["batch", 1])
+def test_the_whole_pipeline_lands_points_to_the_pixel(model_dir, batch):
+    if batch == 1:  # a model exported with a fixed batch runs one person at a time
+        sx, sy = onnx_models.peaks({0: (144, 100), 5: (100, 150), 6: (188, 150)})
+        onnx_models.pose(str(model_dir / "dw-ll_ucoco_384.onnx"), sx, sy, batch=1)
+    engine = DWPoseEngine(str(model_dir))
+    assert engine.pose.batched is (batch != 1)
+    people = engine(IMAGE)
+    assert len(people) == 2
+    first = people[0]
+    # Box A: centre (250, 250), scale (375, 500): x = bx / 288 * 375 + 62.5, y = by / 384 * 500.
+    assert np.allclose(first.body[0, :2], (144 / 288 * 375 + 62.5, 100 / 384 * 500))
+    assert np.allclose(first.body[2, :2], (188 / 288 * 375 + 62.5, 150 / 384 * 500))  # R shoulder
+    assert np.allclose(first.body[5, :2], (100 / 288 * 375 + 62.5, 150 / 384 * 500))  # L shoulder
+    assert first.body[1, 2] == 1.0 and np.allclose(first.body[1, :2],
+                                                   (first.body[2, :2] + first.body[5, :2]) / 2)
+    assert first.body[8, 2] == 0  # nothing emitted for the hips
+
+
+def test_wholebody_slices_and_remap():
+    points = np.arange(133 * 2, dtype=float).reshape(1, 133, 2)
+    scores = np.full((1, 133), 0.9)
+    person = to_openpose(points, scores)[0]
+    assert np.allclose(person.body[3, :2], points[0, 8])    # R elbow ← COCO 8
+    assert np.allclose(person.body[11, :2], points[0, 11])  # L hip ← COCO 11
+    assert np.allclose(person.body[14, :2], points[0, 2])   # R eye ← COCO 2
+    assert np.allclose(person.feet[:, :2], points[0, 17:23])
+    assert np.allclose(person.face[:, :2], points[0, 23:91])
+    assert np.allclose(person.left_hand[:, :2], points[0, 91:112])
+    assert np.allclose(person.right_hand[:, :2], points[0, 112:133])
+
+
+def test_auto_picks_dwpose_when_its_weights_are_present(model_dir):
+    engine = load_engine("auto", str(model_dir))
+    assert engine.name == "dwpose"
+    rendering = render(engine, IMAGE, {"detect_resolution": 0})
+    assert rendering.engine == "dwpose" and len(rendering.keypoints["people"]) == 2
+    assert rendering.image.max() > 0
+
+
+def test_no_person_gives_no_pose(tmp_path):
+    onnx_models.detector(str(tmp_path / "yolox_l.onnx"),
+                         [onnx_models.detector_row(BOX_A, 0.5, 0.05)])
+    onnx_models.pose(str(tmp_path / "dw-ll_ucoco_384.onnx"), *onnx_models.peaks({}))
+    assert DWPoseEngine(str(tmp_path))(IMAGE) == []
