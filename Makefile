@@ -26,8 +26,13 @@ run: $(STAMP)
 	export REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0}; \
 	exec $(BIN)/honcho start -f Procfile $$procs
 
+# The pinned @fal-ai/client for the fal-compatibility test.
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # The whole suite against a real Redis (REDIS_URL, else 127.0.0.1:6379, else an embedded one).
-test: $(STAMP)
+test: $(STAMP) node_modules/.installed
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 

@@ -68,6 +68,8 @@ class Settings:
     fal_app: str = "fal-ai/dwpose"
     reconcile_after: int = 600
     fal_jwks_min_refresh: float = 60.0
+    # Forward mode only, for tests: send calls meant for fal's hosts to this base URL.
+    fal_forward_base_url: str = ""
     # Our own /files inputs go to fal as data URIs up to this size (fal cannot reach us).
     fal_max_data_uri_bytes: int = 10 * 1024 * 1024
 

@@ -48,9 +48,12 @@ class LocalStorage:
             return key if is_key(key) else None
         return None
 
-    def put(self, data: bytes, content_type: str, file_name: str = "") -> StoredFile:
-        """Store bytes under a new key; the write is atomic (temp file + rename)."""
-        key = secrets.token_urlsafe(24) + EXTENSIONS.get(content_type, "")
+    def put(self, data: bytes, content_type: str, file_name: str = "",
+            key: str | None = None) -> StoredFile:
+        """Store bytes under a new (or a reserved) key; the write is atomic (temp + rename)."""
+        key = key or secrets.token_urlsafe(24) + EXTENSIONS.get(content_type, "")
+        if not is_key(key):
+            raise ValueError("invalid storage key")
         path = os.path.join(self.root, key)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         with os.fdopen(fd, "wb") as fh:

@@ -118,3 +118,8 @@ def key_for_deliveries_pending() -> str:
 def key_for_delivery_lock(delivery_id: str) -> str:
     """String held while one attempt of a delivery is under way."""
     return f"{PREFIX}:delivery-lock:{delivery_id}"
+
+
+def key_for_upload_slot(slot: str) -> str:
+    """Hash: a one-time upload slot (fal storage protocol) → the key its file will get."""
+    return f"{PREFIX}:upload-slot:{slot}"

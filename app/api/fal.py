@@ -1,0 +1,220 @@
+"""fal's server-side proxy protocol at ``/api/fal/proxy``, and fal-style storage uploads.
+
+``@fal-ai/client`` with ``proxyUrl`` sends every call here with the real target in
+``x-fal-target-url`` and the caller's credentials (a posehook key) as ``Key …``. In
+local mode (default) we serve ``fal-ai/dwpose`` ourselves; with POSEHOOK_PROVIDER=fal
+we forward to fal with the server's FAL_KEY, never the caller's key or cookies.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from marshmallow import ValidationError
+
+from app.api import fal_queue, services
+from app.api.auth import authenticate
+from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError
+from app.providers import fal as fal_provider
+from app.store.keys import key_for_request, key_for_upload_slot
+
+bp = Blueprint("fal", __name__)
+
+TARGET_HEADER = "x-fal-target-url"
+FAL_SUFFIXES = (".fal.run", ".fal.ai", ".fal.media")
+FAL_HOSTS = ("fal.run", "fal.ai", "fal.media")
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+              "trailers", "transfer-encoding", "upgrade", "host", "content-length", "cookie",
+              "authorization", TARGET_HEADER, "x-forwarded-for", "x-real-ip"}
+SYNC_WAIT = 60
+UPLOAD_TTL = 3600
+
+
+@bp.errorhandler(fal_queue.FalError)
+def _fal_error(error: fal_queue.FalError):
+    return fal_queue.fal_error_response(error.status, error.detail)
+
+
+@bp.errorhandler(ValidationError)
+def _validation(error: ValidationError):
+    messages = error.messages if isinstance(error.messages, dict) else {"body": error.messages}
+    detail = [{"loc": ["body", field], "msg": "; ".join(map(str, problems))
+               if isinstance(problems, list) else str(problems), "type": "value_error"}
+              for field, problems in messages.items()]
+    return fal_queue.fal_error_response(422, detail)
+
+
+@bp.errorhandler(PosehookError)
+def _posehook(error: PosehookError):
+    from app.api.errors import status_for
+
+    return fal_queue.fal_error_response(status_for(error), error.message)
+
+
+def is_fal_target(url: str) -> bool:
+    """Return True for an https URL on one of fal's hosts (exact suffix match)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and (host in FAL_HOSTS or host.endswith(FAL_SUFFIXES))
+
+
+@bp.route("/api/fal/proxy", methods=["GET", "POST", "PUT"])
+def proxy():
+    """Serve (local mode) or forward (fal mode) one call of @fal-ai/client."""
+    target = request.headers.get(TARGET_HEADER, "")
+    if not target:
+        raise fal_queue.FalError(400, f"Missing the {TARGET_HEADER} header")
+    if not is_fal_target(target):
+        raise fal_queue.FalError(412, f"Invalid {TARGET_HEADER} header: not a fal URL")
+    try:
+        g.api_key = authenticate()
+    except AuthError as exc:
+        raise fal_queue.FalError(401, exc.message) from exc
+    if services().settings.provider == "fal":
+        return forward(target)
+    return serve_locally(target)
+
+
+def serve_locally(target: str) -> Response:
+    """Route a fal URL to our own handlers for fal-ai/dwpose and storage."""
+    parts = urlsplit(target)
+    host = (parts.hostname or "").lower()
+    path = [p for p in parts.path.split("/") if p]
+    method = request.method
+    logs = "logs=1" in (parts.query or "")
+    if host == "rest.fal.ai" and path[:3] == ["storage", "upload", "initiate"]:
+        return initiate_upload()
+    app_id = "/".join(path[:2])
+    if app_id != fal_queue.APP:
+        raise fal_queue.FalError(404, f"Application '{app_id}' is not served here: this "
+                                      f"posehook serves only {fal_queue.APP}")
+    rest = path[2:]
+    if host == "queue.fal.run":
+        if not rest and method == "POST":
+            webhook = dict(parse_qsl(parts.query)).get("fal_webhook", "")
+            record = fal_queue.submit(request.get_json(silent=True), webhook)
+            return fal_queue.submit_answer(record)
+        if len(rest) >= 2 and rest[0] == "requests":
+            request_id, tail = rest[1], rest[2:]
+            if tail == ["status"] and method == "GET":
+                return fal_queue.status(request_id, logs)
+            if tail == ["status", "stream"] and method == "GET":
+                return fal_queue.stream(request_id, logs)
+            if tail == [] and method == "GET":
+                return fal_queue.result(request_id)
+            if tail == ["cancel"] and method == "PUT":
+                return fal_queue.cancel(request_id)
+    elif host == "fal.run" and not rest and method == "POST":
+        return fal_queue.run(request.get_json(silent=True), SYNC_WAIT)
+    raise fal_queue.FalError(404, f"{method} {parts.path} is not part of fal's queue protocol")
+
+
+def initiate_upload() -> Response:
+    """Answer ``{upload_url, file_url}``: a one-time PUT slot and the file's future URL."""
+    body = request.get_json(silent=True) or {}
+    content_type = str(body.get("content_type") or "application/octet-stream")[:100]
+    storage = services().storage
+    slot = secrets.token_urlsafe(24)
+    key = secrets.token_urlsafe(24)
+    services().redis.hset(key_for_upload_slot(slot), mapping={
+        "key": key, "content_type": content_type, "key_id": g.api_key.id,
+        "file_name": str(body.get("file_name") or "upload")[:200]})
+    services().redis.expire(key_for_upload_slot(slot), UPLOAD_TTL)
+    base = services().settings.public_base_url.rstrip("/")
+    return jsonify({"upload_url": f"{base}/files/uploads/{slot}", "file_url": storage.url_for(key)})
+
+
+@bp.put("/files/uploads/<slot>")
+def upload(slot: str):
+    """Take the bytes of an initiated upload (the slot in the URL is the permission)."""
+    from app.images import sniff_image
+
+    r = services().redis
+    details = r.hgetall(key_for_upload_slot(slot)) if len(slot) < 64 else {}
+    if not details or not r.delete(key_for_upload_slot(slot)):
+        raise NotFoundError("No such upload slot (it was used already or has expired)")
+    settings = services().settings
+    data = request.get_data(cache=False)
+    if len(data) > settings.max_upload_bytes:
+        raise TooLargeError(f"file is larger than the limit of {settings.max_upload_bytes} bytes")
+    content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
+    services().storage.put(data, content_type, details["file_name"], key=details["key"])
+    return jsonify({"ok": True})
+
+
+def forward(target: str) -> Response:
+    """Stream the call to fal with the server's FAL_KEY; record queue submits as requests."""
+    settings = services().settings
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers["Authorization"] = f"Key {settings.fal_key}"
+    parts = urlsplit(target)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    record = None
+    if request.method == "POST" and parts.hostname == "queue.fal.run":
+        # Recorded first, and fal is told to call us: the callback then settles the record,
+        # reaches subscribers, and is passed on to the caller's own fal_webhook.
+        record = _record_forwarded(query.pop("fal_webhook", ""))
+        query["fal_webhook"] = fal_provider.webhook_url(services(), record.id)
+    base = settings.fal_forward_base_url.rstrip("/") if settings.fal_forward_base_url else (
+        f"{parts.scheme}://{parts.netloc}")
+    url = base + parts.path + (f"?{urlencode(query)}" if query else "")
+    client = httpx.Client(timeout=httpx.Timeout(120, connect=10), follow_redirects=False)
+    upstream = client.send(client.build_request(request.method, url, headers=headers,
+                                                content=request.get_data()), stream=True)
+    kept = {k: v for k, v in upstream.headers.items()
+            if k.lower() not in HOP_BY_HOP | {"content-encoding", "set-cookie"}}
+    if record is not None:
+        upstream.read()
+        client.close()
+        _link_forwarded(record.id, upstream)
+        return Response(upstream.content, status=upstream.status_code, headers=kept)
+
+    def chunks() -> Any:
+        try:
+            yield from upstream.iter_raw()
+        finally:
+            upstream.close()
+            client.close()
+
+    return Response(stream_with_context(chunks()), status=upstream.status_code, headers=kept)
+
+
+def _record_forwarded(caller_webhook: str) -> Any:
+    """Make the record of a forwarded submit (provider fal), before fal sees it."""
+    from app.store import requests as store
+
+    svc = services()
+    body = request.get_json(silent=True)
+    record, _ = store.create(svc.redis, key_id=g.api_key.id,
+                             input=body if isinstance(body, dict) else {}, provider="fal",
+                             fal_webhook=caller_webhook, ttl=svc.settings.request_ttl)
+    svc.redis.hset(key_for_request(record.id), "fal_submitted_at", repr(time.time()))
+    return record
+
+
+def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
+    """Link fal's request id to the record, or fail the record when fal refused."""
+    from app.models import Status
+    from app.store import requests as store
+
+    svc = services()
+    try:
+        ref = upstream.json().get("request_id") if upstream.status_code < 400 else None
+    except ValueError:
+        ref = None
+    if not ref:
+        store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
+            "error": {"type": "provider_error",
+                      "message": f"fal refused the request ({upstream.status_code})"},
+            "completed_at": repr(time.time())})
+        return
+    store.link_provider_ref(svc.redis, "fal", ref, request_id, svc.settings.request_ttl)
+    store.update(svc.redis, request_id, provider_ref=ref)
+    store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
+                     {"started_at": repr(time.time())},
+                     lease_until=time.time() + svc.settings.reconcile_after)

@@ -1,0 +1,172 @@
+"""fal's queue protocol for ``fal-ai/dwpose``, served from our own records and engine.
+
+Statuses are fal's three: FAILED and CANCELLED show as COMPLETED, and the error comes
+with the result. Errors are fal-shaped ``{"detail": ...}`` so the client raises its own
+ApiError / ValidationError.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Response, g, jsonify, stream_with_context
+
+from app import intake
+from app.api import services
+from app.api.requests import cancel_request, wait_until_done
+from app.errors import InvalidStateError, PosehookError
+from app.models import Request, Status
+from app.schemas import FalInputSchema, compact, load
+from app.store import requests as store
+
+APP = "fal-ai/dwpose"
+QUEUE_BASE = "https://queue.fal.run/" + APP
+INPUT_ERRORS = ("invalid_input", "blocked_url", "too_large", "not_an_image", "fetch_failed")
+STREAM_SECONDS = 600
+
+
+class FalError(Exception):
+    """An answer in fal's error shape."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(str(detail))
+        self.status = status
+        self.detail = detail
+
+
+def fal_error_response(status: int, detail: Any) -> Response:
+    """Return ``{"detail": ...}`` with a status, as fal answers errors."""
+    response = jsonify({"detail": detail})
+    response.status_code = status
+    return response
+
+
+def field_detail(field: str, message: str, kind: str = "value_error") -> list[dict[str, Any]]:
+    """Return FastAPI-style validation detail for one input field."""
+    return [{"loc": ["body", field], "msg": message, "type": kind}]
+
+
+def urls(request_id: str) -> dict[str, str]:
+    """Return fal-style URLs of a request (the client routes them through the proxy)."""
+    base = f"{QUEUE_BASE}/requests/{request_id}"
+    return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
+
+
+def own(request_id: str) -> Request:
+    """Return the caller's request or a fal-style 404."""
+    try:
+        return store.get_for_key(services().redis, request_id, g.api_key.id)
+    except PosehookError as exc:
+        raise FalError(404, "Request not found") from exc
+
+
+def submit(body: Any, fal_webhook: str) -> Request:
+    """Validate fal's input and make an ordinary request record."""
+    data = compact(load(FalInputSchema(), body))
+    try:
+        record, _ = intake.accept(services(), key_id=g.api_key.id, input=data,
+                                  fal_webhook=fal_webhook)
+    except PosehookError as exc:
+        field = (exc.field or "image_url").split(".")[-1]
+        raise FalError(413 if exc.code == "too_large" else 422,
+                       field_detail(field, exc.message)) from exc
+    return record
+
+
+def submit_answer(record: Request) -> Response:
+    """Answer a queue submit as fal does."""
+    position = store.queue_position(services().redis, record.id)
+    return jsonify({"request_id": record.id, "status": "IN_QUEUE",
+                    "queue_position": position or 0, **urls(record.id)})
+
+
+def status_body(record: Request, with_logs: bool) -> dict[str, Any]:
+    """Return fal's status document for a request."""
+    r = services().redis
+    shown = "COMPLETED" if record.status.is_terminal else record.status.value
+    body: dict[str, Any] = {"status": shown, "request_id": record.id, **urls(record.id)}
+    if record.status is Status.IN_QUEUE:
+        body["queue_position"] = store.queue_position(r, record.id) or 0
+    if record.metrics.get("inference_time") is not None:
+        body["metrics"] = {"inference_time": record.metrics["inference_time"]}
+    if with_logs:
+        body["logs"] = [{"message": line["message"], "level": line.get("level", "INFO"),
+                         "source": "user", "timestamp": line["timestamp"]}
+                        for line in store.logs(r, record.id)]
+    return body
+
+
+def status(request_id: str, with_logs: bool) -> Response:
+    """GET .../requests/{id}/status."""
+    return jsonify(status_body(own(request_id), with_logs))
+
+
+def stream(request_id: str, with_logs: bool) -> Response:
+    """GET .../requests/{id}/status/stream: one SSE event per change, closed when done."""
+    record = own(request_id)
+
+    def events() -> Any:
+        last = None
+        deadline = time.monotonic() + STREAM_SECONDS
+        current = record
+        while time.monotonic() < deadline:
+            body = status_body(current, with_logs)
+            text = json.dumps(body)
+            if text != last:
+                last = text
+                yield f"data: {text}\n\n"
+            if body["status"] == "COMPLETED":
+                return
+            time.sleep(0.2)
+            current = store.get(services().redis, request_id) or current
+
+    response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def result_response(record: Request) -> Response:
+    """The result as fal answers it: the output with x-fal-request-id, or a fal error."""
+    if not record.status.is_terminal:
+        raise FalError(400, "Request is still in progress")
+    if record.status is Status.CANCELLED:
+        raise FalError(400, "Request was cancelled")
+    if record.status is Status.FAILED:
+        error = record.error or {}
+        if error.get("type") in INPUT_ERRORS or "image" in error.get("message", ""):
+            raise FalError(422, field_detail("image_url", error.get("message", "invalid input")))
+        raise FalError(500, error.get("message", "Internal error"))
+    response = jsonify(record.output)
+    response.headers["x-fal-request-id"] = record.id
+    return response
+
+
+def result(request_id: str) -> Response:
+    """GET .../requests/{id}."""
+    return result_response(own(request_id))
+
+
+def cancel(request_id: str) -> Response:
+    """PUT .../requests/{id}/cancel: 202 while queued or running, 400 once done."""
+    record = own(request_id)
+    try:
+        cancel_request(record)
+    except InvalidStateError:
+        response = jsonify({"status": "ALREADY_COMPLETED"})
+        response.status_code = 400
+        return response
+    response = jsonify({"status": "CANCELLATION_REQUESTED"})
+    response.status_code = 202
+    return response
+
+
+def run(body: Any, wait: float) -> Response:
+    """POST fal.run/fal-ai/dwpose: submit and answer with the result (sync run)."""
+    record = submit(body, "")
+    done = wait_until_done(record.id, wait) or record
+    if not done.status.is_terminal:
+        raise FalError(504, "The request did not finish in time; use the queue")
+    return result_response(done)
