@@ -53,6 +53,7 @@ class FalStandIn:
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     jwks_up: bool = True
     jwks_fetches: int = 0
+    seen: list[dict[str, str]] = field(default_factory=list)  # headers of every call
 
     def start(self) -> FalStandIn:
         self.port = free_port()
@@ -111,6 +112,7 @@ class FalStandIn:
         return response(environ, start_response)
 
     def route(self, request: Request) -> Response:
+        self.seen.append(dict(request.headers.items()))
         path = request.path.strip("/").split("/")
         if request.path == "/.well-known/jwks.json":
             self.jwks_fetches += 1

@@ -1,0 +1,118 @@
+"""The fal proxy endpoint: who may call it, where it may go, what it passes on."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import pytest
+
+from app.models import Status
+from app.store import requests as store
+from tests.conftest import SAMPLE
+from tests.fal_standin import KEY, FalStandIn
+from tests.sinks import Sink
+
+PROXY = "/api/fal/proxy"
+SUBMIT = "https://queue.fal.run/fal-ai/dwpose"
+DATA_URI = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
+
+
+def call(live, target: str | None, key: str | None, method: str = "POST", **kwargs):
+    headers = {**({"x-fal-target-url": target} if target else {}),
+               **({"Authorization": f"Key {key}"} if key else {}), **kwargs.pop("headers", {})}
+    return httpx.request(method, live.url + PROXY, headers=headers, **kwargs)
+
+
+def test_no_key_is_401_in_fals_shape(live):
+    answer = call(live, SUBMIT, None, json={"image_url": DATA_URI})
+    assert answer.status_code == 401 and "detail" in answer.json()
+
+
+def test_missing_target_is_400(live, api_key):
+    assert call(live, None, api_key, json={}).status_code == 400
+
+
+@pytest.mark.parametrize("target", ["https://evil.example.com/fal-ai/dwpose",
+                                    "http://queue.fal.run/fal-ai/dwpose",
+                                    "https://queue.fal.run.evil.com/x",
+                                    "https://notfal.run/x", "https://169.254.169.254/latest"])
+def test_targets_off_fals_hosts_are_refused(live, api_key, target):
+    answer = call(live, target, api_key, json={})
+    assert answer.status_code == 412 and "x-fal-target-url" in answer.json()["detail"]
+
+
+def test_other_fal_apps_are_a_clear_404(live, api_key):
+    answer = call(live, "https://queue.fal.run/fal-ai/flux/dev", api_key, json={})
+    assert answer.status_code == 404 and "fal-ai/dwpose" in answer.json()["detail"]
+
+
+def test_bad_input_is_a_fal_validation_error(live, api_key):
+    answer = call(live, SUBMIT, api_key, json={"image_url": "http://10.1.2.3/x.jpg"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "image_url"]
+    missing = call(live, SUBMIT, api_key, json={})
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == [
+        "body", "image_url"]
+
+
+def test_local_submit_status_and_unknown_request(live, api_key):
+    submitted = call(live, SUBMIT, api_key, json={"image_url": DATA_URI}).json()
+    assert submitted["status"] == "IN_QUEUE" and submitted["queue_position"] == 0
+    status = call(live, f"{SUBMIT}/requests/{submitted['request_id']}/status?logs=1", api_key,
+                  method="GET").json()
+    assert status["status"] == "IN_QUEUE" and status["logs"][0]["message"]
+    result = call(live, f"{SUBMIT}/requests/{submitted['request_id']}", api_key, method="GET")
+    assert result.status_code == 400
+    unknown = call(live, f"{SUBMIT}/requests/nope/status", api_key, method="GET")
+    assert unknown.status_code == 404
+
+
+@pytest.fixture
+def fal():
+    """The stand-in fal."""
+    running = FalStandIn().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def overrides(request, overrides):
+    """Forward mode for tests that ask for it (they use the ``fal`` fixture)."""
+    if "fal" not in request.fixturenames:
+        return overrides
+    fal = request.getfixturevalue("fal")
+    return {**overrides, "provider": "fal", "fal_key": KEY, "fal_queue_url": fal.url,
+            "fal_forward_base_url": fal.url, "fal_jwks_url": fal.url + "/.well-known/jwks.json"}
+
+
+def test_forward_mode_swaps_the_key_and_strips_cookies(fal, live, api_key, services, run_jobs):
+    sink = Sink().start()
+    try:
+        target = f"{SUBMIT}?fal_webhook={sink.url}"
+        answer = call(live, target, api_key, json={"image_url": "https://example.com/a.jpg"},
+                      headers={"Cookie": "session=secret"})
+        assert answer.status_code == 200, answer.text
+        sent = fal.seen[-1]
+        assert sent["Authorization"] == f"Key {KEY}"
+        assert "Cookie" not in sent and api_key not in str(sent)
+        job = fal.jobs[answer.json()["request_id"]]
+        assert "/webhooks/fal?posehook_request=" in job.webhook  # fal calls posehook back
+        request_id = store.find_by_provider_ref(services.redis, "fal", job.id)
+        deadline = time.time() + 10
+        while store.get(services.redis, request_id).status is not Status.COMPLETED:
+            assert time.time() < deadline
+            run_jobs()
+            time.sleep(0.1)
+        run_jobs()
+        deadline = time.time() + 10
+        while not sink.received:  # and the caller's own fal_webhook gets fal's format
+            assert time.time() < deadline
+            run_jobs()
+            time.sleep(0.1)
+        assert b'"status":"OK"' in sink.received[0].body
+        status = call(live, f"{SUBMIT}/requests/{job.id}/status", api_key, method="GET")
+        assert status.status_code == 200 and status.json()["status"] == "COMPLETED"
+    finally:
+        sink.stop()
