@@ -29,17 +29,17 @@ log = logging.getLogger(__name__)
 MAX_READ = 64 * 1024
 KEEP = 20_000
 OVERLOAD = (429, 502, 503, 504)
-_clients: dict[outbound.Guard, httpx.Client] = {}
+_clients: dict[tuple[outbound.Guard, float, float], httpx.Client] = {}
 
 
 def _client(services: Services) -> httpx.Client:
     """Return this process's pooled, guarded client."""
     settings = services.settings
-    guard = outbound.Guard.from_settings(settings)
-    if guard not in _clients:
-        _clients[guard] = outbound.client(guard, timeout=settings.delivery_timeout,
-                                          connect_timeout=settings.delivery_connect_timeout)
-    return _clients[guard]
+    key = (outbound.Guard.from_settings(settings), settings.delivery_timeout,
+           settings.delivery_connect_timeout)
+    if key not in _clients:
+        _clients[key] = outbound.client(key[0], timeout=key[1], connect_timeout=key[2])
+    return _clients[key]
 
 
 def _headers(services: Services, delivery: Delivery, sub: Any, now: int) -> dict[str, str]:
