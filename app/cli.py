@@ -68,9 +68,10 @@ def dev_banner() -> None:
         try:
             svc.redis.ping()
             break
-        except Exception:  # noqa: BLE001 - Redis is still starting
+        except Exception as exc:  # noqa: BLE001 - Redis is still starting
             if time.time() > deadline:
-                raise click.ClickException(f"Redis at {svc.settings.redis_url} does not answer")
+                raise click.ClickException(
+                    f"Redis at {svc.settings.redis_url} does not answer") from exc
             time.sleep(0.3)
     path = os.path.join(svc.settings.data_dir, "dev-api-key")
     key = ""

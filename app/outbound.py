@@ -184,7 +184,9 @@ def fetch(url: str, guard: Guard, *, max_bytes: int, timeout: float, max_redirec
         for _ in range(max_redirects + 1):
             guard.check_url(current, field)
             try:
-                with http.stream("GET", current) as response:
+                # identity: a compressed body could expand far past max_bytes in one chunk.
+                with http.stream("GET", current,
+                                 headers={"Accept-Encoding": "identity"}) as response:
                     if response.is_redirect:
                         location = response.headers.get("Location", "")
                         current = urljoin(current, location)

@@ -8,7 +8,6 @@ answer was lost and that no callback ever named fails after the same time, with 
 from __future__ import annotations
 
 import logging
-import time
 
 from app.errors import ProviderError
 from app.models import Status
@@ -40,7 +39,8 @@ def _poll(services: Services, request_id: str, ref: str, now: float) -> str:
         payload = {"status": "OK", "payload": body}
     else:
         detail = body.get("detail") if isinstance(body, dict) else body
-        payload = {"status": "ERROR", "error": f"fal answered {code}", "payload": {"detail": detail}}
+        payload = {"status": "ERROR", "error": f"fal answered {code}",
+                   "payload": {"detail": detail}}
     store.add_log(r, request_id, "no callback came; settled from fal's status API", "WARNING")
     return apply(services, request_id, payload, "fal")
 

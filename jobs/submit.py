@@ -12,7 +12,7 @@ from app.store import requests as store
 
 
 def submit(request_id: str) -> str:
-    """Submit a request to its provider once; a FAILED request says why when the provider refuses."""
+    """Submit a request to its provider once; when the provider refuses, FAILED says why."""
     svc = current()
     record = store.get(svc.redis, request_id)
     if record is None or record.status is not Status.IN_QUEUE:

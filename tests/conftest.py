@@ -14,7 +14,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests import redis_server  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+# ../shared beside the checkout (CI, a clean clone); searched upward from worktrees.
+DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
+            ROOT.parent / "shared" / "data")
 SAMPLE = DATA / "pose_sample.jpg"
 
 

@@ -68,7 +68,7 @@ def detector(path: str, rows: list[tuple[int, np.ndarray]]) -> str:
 
 
 def pose(path: str, peaks_x: np.ndarray, peaks_y: np.ndarray, batch: int | str = "batch") -> str:
-    """A DW-LL-shaped model emitting constant SimCC maps ``peaks_x`` (133, 576), ``peaks_y`` (133, 768)."""
+    """A DW-LL-shaped model emitting constant SimCC maps: x (133, 576), y (133, 768)."""
     inits = [numpy_helper.from_array(peaks_x[None].astype(np.float32), "cx"),
              numpy_helper.from_array(peaks_y[None].astype(np.float32), "cy"),
              numpy_helper.from_array(np.array([-1, 1, 1], dtype=np.int64), "zero_shape"),

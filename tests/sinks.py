@@ -20,7 +20,7 @@ class Received:
 
 @dataclass
 class Sink:
-    """Answers from ``script`` in order (then ``default``); each answer (status, headers, body, delay)."""
+    """Answers from ``script`` in order, then ``default``: (status, headers, body, delay)."""
 
     script: list[tuple] = field(default_factory=list)
     default: tuple = (204, {}, b"", 0)

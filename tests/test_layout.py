@@ -79,3 +79,10 @@ def test_the_web_app_loads_no_model_runtime():
     loaded = _loaded_after("from app import create_app; create_app({'redis_url': "
                            "'redis://127.0.0.1:1/0'})")
     assert not loaded & {"cv2", "mediapipe", "onnxruntime", "jobs"}
+
+
+def test_ruff_finds_nothing():
+    run = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "app", "jobs",
+                          "tests", "bench", "--output-format", "concise"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout

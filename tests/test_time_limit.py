@@ -14,6 +14,7 @@ from tests.conftest import SAMPLE
 from tests.stack import Stack
 from tests.test_flow import serve_photo, wait_done
 
+
 def test_a_job_over_its_time_limit_fails_cleanly_and_the_worker_goes_on(
         redis_url, tmp_path):
     """A 1 s limit against a photo that takes 3 s to arrive: FAILED with the reason."""

@@ -69,7 +69,8 @@ def test_late_error_after_completion_changes_nothing(live, services, run_jobs):
     _post(live, ok, fal.sign(services.signing_key, request_id, "u", ok))
     run_jobs()
     late = _body(request_id, "ERROR")
-    assert _post(live, late, fal.sign(services.signing_key, request_id, "u", late)).status_code == 200
+    headers = fal.sign(services.signing_key, request_id, "u", late)
+    assert _post(live, late, headers).status_code == 200
     run_jobs()
     assert store.get(services.redis, request_id).status is Status.COMPLETED
 

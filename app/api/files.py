@@ -1,4 +1,4 @@
-"""Files: upload an input image (``POST /v1/files``) and serve stored files (``GET /files/<key>``)."""
+"""Files: upload an input image (``POST /v1/files``); serve files (``GET /files/<key>``)."""
 
 from __future__ import annotations
 

@@ -56,7 +56,8 @@ def _save(r: Redis, sub: Subscription) -> None:
     r.set(key_for_subscription(sub.id), json.dumps(asdict(sub)))
 
 
-def create(r: Redis, key_id: str, url: str, events: list[str], description: str = "") -> Subscription:
+def create(r: Redis, key_id: str, url: str, events: list[str],
+           description: str = "") -> Subscription:
     """Store a new subscription with a fresh secret."""
     sub = Subscription(id="sub_" + secrets.token_hex(8), key_id=key_id, url=url, events=events,
                        description=description, created_at=time.time(),
