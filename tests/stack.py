@@ -75,9 +75,9 @@ class Stack:
         self._start("worker", [str(BIN / "rq"), "worker", "--serializer", "json",
                                "--with-scheduler", "--url", self.redis_url, *queues.FAST_QUEUES])
 
-    def start_inference(self) -> subprocess.Popen:
-        """Start the inference worker (engine preloaded)."""
-        return self._start("inference", [sys.executable, "-m", "jobs.worker"])
+    def start_inference(self, name: str = "inference") -> subprocess.Popen:
+        """Start an inference worker (engine preloaded); more than one needs distinct names."""
+        return self._start(name, [sys.executable, "-m", "jobs.worker"])
 
     def __enter__(self) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
