@@ -34,6 +34,24 @@ def test_body_points_are_ordered_top_to_bottom_and_on_her(engine, photo):
     assert (people[0].face[:, 2] > 0).sum() == 68
 
 
+def test_two_people_side_by_side_are_both_found(engine, photo):
+    # The photo beside its mirror image, a white gap between: one woman on each side.
+    gap = np.full((photo.shape[0], 60, 3), 255, np.uint8)
+    pair = np.hstack([photo, gap, photo[:, ::-1]])
+    people = engine(pair)
+    assert len(people) == 2
+    width = photo.shape[1]
+    sides = []
+    for person in people:
+        sure = person.body[person.body[:, 2] > 0.3]
+        assert len(sure) >= 10
+        sides.append("left" if sure[:, 0].max() < width else
+                     "right" if sure[:, 0].min() > width + 60 else "across")
+    assert sorted(sides) == ["left", "right"]
+    rendering = render(engine, pair, {"return_keypoints": True})
+    assert len(rendering.keypoints["people"]) == 2
+
+
 def test_render_defaults_to_the_input_size_and_honours_image_resolution(engine, photo):
     same = render(engine, photo, {})
     assert same.image.shape == photo.shape
