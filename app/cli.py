@@ -48,13 +48,25 @@ def keys_revoke(key_id: str) -> None:
 @models.command("download")
 @click.option("--dir", "model_dir", default=None, help="Target directory (DWPOSE_MODEL_DIR).")
 @click.option("--base-url", default=None, help="A mirror of the weights (default: their home).")
-def models_download(model_dir: str | None, base_url: str | None) -> None:
+@click.option("--sha256", "sums", multiple=True, metavar="NAME=HEX",
+              help="Expect this SHA-256 for a file (a mirror's own build).")
+def models_download(model_dir: str | None, base_url: str | None, sums: tuple[str, ...]) -> None:
     """Download the DWPose weights and check their SHA-256."""
-    from app.engine.dwpose.weights import download_weights
+    from app.engine.dwpose.weights import ChecksumError, download_weights
 
+    checksums = {}
+    for item in sums:
+        name, _, digest = item.partition("=")
+        if not name or len(digest) != 64:
+            raise click.BadParameter(f"{item!r} is not NAME=<64 hex digits>", param_hint="--sha256")
+        checksums[name] = digest.lower()
     target = model_dir or _services().settings.dwpose_model_dir or os.path.join(
         _services().settings.data_dir, "models")
-    for path in download_weights(target, base_url=base_url, progress=True):
+    try:
+        paths = download_weights(target, base_url=base_url, progress=True, checksums=checksums)
+    except ChecksumError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for path in paths:
         click.echo(f"ok  {path}")
 
 

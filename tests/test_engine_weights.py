@@ -10,7 +10,13 @@ import threading
 
 import pytest
 
-from app.engine.dwpose.weights import FILES, ChecksumError, download_weights, verify_weights
+from app.engine.dwpose.weights import (
+    FILES,
+    SHA256,
+    ChecksumError,
+    download_weights,
+    verify_weights,
+)
 
 
 @pytest.fixture
@@ -47,9 +53,18 @@ def test_a_wrong_sum_installs_nothing(server, tmp_path):
     assert sorted(os.listdir(target)) == []
 
 
+def test_the_published_sums_are_checked_by_default(server, tmp_path):
+    # The mirror's files are not DWPose's: without sums of its own, nothing is installed.
+    assert sorted(SHA256) == sorted(FILES)
+    target = tmp_path / "models"
+    with pytest.raises(ChecksumError, match=SHA256[FILES[0]]):
+        download_weights(str(target), base_url=server.url, progress=False)
+    assert os.listdir(target) == []
+
+
 def test_a_tampered_file_fails_verification(server, tmp_path):
     target = tmp_path / "models"
-    download_weights(str(target), base_url=server.url, progress=False)
+    download_weights(str(target), base_url=server.url, progress=False, checksums=server.sums)
     (target / FILES[1]).write_bytes(b"evil")
     with pytest.raises(ChecksumError):
         verify_weights(str(target))
@@ -62,7 +77,13 @@ def test_a_missing_file_upstream_is_an_error(server, tmp_path):
 
 def test_flask_models_download(server, tmp_path, app):
     target = tmp_path / "cli-models"
-    result = app.test_cli_runner().invoke(args=["models", "download", "--dir", str(target),
-                                                "--base-url", server.url])
+    runner = app.test_cli_runner()
+    args = ["models", "download", "--dir", str(target), "--base-url", server.url]
+    refused = runner.invoke(args=args)
+    assert refused.exit_code == 1 and "not installed" in refused.output
+    assert os.listdir(target) == []
+    sums = [arg for name, digest in server.sums.items() for arg in ("--sha256", f"{name}={digest}")]
+    result = runner.invoke(args=args + sums)
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(target)) == sorted([*FILES, "SHA256SUMS"])
+    assert runner.invoke(args=args + ["--sha256", "x=1"]).exit_code == 2

@@ -16,9 +16,13 @@ import httpx
 
 BASE_URL = "https://huggingface.co/yzd-v/DWPose/resolve/main"
 FILES = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
-# Known SHA-256 sums; a name missing here is checked against the sums file written on
-# first download (trust on first use) and the sum is printed so it can be pinned.
-SHA256: dict[str, str] = {}
+# The published files' SHA-256 sums (yzd-v/DWPose at main; the same sums are pinned by many
+# independent projects that use these weights). A mirror must serve the same bytes, or be
+# given its own sums explicitly (``checksums``, ``flask models download --sha256``).
+SHA256: dict[str, str] = {
+    "yolox_l.onnx": "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411",
+    "dw-ll_ucoco_384.onnx": "724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843",
+}
 SUMS_FILE = "SHA256SUMS"
 
 
@@ -84,7 +88,7 @@ def download_weights(model_dir: str, *, base_url: str | None = None, progress: b
     """Download the missing weight files into ``model_dir``; return the paths of all of them."""
     os.makedirs(model_dir, exist_ok=True)
     recorded = read_sums(model_dir)
-    expected = {**recorded, **SHA256, **(checksums or {})}
+    expected = {**SHA256, **recorded, **(checksums or {})}
     paths = []
     for name in FILES:
         target = os.path.join(model_dir, name)
@@ -98,7 +102,7 @@ def download_weights(model_dir: str, *, base_url: str | None = None, progress: b
 
 def verify_weights(model_dir: str, checksums: Mapping[str, str] | None = None) -> None:
     """Check the installed files against their sums; raise ChecksumError on a mismatch."""
-    expected = {**read_sums(model_dir), **SHA256, **(checksums or {})}
+    expected = {**SHA256, **read_sums(model_dir), **(checksums or {})}
     for name in FILES:
         if name not in expected:
             continue
