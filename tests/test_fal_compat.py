@@ -32,6 +32,7 @@ def test_fal_client_subscribe_queue_storage_streaming_errors_and_webhooks(redis_
         report = json.loads(lines[-1])
         print(report)
         assert run.returncode == 0, report
+        assert all(outcome == "ok" for outcome in report.values()), report
         assert set(report) >= {"subscribe", "queue status", "queue result", "storage upload",
-                               "streaming subscribe", "validation error",
+                               "streaming subscribe", "sync run", "validation error",
                                "fal_webhook verified"}

@@ -64,6 +64,10 @@ const streamed = await fal.subscribe("fal-ai/dwpose", {
 });
 check("streaming subscribe", streamed.data?.image?.url !== undefined, streamed);
 
+// A synchronous run (fal.run host) answers with the result itself.
+const ran = await fal.run("fal-ai/dwpose", { input: { image_url: dataUri } });
+check("sync run", ran.data?.image?.content_type === "image/png" && ran.requestId, ran);
+
 // A bad input makes the client raise its own ValidationError.
 try {
   await fal.subscribe("fal-ai/dwpose", { input: { image_url: "ftp://nope/x.jpg" } });
