@@ -75,6 +75,28 @@ def latency(runs: int) -> list[str]:
     return rows
 
 
+def people(runs: int) -> list[str]:
+    """What each extra person costs the mediapipe engine (one Holistic pass per person)."""
+    from app.engine import load_engine
+
+    engine = load_engine("mediapipe")
+    single = photo(512)
+    gap = np.full((single.shape[0], 64, 3), 255, np.uint8)
+    rows = ["| people in the picture | size | found | p50 / p95 ms |", "|---|---|---|---|"]
+    for count in (1, 2, 3):
+        image = np.ascontiguousarray(np.hstack(
+            [part for index in range(count) for part in ((gap,) if index else ()) + (single,)]))
+        found = len(engine(image))
+        samples = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            engine(image)
+            samples.append(time.perf_counter() - t)
+        rows.append(f"| {count} | {image.shape[1]}x{image.shape[0]} | {found} | "
+                    f"{percentiles(samples)} |")
+    return rows
+
+
 def dwpose_synthetic(runs: int) -> list[str]:
     """The dwpose pipeline's own cost (pre/post-processing) on the tiny synthetic models."""
     from app.engine.dwpose.pipeline import DWPoseEngine
@@ -172,6 +194,7 @@ def main() -> None:
     parser.add_argument("--throughput", type=int, default=0, metavar="REQUESTS")
     args = parser.parse_args()
     sections = [("Latency (mediapipe engine)", latency(args.runs)),
+                ("People per picture (mediapipe engine)", people(args.runs)),
                 ("dwpose pipeline overhead", dwpose_synthetic(args.runs)),
                 ("Memory of a warm engine", memory(args.memory_jobs))]
     if args.throughput:
