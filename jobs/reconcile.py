@@ -2,7 +2,8 @@
 
 A request sent to fal holds a lease of ``reconcile_after`` seconds; when it runs out
 without a terminal callback, fal's status (and result) API decides. A submission whose
-answer was lost and that no callback ever named fails after the same time, with the reason.
+answer was lost and that no callback ever named fails after the same time, with the reason,
+and so does a request fal no longer knows (404).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 
 from app.errors import ProviderError
 from app.models import Status
-from app.providers.fal import FalProvider
+from app.providers.fal import FalProvider, FalRequestUnknown
 from app.services import Services
 from app.store import requests as store
 from app.store.keys import key_for_leases, key_for_request
@@ -31,6 +32,9 @@ def _poll(services: Services, request_id: str, ref: str, now: float) -> str:
             r.zadd(key_for_leases(), {request_id: later})
             return "still running"
         code, body = provider.result(services, ref)
+    except FalRequestUnknown as exc:
+        # Waiting longer cannot help: fal will never finish a request it does not have.
+        code, body = 404, {"detail": str(exc)}
     except ProviderError as exc:
         log.warning("reconciling %s: %s", request_id, exc)
         r.zadd(key_for_leases(), {request_id: later})

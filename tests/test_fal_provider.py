@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 
 import httpx
@@ -115,6 +116,21 @@ def test_a_lost_callback_is_reconciled_from_fals_status_api(http, services, run_
     record = store.get(services.redis, request_id)
     assert record.status is Status.COMPLETED
     assert httpx.get(record.output["image"]["url"]).content == fal.result_image()
+
+
+def test_a_request_fal_has_forgotten_fails_with_the_reason(http, services, run_jobs, fal):
+    from jobs.sweep import sweep
+
+    fal.callback = "drop"
+    request_id = submit(http)
+    run_jobs()
+    fal.jobs.clear()  # fal lost it: its status API answers 404
+    time.sleep(1.5)
+    assert sweep()["reconciled"] == 1
+    run_jobs()
+    record = store.get(services.redis, request_id)
+    assert record.status is Status.FAILED
+    assert "404" in record.error["message"] and "does not know" in json.dumps(record.error)
 
 
 def test_rotated_key_is_accepted_after_one_jwks_refetch(http, services, run_jobs, fal):

@@ -32,6 +32,10 @@ _clients: dict[str, httpx.Client] = {}
 _lock = threading.Lock()
 
 
+class FalRequestUnknown(ProviderError):
+    """fal answered 404 for one of its requests: it has forgotten it, or never had it."""
+
+
 def fal_client(services: Services) -> httpx.Client:
     """Return this process's client for fal (our key, timeouts, no redirects)."""
     settings = services.settings
@@ -134,6 +138,8 @@ class FalProvider:
         """Return fal's status document for one of its requests."""
         answer = _send(services, "GET", app_url(services, "requests", ref, "status"),
                        params={"logs": "1"})
+        if answer.status_code == 404:
+            raise FalRequestUnknown(f"fal does not know request {ref} (404)")
         if answer.status_code >= 400:
             raise ProviderError(f"fal status answered {answer.status_code}")
         return answer.json()
