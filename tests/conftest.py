@@ -152,3 +152,13 @@ def run_jobs(services):
                 burst=True, logging_level="WARNING")
 
     return run
+
+
+@pytest.fixture
+def fal():
+    """The stand-in fal on 127.0.0.1 (fal's real protocol), stopped after the test."""
+    from tests.fal_standin import FalStandIn
+
+    running = FalStandIn().start()
+    yield running
+    running.stop()

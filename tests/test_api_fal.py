@@ -11,7 +11,7 @@ import pytest
 from app.models import Status
 from app.store import requests as store
 from tests.conftest import SAMPLE
-from tests.fal_standin import KEY, FalStandIn
+from tests.fal_standin import KEY
 from tests.sinks import Sink
 
 PROXY = "/api/fal/proxy"
@@ -67,14 +67,6 @@ def test_local_submit_status_and_unknown_request(live, api_key):
     assert result.status_code == 400
     unknown = call(live, f"{SUBMIT}/requests/nope/status", api_key, method="GET")
     assert unknown.status_code == 404
-
-
-@pytest.fixture
-def fal():
-    """The stand-in fal."""
-    running = FalStandIn().start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

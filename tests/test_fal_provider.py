@@ -13,15 +13,7 @@ from app.models import Status
 from app.store import requests as store
 from app.store.keys import key_for_callbacks_pending
 from tests.conftest import SAMPLE
-from tests.fal_standin import KEY, FalStandIn
-
-
-@pytest.fixture
-def fal():
-    """The stand-in fal."""
-    running = FalStandIn().start()
-    yield running
-    running.stop()
+from tests.fal_standin import KEY
 
 
 @pytest.fixture
