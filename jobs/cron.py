@@ -1,7 +1,75 @@
-"""RQ cron configuration: ``rq cron jobs.cron`` runs the sweeper every 30 seconds."""
+"""The sweeper's clock: ``python -m jobs.cron`` enqueues ``jobs.sweep.sweep`` every 30 s.
 
-from rq import cron
+RQ's ``rq cron`` enqueues with RQ's default (pickle) serializer whatever the workers use,
+so our JSON workers could not even read its jobs. This loop enqueues through
+:mod:`app.queues` instead. Several clocks may run (one per host): each interval, only the
+one that takes the clock key enqueues, and never while the last sweep is still waiting
+or running, so a slow sweep does not pile passes up.
+"""
 
-from jobs.sweep import sweep
+from __future__ import annotations
 
-cron.register(sweep, queue_name="maintenance", interval=30, job_timeout=120)
+import argparse
+import logging
+import signal
+import threading
+
+from redis import Redis
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from app import queues
+from app.services import current
+from app.store.keys import key_for_last_sweep, key_for_sweep_clock
+
+DEFAULT_INTERVAL = 30.0
+"""Seconds between two sweeps."""
+SWEEP_TIMEOUT = 120
+UNFINISHED = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+log = logging.getLogger(__name__)
+
+
+def tick(connection: Redis, interval: float) -> str | None:
+    """Enqueue one sweep if this interval has none and the last one is done; return its id."""
+    if not connection.set(key_for_sweep_clock(), b"1", nx=True, px=max(1, int(interval * 1000))):
+        return None  # another clock enqueued this interval's sweep
+    last = connection.get(key_for_last_sweep())
+    if last:
+        try:
+            status = Job.fetch(last.decode(), connection=connection,
+                               serializer=JSONSerializer).get_status()
+        except Exception:  # noqa: BLE001 - the job expired or vanished: nothing to wait for
+            status = None
+        if status in UNFINISHED:
+            log.info("the last sweep (%s) is still %s; not enqueuing another", last, status)
+            return None
+    job_id = queues.enqueue(connection, queues.MAINTENANCE, queues.JOB_SWEEP,
+                            timeout=SWEEP_TIMEOUT)
+    connection.set(key_for_last_sweep(), job_id or "", ex=3600)
+    return job_id
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Enqueue a sweep every ``--interval`` seconds until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    connection = current().rq
+    log.info("sweeping every %.1f s", args.interval)
+    while not stop.is_set():
+        try:
+            job_id = tick(connection, args.interval)
+            if job_id:
+                log.info("enqueued sweep %s", job_id)
+        except Exception:  # noqa: BLE001 - a Redis blip must not stop the clock
+            log.warning("could not enqueue the sweep", exc_info=True)
+        stop.wait(args.interval)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""Heal what a crash left behind; run every 30 s by the RQ cron scheduler (``jobs/cron.py``).
+"""Heal what a crash left behind; enqueued every 30 s by the clock process (``jobs/cron.py``).
 
 - a running request whose worker died (lease expired): retried, or FAILED with the reason;
 - a queued request whose job vanished: its submit or inference job enqueued again;

@@ -60,3 +60,52 @@ def test_a_stored_but_unsettled_callback_is_settled_again(services):
     assert sweep.resettle(services, time.time()) == 0  # fresh: its own settle job may still run
     assert sweep.resettle(services, time.time() + sweep.STALE_AFTER + 1) == 1
     assert len(queues.queue(services.rq, queues.SETTLE).job_ids) == 1
+
+
+def test_the_clock_enqueues_one_sweep_our_json_workers_run(services, run_jobs):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from jobs.cron import tick
+
+    job_id = tick(services.rq, interval=0.3)
+    assert job_id is not None
+    assert tick(services.rq, interval=0.3) is None  # this interval's sweep is enqueued
+    time.sleep(0.35)
+    assert tick(services.rq, interval=0.3) is None  # the last one has not run yet
+    run_jobs()
+    job = Job.fetch(job_id, connection=services.rq, serializer=JSONSerializer)
+    assert job.get_status() == "finished"
+    assert set(job.return_value()) >= {"lost_workers", "deliveries", "reconciled"}
+    time.sleep(0.35)
+    assert tick(services.rq, interval=0.3) not in (None, job_id)
+
+
+def test_the_clock_process_sweeps_until_stopped(services, redis_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from tests.stack import ROOT
+
+    maintenance = queues.queue(services.rq, queues.MAINTENANCE)
+
+    request_id = _running(services, attempts=1, lease_until=time.time() - 1)
+    clock = subprocess.Popen([sys.executable, "-m", "jobs.cron", "--interval", "0.2"], cwd=ROOT,
+                             env={**os.environ, "REDIS_URL": redis_url},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 20
+        while store.get(services.redis, request_id).status is not Status.IN_QUEUE:
+            assert time.time() < deadline and clock.poll() is None, clock.stdout.read1()
+            # A sweep it enqueued heals the lost worker (the retried inference is left queued).
+            SimpleWorker([maintenance], connection=services.rq, serializer=JSONSerializer).work(
+                burst=True, logging_level="WARNING")
+            time.sleep(0.1)
+    finally:
+        clock.send_signal(signal.SIGTERM)
+        assert clock.wait(10) == 0

@@ -123,3 +123,13 @@ def key_for_delivery_lock(delivery_id: str) -> str:
 def key_for_upload_slot(slot: str) -> str:
     """Hash: a one-time upload slot (fal storage protocol) → the key its file will get."""
     return f"{PREFIX}:upload-slot:{slot}"
+
+
+def key_for_sweep_clock() -> str:
+    """String set for one sweep interval by whichever clock process enqueued the sweep."""
+    return f"{PREFIX}:sweep:clock"
+
+
+def key_for_last_sweep() -> str:
+    """String: the RQ job id of the last sweep enqueued."""
+    return f"{PREFIX}:sweep:last"
