@@ -32,7 +32,7 @@ class LocalStorage:
     """Files in a local directory; the key is random, the content type kept beside it."""
 
     def __init__(self, root: str, public_base_url: str) -> None:
-        self.root = root
+        self.root = os.path.abspath(root)  # send_file would resolve a relative one under app/
         self.base_url = public_base_url.rstrip("/")
         os.makedirs(root, exist_ok=True)
 

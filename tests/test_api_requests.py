@@ -220,3 +220,18 @@ def test_unknown_request_is_404(http):
 def test_prefer_wait_over_sixty_is_422(http, body):
     answer = http.post("/v1/requests", json=body, headers={"Prefer": "wait=61"})
     assert answer.status_code == 422
+
+
+def test_files_are_served_with_a_relative_data_dir(overrides, redis, tmp_path, monkeypatch,
+                                                   sample_bytes):
+    # make run keeps the default POSEHOOK_DATA_DIR=./data: a relative directory.
+    from app import create_app
+
+    monkeypatch.chdir(tmp_path)
+    client = create_app({**overrides, "data_dir": "./data"}).test_client()
+    key = apikeys.create(redis, "test")[1]
+    upload = client.post("/v1/files", data=sample_bytes, content_type="image/jpeg",
+                         headers={"Authorization": f"Key {key}"})
+    assert upload.status_code == 201, upload.json
+    served = client.get("/files/" + upload.json["key"])
+    assert served.status_code == 200 and served.data == sample_bytes
