@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from app import queues
-from app.models import Request
+from app.models import Request, Status
 from app.services import Services
 from app.store import deliveries, subscriptions
 from app.store import requests as store
@@ -20,15 +20,22 @@ from app.store.keys import key_for_request
 
 EVENT_TYPES = subscriptions.EVENT_TYPES
 TERMINAL_EVENTS = ("request.completed", "request.failed", "request.cancelled")
+# The status an event announces. The record may have moved on by the time the event is
+# built (a request.queued event is often emitted after the job started): the event says
+# what happened, the record's later state comes with later events.
+EVENT_STATUS = {"request.queued": Status.IN_QUEUE, "request.started": Status.IN_PROGRESS,
+                "request.completed": Status.COMPLETED, "request.failed": Status.FAILED,
+                "request.cancelled": Status.CANCELLED}
 
 
-def request_data(record: Request, sequence: int) -> dict[str, Any]:
+def request_data(record: Request, sequence: int, event_type: str = "") -> dict[str, Any]:
     """Return the ``data`` of a request event."""
-    data: dict[str, Any] = {"request_id": record.id, "status": record.status.value,
+    status = EVENT_STATUS.get(event_type, record.status)
+    data: dict[str, Any] = {"request_id": record.id, "status": status.value,
                             "sequence": sequence}
-    if record.output is not None:
+    if status is Status.COMPLETED and record.output is not None:
         data["output"] = record.output
-    if record.error is not None:
+    if status in (Status.FAILED, Status.CANCELLED) and record.error is not None:
         data["error"] = record.error
     return data
 
@@ -77,7 +84,7 @@ def emit(services: Services, request_id: str, event_type: str) -> list[str]:
         return []
     sequence = r.hincrby(key_for_request(request_id), "event_seq", 1)
     event_id = "msg_" + secrets.token_hex(12)
-    body = envelope(event_type, request_data(record, sequence))
+    body = envelope(event_type, request_data(record, sequence, event_type))
     found = [_delivery(event_id, event_type, "subscription", sub.url, record.key_id, body,
                        subscription_id=sub.id, request_id=record.id)
              for sub in subscriptions.list_for_key(r, record.key_id)

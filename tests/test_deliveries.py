@@ -87,6 +87,23 @@ def test_completed_event_verifies_with_standardwebhooks_svix_and_our_jwks(
         base64.b64decode(v1a[4:]), signed)
 
 
+def test_each_event_announces_its_own_status_in_sequence(http, services, api_key, sink,
+                                                         run_jobs):
+    # The record is already COMPLETED when its queued and started events are built, as
+    # happens when a fast job overtakes the fan-out: each event still says what happened.
+    secret = subscribe(http, sink.url)["secret"]
+    request_id = finished_request(services, key_id_of(services, api_key))
+    for event_type in ("request.queued", "request.started", "request.completed"):
+        events.emit(services, request_id, event_type)
+    run_jobs()
+    got = sorted((standardwebhooks.Webhook(secret).verify(r.body, r.headers)
+                  for r in sink.received), key=lambda p: p["data"]["sequence"])
+    assert [(p["type"], p["data"]["status"], "output" in p["data"]) for p in got] == [
+        ("request.queued", "IN_QUEUE", False), ("request.started", "IN_PROGRESS", False),
+        ("request.completed", "COMPLETED", True)]
+    assert [p["data"]["sequence"] for p in got] == [1, 2, 3]
+
+
 def test_filters_choose_the_events(http, services, api_key, sink, run_jobs):
     subscribe(http, sink.url, ["request.failed"])
     request_id = finished_request(services, key_id_of(services, api_key))
