@@ -24,6 +24,10 @@ MAINTENANCE = "maintenance"
 
 FAST_QUEUES = (SUBMIT, SETTLE, DELIVERY, DELIVERY_RETRY, MAINTENANCE)
 
+MAINTENANCE_INTERVAL = 60
+"""Seconds between a worker's maintenance passes, where RQ retries taking a scheduler lock
+that was still held when the worker started (the Procfile passes the same to ``rq worker``)."""
+
 JOB_SUBMIT = "jobs.submit.submit"
 JOB_INFER = "jobs.infer.infer"
 JOB_SETTLE = "jobs.settle.settle"

@@ -47,8 +47,11 @@ def main() -> None:
     stop = threading.Event()
     threading.Thread(target=_beat, args=(name, f"{engine.name}:{engine.version}", stop),
                      daemon=True).start()
+    # A restart inside the old scheduler lock's minute cannot take the lock at start; RQ
+    # tries again at each maintenance pass, so make that a minute rather than ten.
     worker = SimpleWorker([queues.queue(svc.rq, queues.INFERENCE)], connection=svc.rq,
-                          serializer=JSONSerializer, name=name)
+                          serializer=JSONSerializer, name=name,
+                          maintenance_interval=queues.MAINTENANCE_INTERVAL)
     try:
         worker.work(with_scheduler=True)
     finally:

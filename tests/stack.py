@@ -73,7 +73,9 @@ class Stack:
         from app import queues
 
         self._start("worker", [str(BIN / "rq"), "worker", "--serializer", "json",
-                               "--with-scheduler", "--url", self.redis_url, *queues.FAST_QUEUES])
+                               "--with-scheduler", "--maintenance-interval",
+                               str(queues.MAINTENANCE_INTERVAL), "--url", self.redis_url,
+                               *queues.FAST_QUEUES])
 
     def start_inference(self, name: str = "inference") -> subprocess.Popen:
         """Start an inference worker (engine preloaded); more than one needs distinct names."""

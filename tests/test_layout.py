@@ -86,3 +86,18 @@ def test_ruff_finds_nothing():
                           "tests", "bench", "--output-format", "concise"], cwd=ROOT,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout
+
+
+def test_the_procfile_serves_every_queue_the_way_the_code_enqueues():
+    from app import queues
+
+    procs = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                 if line.strip())
+    worker = procs["worker"].split("exec ", 1)[1].split()
+    assert worker[:2] == ["rq", "worker"] and "--with-scheduler" in worker
+    assert worker[worker.index("--serializer") + 1] == "json"
+    assert int(worker[worker.index("--maintenance-interval") + 1]) == queues.MAINTENANCE_INTERVAL
+    assert tuple(worker[worker.index("$REDIS_URL") + 1:]) == queues.FAST_QUEUES
+    assert procs["inference"].endswith("exec python -m jobs.worker")
+    assert procs["cron"].endswith("exec python -m jobs.cron")
+    assert set(procs) == {"redis", "web", "worker", "inference", "cron"}
