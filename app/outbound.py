@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -128,12 +130,23 @@ def _resolve(host: str, port: int, field: str) -> list[IPAddress]:
     return found
 
 
-class GuardedTransport(httpx.BaseTransport):
-    """An httpx transport that connects only to addresses the guard allows, at send time."""
+MAX_POOLS = 64
+"""Connection pools one transport keeps (one per host name)."""
 
-    def __init__(self, guard: Guard, **options: object) -> None:
+
+class GuardedTransport(httpx.BaseTransport):
+    """An httpx transport that connects only to addresses the guard allows, at send time.
+
+    The request goes to the checked address, while TLS (SNI and certificate check) and the
+    Host header keep the name. Pools are kept per name, so a connection opened and verified
+    for one name on an address is never reused for another name on the same address.
+    """
+
+    def __init__(self, guard: Guard, **options: Any) -> None:
         self.guard = guard
-        self._inner = httpx.HTTPTransport(**options)
+        self._options = options
+        self._pools: dict[str, httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Resolve and check the host now, then send to the checked address."""
@@ -142,11 +155,23 @@ class GuardedTransport(httpx.BaseTransport):
         request.headers["Host"] = request.headers.get("Host") or host
         if pinned.scheme == "https":
             request.extensions = {**request.extensions, "sni_hostname": host}
-        return self._inner.handle_request(request)
+        retired = None
+        with self._lock:
+            pool = self._pools.get(host)
+            if pool is None:
+                if len(self._pools) >= MAX_POOLS:  # the oldest name gives way
+                    retired = self._pools.pop(next(iter(self._pools)))
+                pool = self._pools[host] = httpx.HTTPTransport(**self._options)
+        if retired is not None:
+            retired.close()
+        return pool.handle_request(request)
 
     def close(self) -> None:
         """Close pooled connections."""
-        self._inner.close()
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
 
 def client(guard: Guard, *, timeout: float = 15, connect_timeout: float = 5) -> httpx.Client:

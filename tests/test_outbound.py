@@ -203,3 +203,101 @@ def test_requests_carry_our_user_agent(server):
         assert seen["ua"].startswith("posehook/") and seen["host"] == f"localhost:{port}"
     finally:
         srv.shutdown()
+
+
+def _tls_files(directory) -> tuple[str, str, str]:
+    """A CA and a certificate it signed for the name 'localhost' only; return their paths."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = [str(directory / n) for n in ("ca.pem", "cert.pem", "key.pem")]
+    for path, data in zip(paths, (ca.public_bytes(serialization.Encoding.PEM),
+                                  cert.public_bytes(serialization.Encoding.PEM),
+                                  key.private_bytes(serialization.Encoding.PEM,
+                                                    serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption())), strict=True):
+        with open(path, "wb") as fh:
+            fh.write(data)
+    return paths[0], paths[1], paths[2]
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a certificate for 'localhost'; it records SNI names."""
+    import ssl
+
+    ca, cert, key = _tls_files(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    context.sni_callback = lambda sock, server_name, ctx: names.append(server_name)
+    import socket
+
+    handler = type("H", (_Handler,), {"routes": {"/": (200, {}, b"tls ok", 0)}})
+    # Listen where 'localhost' resolves first here (127.0.0.1 or ::1): that is where we connect.
+    family, *_, address = socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM)[0]
+    server_class = type("S", (http.server.ThreadingHTTPServer,), {"address_family": family})
+    srv = server_class((address[0], 0), handler)
+    srv.address = address[0]
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.port, srv.names = srv.server_address[1], names
+    srv.trust = ssl.create_default_context(cafile=ca)
+    yield srv
+    srv.shutdown()
+
+
+def test_tls_goes_to_the_checked_address_but_verifies_the_name(tls_server):
+    import httpx
+
+    from app.outbound import GuardedTransport
+
+    loopback = Guard(allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),
+                                       ipaddress.ip_network("::1/128")))
+    transport = GuardedTransport(loopback, verify=tls_server.trust)
+    with httpx.Client(transport=transport) as http:
+        # 'localhost' is resolved and checked by the guard, the connection goes to that
+        # address, and TLS still checks the certificate against the name (sent as SNI).
+        answer = http.get(f"https://localhost:{tls_server.port}/")
+        assert (answer.status_code, answer.content) == (200, b"tls ok")
+        assert tls_server.names[-1] == "localhost"
+        # The same server by address: its certificate does not name the address, so it fails.
+        literal = f"[{tls_server.address}]" if ":" in tls_server.address else tls_server.address
+        with pytest.raises(httpx.ConnectError, match="(?i)certificate|hostname|IP address"):
+            http.get(f"https://{literal}:{tls_server.port}/")
+        # One pool per name: the connection verified for 'localhost' is not reused by address.
+        assert sorted(transport._pools) == sorted(["localhost", tls_server.address])
+    assert transport._pools == {}  # closed with the client
+
+
+def test_a_name_the_guard_refuses_never_reaches_tls(tls_server):
+    import httpx
+
+    from app.outbound import GuardedTransport
+
+    with httpx.Client(transport=GuardedTransport(Guard(), verify=tls_server.trust)) as http:
+        with pytest.raises(BlockedURLError):
+            http.get(f"https://localhost:{tls_server.port}/")
+    assert tls_server.names == []
