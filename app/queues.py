@@ -34,6 +34,7 @@ JOB_SETTLE = "jobs.settle.settle"
 JOB_DELIVER = "jobs.deliver.deliver"
 JOB_SWEEP = "jobs.sweep.sweep"
 JOB_ANNOUNCE = "jobs.settle.announce"
+JOB_FAL_CANCEL = "jobs.reconcile.cancel_at_fal"
 
 
 def rq_connection(url: str) -> Redis:

@@ -79,3 +79,18 @@ def reconcile(services: Services, now: float) -> int:
             events.emit(services, request_id, "request.failed")
         count += 1
     return count
+
+
+def cancel_at_fal(request_id: str) -> str:
+    """Tell fal about a cancel it could not take when it was asked; raise to be retried."""
+    from app.services import current
+
+    services = current()
+    record = store.get(services.redis, request_id)
+    if record is None or not record.provider_ref:
+        return "nothing to cancel at fal"
+    code = FalProvider().cancel(services, record)
+    if code in (200, 202, 400, 404):  # cancelled, or fal has finished or forgotten it
+        store.add_log(services.redis, request_id, f"fal answered the cancel with {code}")
+        return f"fal answered {code}"
+    raise ProviderError(f"fal answered the cancel with {code}; trying again")

@@ -46,6 +46,7 @@ class FalStandIn:
     """Behaviour switches, set by each test before it submits."""
 
     refuse: list[int] = field(default_factory=list)  # statuses answered to the next submits
+    down: bool = False  # every queue call answers 503
     callback: str = "send"  # send | drop | duplicate | corrupt | old | early | error
     delay: float = 0.2
     submits: list[dict[str, Any]] = field(default_factory=list)
@@ -121,6 +122,8 @@ class FalStandIn:
             return _json(jwks(self.key.public_key()))
         if path[0] == "files":
             return Response(self.result_image(), mimetype="image/png")
+        if self.down:
+            return _json({"detail": "Service Unavailable"}, 503)
         if request.headers.get("Authorization") != f"Key {KEY}":
             return _json({"detail": "Unauthorized"}, 401)
         if path[:2] != ["fal-ai", "dwpose"]:

@@ -179,3 +179,21 @@ def test_cancel_calls_fal_and_a_finished_request_answers_as_fal(http, services, 
     job.status = "COMPLETED"  # fal finished; its callback is still on the way
     answer = http.put(f"/v1/requests/{done}/cancel")
     assert answer.status_code == 400 and "fal already finished" in answer.json()["message"]
+
+
+def test_a_cancel_fal_cannot_take_now_is_done_here_and_told_to_fal_later(
+        http, services, run_jobs, fal):
+    fal.delay = 30
+    request_id = submit(http)
+    run_jobs()
+    fal.down = True
+    answer = http.put(f"/v1/requests/{request_id}/cancel")
+    assert answer.status_code == 202
+    assert store.get(services.redis, request_id).status is Status.CANCELLED
+    job = next(iter(fal.jobs.values()))
+    assert job.cancelled is False
+    fal.down = False
+    run_jobs()  # the retry job tells fal
+    assert job.cancelled is True
+    logs = [line["message"] for line in store.logs(services.redis, request_id)]
+    assert "fal answered the cancel with 202" in logs

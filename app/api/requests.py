@@ -11,7 +11,7 @@ from flask import Blueprint, g, jsonify, request
 from app import intake, queues
 from app.api import services
 from app.api.auth import require_api_key
-from app.errors import InvalidInputError, InvalidStateError
+from app.errors import InvalidInputError, InvalidStateError, ProviderError
 from app.models import Request, Status
 from app.schemas import ListQuerySchema, RequestCreateSchema, compact, load
 from app.store import requests as store
@@ -19,6 +19,8 @@ from app.store import requests as store
 bp = Blueprint("requests", __name__, url_prefix="/v1/requests")
 
 MAX_WAIT = 60
+FAL_CANCEL_RETRIES = (10, 60, 300, 900, 3600)
+"""Seconds between tries to tell fal about a cancel it could not take at once."""
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)", re.I)
 
 
@@ -161,12 +163,18 @@ def result(request_id: str):
 def cancel_request(record: Request) -> Request:
     """Cancel a queued or running request; raise InvalidStateError once it has finished."""
     svc = services()
+    tell_fal_later = False
     if record.provider == "fal" and not record.status.is_terminal:
         from app.providers.fal import FalProvider
 
-        if FalProvider().cancel(svc, record) == 400:
+        try:  # one quick try: the caller is waiting
+            answer = FalProvider().cancel(svc, record, retry=False)
+        except ProviderError:
+            answer = 0
+        if answer == 400:
             raise InvalidStateError(f"fal already finished request {record.id}; "
                                     "its result arrives by callback")
+        tell_fal_later = answer not in (200, 202)
     moved = store.transition(svc.redis, record.id, (Status.IN_QUEUE, Status.IN_PROGRESS),
                              Status.CANCELLED, {"completed_at": repr(time.time())})
     if not moved:
@@ -175,6 +183,13 @@ def cancel_request(record: Request) -> Request:
             f"Request {record.id} already finished with status {current.status.value}; "
             "only queued or running requests can be cancelled")
     store.add_log(svc.redis, record.id, "request cancelled")
+    if tell_fal_later:
+        # fal could not be told now; a job keeps telling it (its late result changes nothing).
+        store.add_log(svc.redis, record.id, "fal did not take the cancel yet; retrying it",
+                      "WARNING")
+        queues.enqueue(svc.rq, queues.SUBMIT, queues.JOB_FAL_CANCEL, record.id,
+                       job_id=f"fal-cancel-{record.id}", unique=True,
+                       retry=FAL_CANCEL_RETRIES)
     queues.cancel_job(svc.rq, f"submit-{record.id}")
     queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, record.id, "request.cancelled",
                    job_id=f"announce-cancelled-{record.id}", unique=True)

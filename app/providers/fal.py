@@ -81,9 +81,10 @@ def fal_input(services: Services, input: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _send(services: Services, method: str, url: str, **options: Any) -> httpx.Response:
-    """Send to fal, retrying only what fal certainly did not act on."""
-    for attempt, pause in enumerate((*BACKOFF, None)):
+def _send(services: Services, method: str, url: str, retry: bool = True,
+          **options: Any) -> httpx.Response:
+    """Send to fal, retrying (unless told not to) only what fal certainly did not act on."""
+    for attempt, pause in enumerate((*BACKOFF, None) if retry else (None,)):
         try:
             answer = fal_client(services).request(method, url, **options)
         except httpx.ConnectError as exc:
@@ -152,12 +153,12 @@ class FalProvider:
         except ValueError:
             return answer.status_code, {"detail": answer.text[:500]}
 
-    def cancel(self, services: Services, request: Request) -> int:
+    def cancel(self, services: Services, request: Request, retry: bool = True) -> int:
         """Ask fal to cancel; return fal's HTTP status (202 cancelled, 400 already done)."""
         if not request.provider_ref:
             return 202
         answer = _send(services, "PUT", app_url(services, "requests", request.provider_ref,
-                                                "cancel"))
+                                                "cancel"), retry=retry)
         return answer.status_code
 
 
