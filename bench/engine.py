@@ -186,19 +186,65 @@ def throughput(requests: int) -> list[str]:
     return rows
 
 
+def worker_memory(jobs: int) -> list[str]:
+    """RSS of the inference worker process over ``jobs`` requests through the service."""
+    import base64
+
+    import httpx
+    import psutil
+    from redis import Redis
+
+    from app.store import apikeys
+    from tests import redis_server
+    from tests.stack import Stack
+
+    base, embedded = redis_server.base_url()
+    url = redis_server.claim_database(base)
+    uri = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
+    rows = ["| requests done | inference worker RSS MiB |", "|---|---|"]
+    try:
+        Redis.from_url(url).flushdb()
+        with tempfile.TemporaryDirectory() as work, Stack(url, Path(work)) as stack:
+            worker = psutil.Process(stack.procs["inference"].pid)
+            key = apikeys.create(Redis.from_url(url, decode_responses=True), "bench")[1]
+            with httpx.Client(base_url=stack.url, timeout=60,
+                              headers={"Authorization": f"Key {key}"}) as client:
+                done = 0
+                while True:
+                    if done == 1 or (done and done % 100 == 0):  # after the first: warm
+                        rows.append(f"| {done} | {worker.memory_info().rss / 2**20:.1f} |")
+                    if done == jobs:
+                        break
+                    answer = client.post("/v1/requests", json={"input": {"image_url": uri}},
+                                         headers={"Prefer": "wait=60"})
+                    assert answer.json()["status"] == "COMPLETED", answer.text
+                    done += 1
+    finally:
+        redis_server.release_database(url)
+        if embedded is not None:
+            embedded.stop()
+    return rows
+
+
 def main() -> None:
     """Print every table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--memory-jobs", type=int, default=500)
     parser.add_argument("--throughput", type=int, default=0, metavar="REQUESTS")
+    parser.add_argument("--worker-memory", type=int, default=0, metavar="REQUESTS")
     args = parser.parse_args()
-    sections = [("Latency (mediapipe engine)", latency(args.runs)),
-                ("People per picture (mediapipe engine)", people(args.runs)),
-                ("dwpose pipeline overhead", dwpose_synthetic(args.runs)),
-                ("Memory of a warm engine", memory(args.memory_jobs))]
+    sections = []
+    if args.runs:
+        sections += [("Latency (mediapipe engine)", latency(args.runs)),
+                     ("People per picture (mediapipe engine)", people(args.runs)),
+                     ("dwpose pipeline overhead", dwpose_synthetic(args.runs))]
+    if args.memory_jobs:
+        sections.append(("Memory of a warm engine", memory(args.memory_jobs)))
     if args.throughput:
         sections.append(("Throughput through the service", throughput(args.throughput)))
+    if args.worker_memory:
+        sections.append(("Memory of the inference worker", worker_memory(args.worker_memory)))
     for title, rows in sections:
         print(f"\n### {title}\n")
         print("\n".join(rows))
