@@ -14,12 +14,17 @@ $(STAMP): requirements.txt
 
 # Embedded Redis (AOF on, in ./data/redis) unless REDIS_URL is set; private URLs allowed
 # for local development (a photo served from your own machine), said out loud.
+# Shorthands: PROVIDER, PUBLIC_BASE_URL, ENGINE set their POSEHOOK_ settings
+# (PROVIDER=fal FAL_KEY=... PUBLIC_BASE_URL=https://... make run puts posehook in front of fal).
 run: $(STAMP)
 	@mkdir -p data
 	@if [ -z "$$REDIS_URL" ]; then \
 	  echo "posehook: no REDIS_URL, starting the embedded Redis on 127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380} (data in ./data/redis)"; \
 	  export REDIS_URL=redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0; procs=""; \
 	else procs="web worker inference cron"; fi; \
+	if [ -n "$$PROVIDER" ]; then export POSEHOOK_PROVIDER="$$PROVIDER"; fi; \
+	if [ -n "$$PUBLIC_BASE_URL" ]; then export POSEHOOK_PUBLIC_BASE_URL="$$PUBLIC_BASE_URL"; fi; \
+	if [ -n "$$ENGINE" ]; then export POSEHOOK_ENGINE="$$ENGINE"; fi; \
 	if [ -z "$$POSEHOOK_ALLOW_PRIVATE_URLS" ]; then \
 	  echo "posehook: POSEHOOK_ALLOW_PRIVATE_URLS=1 for development: URLs on private and loopback addresses are accepted"; \
 	  export POSEHOOK_ALLOW_PRIVATE_URLS=1; fi; \

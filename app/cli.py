@@ -9,6 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from app.errors import BlockedURLError
 from app.store import apikeys
 
 keys = AppGroup("keys", help="Create, list and revoke API keys.")
@@ -103,6 +104,17 @@ def dev_banner() -> None:
         f"  try:  curl -s -H 'Authorization: Key {key}' -H 'Content-Type: application/json' \\\n"
         f"          -H 'Prefer: wait=30' -d '{{\"input\": {{\"image_url\": \"...\"}}}}' "
         f"{base}/v1/requests\n")
+    if svc.settings.provider == "fal":
+        from app.outbound import Guard
+
+        click.echo(f"  provider: fal ({svc.settings.fal_app}); fal calls back at "
+                   f"{base.rstrip('/')}/webhooks/fal")
+        try:
+            Guard().check_url(base, "POSEHOOK_PUBLIC_BASE_URL")
+        except BlockedURLError:  # not public, or not resolvable from here
+            click.echo("  warning: that address is not public, so fal's callbacks cannot "
+                       "reach it;\n  requests settle only by reconciliation, after "
+                       f"{svc.settings.reconcile_after} s\n")
 
 
 def register(app: Flask) -> None:

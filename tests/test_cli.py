@@ -28,3 +28,12 @@ def test_dev_banner_makes_one_key_and_reuses_it(app, services):
     assert key in first.output and key in again.output
     assert apikeys.authenticate(services.redis, key) is not None
     assert len(apikeys.list_keys(services.redis)) == 1
+
+
+def test_dev_banner_warns_when_fal_cannot_call_back(overrides, redis):
+    from app import create_app
+
+    app = create_app({**overrides, "provider": "fal", "fal_key": "k"})
+    out = app.test_cli_runner().invoke(args=["dev-banner"]).output
+    assert "fal calls back at http://127.0.0.1:" in out and "/webhooks/fal" in out
+    assert "not public" in out and "reconciliation" in out
