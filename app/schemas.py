@@ -64,7 +64,8 @@ class ListQuerySchema(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(
         ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]))
     limit = fields.Integer(load_default=20, validate=_range(1, 100))
-    cursor = fields.String(load_default=None, validate=validate.Regexp(r"^\d{1,20}$"))
+    cursor = fields.String(load_default=None, validate=validate.Regexp(
+        r"\A[0-9]{1,20}-[0-9a-f]{1,64}\Z", error="cursor must be a next_cursor from a list answer"))
 
 
 def compact(data: dict) -> dict:

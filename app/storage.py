@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}(\.[a-z0-9]{1,5})?$")
@@ -26,6 +27,13 @@ class StoredFile:
     content_type: str
     file_name: str
     file_size: int
+
+
+def safe_file_name(name: str) -> str:
+    """Return a file name fit for a Content-Disposition header: no controls, no paths, short."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(c for c in base if unicodedata.category(c)[0] not in "CZ" or c == " ")
+    return kept.strip(" .")[:200]
 
 
 class LocalStorage:
@@ -61,7 +69,7 @@ class LocalStorage:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        name = file_name or key
+        name = safe_file_name(file_name) or key
         with open(path + ".meta", "w") as fh:
             json.dump({"content_type": content_type, "file_name": name}, fh)
         return StoredFile(key=key, url=self.url_for(key), content_type=content_type,

@@ -207,19 +207,60 @@ def test_list_is_newest_first_with_cursor_pagination_and_status_filter(http, ser
         if not cursor:
             break
     assert seen == ids[::-1]
+    assert http.get("/v1/requests", params={"cursor": "12"}).status_code == 422
     cancelled = http.get("/v1/requests", params={"status": "CANCELLED"}).json()["requests"]
     assert [r["request_id"] for r in cancelled] == [ids[1]]
     assert http.get("/v1/requests", params={"limit": 0}).status_code == 422
 
 
+def test_requests_made_in_the_same_millisecond_are_each_listed_once(http, services, body,
+                                                                    api_key):
+    from app.store.keys import key_for_requests_of
+
+    ids = {http.post("/v1/requests", json=body).json()["request_id"] for _ in range(5)}
+    index = key_for_requests_of(apikeys.authenticate(services.redis, api_key).id)
+    services.redis.zadd(index, {request_id: 1_700_000_000_000 for request_id in ids})
+    seen, cursor = [], None
+    while True:
+        got = http.get("/v1/requests", params={"limit": 2, **({"cursor": cursor} if cursor
+                                                              else {})}).json()
+        seen += [r["request_id"] for r in got["requests"]]
+        if not (cursor := got["next_cursor"]):
+            break
+    assert sorted(seen) == sorted(ids)
+
+
+def test_one_idempotency_key_sent_at_once_many_times_makes_one_request(live, api_key, body):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(_):
+        return httpx.post(f"{live.url}/v1/requests", json=body, timeout=30,
+                          headers={"Authorization": f"Key {api_key}", "Idempotency-Key": "race"})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(16)))
+    assert {a.status_code for a in answers} <= {200, 202}
+    assert len({a.json()["request_id"] for a in answers}) == 1
+
+
 def test_unknown_request_is_404(http):
     assert http.get("/v1/requests/nope/status").status_code == 404
-    assert http.get("/v1/requests/../../etc/passwd").status_code == 404
+    # Ids that reach the handler but are not ours, nor ids at all.
+    for odd in ("a" * 200, "..", "x%00y", "%E2%80%AE"):
+        answer = http.get(f"/v1/requests/{odd}")
+        assert answer.status_code == 404 and answer.json()["code"] == "not_found", odd
 
 
-def test_prefer_wait_over_sixty_is_422(http, body):
-    answer = http.post("/v1/requests", json=body, headers={"Prefer": "wait=61"})
-    assert answer.status_code == 422
+@pytest.mark.parametrize("prefer", ["wait=61", "wait=" + "9" * 5000])
+def test_prefer_wait_over_sixty_is_422(http, body, prefer):
+    answer = http.post("/v1/requests", json=body, headers={"Prefer": prefer})
+    assert answer.status_code == 422 and "Prefer" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("cursor", ["\u0663", "123\n", "123-", "-ab", "1-ZZ"])
+def test_malformed_cursors_are_422_not_500(http, cursor):
+    answer = http.get("/v1/requests", params={"cursor": cursor})
+    assert answer.status_code == 422 and answer.json()["errors"]
 
 
 def test_files_are_served_with_a_relative_data_dir(overrides, redis, tmp_path, monkeypatch,
@@ -235,3 +276,14 @@ def test_files_are_served_with_a_relative_data_dir(overrides, redis, tmp_path, m
     assert upload.status_code == 201, upload.json
     served = client.get("/files/" + upload.json["key"])
     assert served.status_code == 200 and served.data == sample_bytes
+
+
+@pytest.mark.parametrize("name", ["a\r\nb.png", "../../etc/passwd", "\u202egpj.exe"])
+def test_uploaded_file_names_are_made_safe_to_serve(http, sample_bytes, name):
+    upload = http.post("/v1/files", content=sample_bytes, params={"file_name": name},
+                       headers={"Content-Type": "image/jpeg"})
+    assert upload.status_code == 201, upload.text
+    stored = upload.json()["file_name"]
+    assert "/" not in stored and "\r" not in stored and "\u202e" not in stored
+    served = httpx.get(upload.json()["url"])
+    assert served.status_code == 200 and served.content == sample_bytes

@@ -21,7 +21,7 @@ bp = Blueprint("requests", __name__, url_prefix="/v1/requests")
 MAX_WAIT = 60
 FAL_CANCEL_RETRIES = (10, 60, 300, 900, 3600)
 """Seconds between tries to tell fal about a cancel it could not take at once."""
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)", re.I)
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=([0-9]+)", re.I | re.ASCII)
 
 
 def urls(request_id: str) -> dict[str, str]:
@@ -80,11 +80,11 @@ def prefer_wait() -> int:
     match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
     if not match:
         return 0
-    seconds = int(match.group(1))
-    if seconds > MAX_WAIT:
-        raise InvalidInputError(f"Prefer: wait={seconds} is over the limit of {MAX_WAIT} seconds",
-                                field="Prefer")
-    return seconds
+    digits = match.group(1)
+    if len(digits) > 3 or int(digits) > MAX_WAIT:
+        raise InvalidInputError(f"Prefer: wait={digits[:6]} is over the limit of {MAX_WAIT} "
+                                "seconds", field="Prefer")
+    return int(digits)
 
 
 def wait_until_done(request_id: str, seconds: float) -> Request | None:

@@ -14,6 +14,16 @@ from app.store.keys import key_for_callback, key_for_callbacks_pending, key_for_
 
 CALLBACK_TTL = 7 * 86400
 
+# First writer wins, and writes everything at once: a crash can never leave a stub that
+# would make every retry of the callback look like a duplicate.
+_PERSIST = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
 
 def callback_id(provider_request_id: str, body: bytes) -> str:
     """Return the dedupe id of a callback: hash of the provider's request id and the body."""
@@ -37,15 +47,10 @@ def persist(
         "settled": "0",
         "request_id": request_id,
     }
-    # HSETNX on one field decides who is first; the rest is written by the winner.
-    if not r.hsetnx(key, "provider_request_id", provider_request_id):
-        return cid, False
-    pipe = r.pipeline(transaction=True)
-    pipe.hset(key, mapping=record)
-    pipe.expire(key, CALLBACK_TTL)
-    pipe.zadd(key_for_callbacks_pending(), {cid: time.time()})
-    pipe.execute()
-    return cid, True
+    args = [x for pair in record.items() for x in pair]
+    is_new = r.eval(_PERSIST, 2, key, key_for_callbacks_pending(), CALLBACK_TTL,
+                    repr(time.time()), cid, *args)
+    return cid, bool(is_new)
 
 
 def get(r: Redis, cid: str) -> dict[str, Any] | None:

@@ -27,6 +27,25 @@ MAX_LOG_LINES = 500
 # KEYS[1] request hash, KEYS[2] queue zset, KEYS[3] leases zset
 # ARGV[1] allowed from-states (comma list), ARGV[2] new state, ARGV[3] request id,
 # ARGV[4] lease expiry or "" ; ARGV[5..] field/value pairs to set with the change.
+# Create a request and, with an Idempotency-Key, claim the key in the same step: two
+# concurrent requests with one key can never both create (KEYS[4] is the key's hash, or the
+# request itself when there is no key: ARGV[7] == 'none').
+_CREATE = """
+if ARGV[7] ~= 'none' then
+  local known = redis.call('HMGET', KEYS[4], 'request_id', 'body_hash')
+  if known[1] and ARGV[7] ~= 'retake' then
+    return {0, known[1], known[2] or ''}
+  end
+  redis.call('HSET', KEYS[4], 'request_id', ARGV[1], 'body_hash', ARGV[5])
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return {1, ARGV[1], ARGV[5]}
+"""
+
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 'missing' end
@@ -75,29 +94,26 @@ def create(
         id=new_request_id(), key_id=key_id, status=Status.IN_QUEUE, input=dict(input),
         created_at=now, provider=provider, webhook_url=webhook_url, fal_webhook=fal_webhook,
     )
-    if idempotency_key:
-        idem = key_for_idempotency(key_id, idempotency_key)
-        claimed = r.hsetnx(idem, "request_id", request.id)
-        if not claimed:
-            known = r.hgetall(idem)
-            if known.get("body_hash") and known["body_hash"] != body_hash:
-                raise ConflictError(
-                    "Idempotency-Key was already used with a different body; "
-                    "use a new key for a new request", field="Idempotency-Key")
-            existing = get(r, known["request_id"]) if known.get("request_id") else None
-            if existing is not None:
-                return existing, False
-            # The first attempt died before its record was written: this one takes the key.
-            r.hset(idem, "request_id", request.id)
-        r.hset(idem, "body_hash", body_hash)
-        r.expire(idem, idempotency_ttl)
-    pipe = r.pipeline(transaction=True)
-    pipe.hset(key_for_request(request.id), mapping=request.to_redis())
-    pipe.expire(key_for_request(request.id), ttl)
-    pipe.zadd(key_for_requests_of(key_id), {request.id: int(now * 1000)})
-    pipe.zadd(key_for_queue(), {request.id: now})
-    pipe.execute()
-    return request, True
+    idem = key_for_idempotency(key_id, idempotency_key) if idempotency_key else ""
+    fields = [x for pair in request.to_redis().items() for x in pair]
+    for retake in ("", "retake"):
+        created, known_id, known_hash = r.eval(
+            _CREATE, 4, key_for_request(request.id), key_for_requests_of(key_id),
+            key_for_queue(), idem or key_for_request(request.id), request.id, ttl,
+            int(now * 1000), repr(now), body_hash, idempotency_ttl, retake if idem else "none",
+            *fields)
+        if created:
+            return request, True
+        if known_hash != body_hash:
+            raise ConflictError(
+                "Idempotency-Key was already used with a different body; "
+                "use a new key for a new request", field="Idempotency-Key")
+        existing = get(r, known_id)
+        if existing is not None:
+            return existing, False
+        # The first request with this key is gone (deleted): this one takes the key.
+    raise ConflictError("Idempotency-Key is being taken by another request; try again",
+                        field="Idempotency-Key")
 
 
 def get(r: Redis, request_id: str) -> Request | None:
@@ -171,32 +187,43 @@ def logs(r: Redis, request_id: str) -> list[dict[str, Any]]:
 def list_for_key(
     r: Redis, key_id: str, *, status: str | None = None, limit: int = 20, cursor: str | None = None
 ) -> tuple[list[Request], str | None]:
-    """Return one page of a key's requests, newest first, and the next cursor."""
-    top = f"({cursor}" if cursor else "+inf"
-    found: list[Request] = []
-    next_cursor: str | None = None
-    while len(found) < limit:
-        batch = r.zrevrangebyscore(key_for_requests_of(key_id), top, "-inf", start=0,
-                                   num=limit * 2, withscores=True)
+    """Return one page of a key's requests, newest first, and the next cursor.
+
+    The cursor is ``<ms>-<request id>`` of the last one given: requests made in the same
+    millisecond (same score, then ordered by id) are neither skipped nor repeated.
+    """
+    index = key_for_requests_of(key_id)
+    top, after = "+inf", None
+    if cursor:
+        score, _, after = cursor.partition("-")
+        top = score
+    found: list[tuple[Request, int]] = []
+    offset = 0
+    while len(found) <= limit:  # one more than asked: is there a next page?
+        batch = r.zrevrangebyscore(index, top, "-inf", start=offset, num=limit * 2 + 1,
+                                   withscores=True)
         if not batch:
-            next_cursor = None
             break
+        offset += len(batch)
         for request_id, score in batch:
-            top = f"({int(score)}"
+            # Same millisecond as the cursor: members come in falling id order.
+            if after is not None and int(score) == int(top) and request_id >= after:
+                continue
             request = get(r, request_id)
             if request is None:
-                r.zrem(key_for_requests_of(key_id), request_id)
+                r.zrem(index, request_id)
+                offset -= 1
                 continue
             if status and request.status.value != status:
                 continue
-            found.append(request)
-            if len(found) == limit:
-                next_cursor = str(int(score))
+            found.append((request, int(score)))
+            if len(found) > limit:
                 break
-    if next_cursor and not r.zrevrangebyscore(
-            key_for_requests_of(key_id), f"({next_cursor}", "-inf", start=0, num=1):
-        next_cursor = None
-    return found, next_cursor
+    next_cursor = None
+    if len(found) > limit:
+        last, score = found[limit - 1]
+        next_cursor = f"{score}-{last.id}"
+    return [request for request, _ in found[:limit]], next_cursor
 
 
 def link_provider_ref(r: Redis, provider: str, ref: str, request_id: str, ttl: int) -> None:
