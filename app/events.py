@@ -6,6 +6,7 @@ leaves a due delivery that the sweeper sends; nothing is lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -83,7 +84,9 @@ def emit(services: Services, request_id: str, event_type: str) -> list[str]:
     if record is None:
         return []
     sequence = r.hincrby(key_for_request(request_id), "event_seq", 1)
-    event_id = "msg_" + secrets.token_hex(12)
+    # One id per (request, event): an event sent again after a crash has the same
+    # webhook-id, so subscribers drop the repeat.
+    event_id = "msg_" + hashlib.sha256(f"{request_id}:{event_type}".encode()).hexdigest()[:24]
     body = envelope(event_type, request_data(record, sequence, event_type))
     found = [_delivery(event_id, event_type, "subscription", sub.url, record.key_id, body,
                        subscription_id=sub.id, request_id=record.id)
@@ -92,13 +95,31 @@ def emit(services: Services, request_id: str, event_type: str) -> list[str]:
     if record.webhook_url:
         raw = r.hget(key_for_request(request_id), "webhook_events")
         wanted = json.loads(raw) if raw else None
-        if event_type in (wanted or TERMINAL_EVENTS):
+        if subscriptions.matches(event_type, wanted or TERMINAL_EVENTS):
             found.append(_delivery(event_id, event_type, "request", record.webhook_url,
                                    record.key_id, body, request_id=record.id))
     if record.fal_webhook and event_type in TERMINAL_EVENTS:
         found.append(_delivery(event_id, event_type, "fal", record.fal_webhook, record.key_id,
                                fal_body(record), request_id=record.id))
-    return dispatch(services, found)
+    ids = dispatch(services, found)
+    if event_type in TERMINAL_EVENTS:
+        store.event_paid(r, request_id)
+    return ids
+
+
+def announce_owed(services: Services, before: float) -> int:
+    """Fan out the terminal events a crash left unsent (finished before ``before``)."""
+    r = services.redis
+    owed = store.events_owed(r, before)
+    for request_id in owed:
+        record = store.get(r, request_id)
+        event_type = next((e for e, s in EVENT_STATUS.items()
+                           if record is not None and s is record.status), None)
+        if event_type in TERMINAL_EVENTS:
+            emit(services, request_id, event_type)
+        else:
+            store.event_paid(r, request_id)  # gone, or not finished after all
+    return len(owed)
 
 
 def emit_to_subscription(services: Services, sub: subscriptions.Subscription, event_type: str,

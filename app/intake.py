@@ -51,7 +51,7 @@ def accept(
     webhook_url: str = "",
     fal_webhook: str = "",
     idempotency_key: str = "",
-    extra: Mapping[str, Any] | None = None,
+    webhook_events: list[str] | None = None,
 ) -> tuple[Request, bool]:
     """Store a new request and enqueue its submission; return (request, created)."""
     settings = services.settings
@@ -60,13 +60,15 @@ def accept(
     for field, url in (("webhook_url", webhook_url), ("fal_webhook", fal_webhook)):
         if url:
             Guard.from_settings(settings).check_url(url, field)
-    hashed = body_hash({"input": input, "webhook_url": webhook_url, **(extra or {})})
+    hashed = body_hash({"input": input, "webhook_url": webhook_url,
+                        "webhook_events": webhook_events})
     input = prepare_input(services, input)
     request, created = store.create(
         services.redis, key_id=key_id, input=input, provider=settings.provider,
         webhook_url=webhook_url, fal_webhook=fal_webhook, idempotency_key=idempotency_key,
-        body_hash=hashed,
-        idempotency_ttl=settings.idempotency_ttl, ttl=settings.request_ttl,
+        body_hash=hashed, idempotency_ttl=settings.idempotency_ttl, ttl=settings.request_ttl,
+        # Stored with the record, so it already filters the first event.
+        fields={"webhook_events": json.dumps(webhook_events)} if webhook_events else None,
     )
     if created:
         store.add_log(services.redis, request.id, "request received")

@@ -52,7 +52,8 @@ class RequestCreateSchema(Schema):
     input = fields.Nested(PoseInputSchema, required=True, error_messages={
         "required": "input is required, e.g. {{\"image_url\": ...}}"})
     webhook_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
-    webhook_events = fields.List(fields.String(), load_default=None)
+    webhook_events = fields.List(fields.String(validate=lambda v: _event_filter(v)),
+                                 load_default=None, validate=validate.Length(min=1, max=20))
 
 
 class ListQuerySchema(Schema):

@@ -89,9 +89,11 @@ def sweep() -> dict[str, int]:
     """Run every healing pass once; return what each did."""
     svc = current()
     now = time.time()
+    from app.events import announce_owed
     from jobs.deliver import sweep_deliveries
     from jobs.reconcile import reconcile
 
     return {"lost_workers": recover_lost_workers(svc, now),
             "stale_queued": requeue_stale(svc, now), "resettled": resettle(svc, now),
+            "announced": announce_owed(svc, now - STALE_AFTER),
             "deliveries": sweep_deliveries(svc, now), "reconciled": reconcile(svc, now)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 
 import httpx
@@ -287,3 +288,21 @@ def test_uploaded_file_names_are_made_safe_to_serve(http, sample_bytes, name):
     assert "/" not in stored and "\r" not in stored and "\u202e" not in stored
     served = httpx.get(upload.json()["url"])
     assert served.status_code == 200 and served.content == sample_bytes
+
+
+def test_webhook_events_are_checked_and_wildcards_match_from_the_first_event(
+        http, services, body, run_jobs):
+    from tests.sinks import Sink
+
+    refused = http.post("/v1/requests", json={**body, "webhook_events": ["nope"]})
+    assert refused.status_code == 422 and "webhook_events" in refused.json()["errors"]
+    sink = Sink().start()
+    try:
+        answer = http.post("/v1/requests", json={**body, "webhook_url": sink.url,
+                                                  "webhook_events": ["request.*"]})
+        assert answer.status_code == 202
+        run_jobs()
+        types = sorted(json.loads(got.body)["type"] for got in sink.received)
+        assert types == ["request.completed", "request.queued", "request.started"]
+    finally:
+        sink.stop()

@@ -109,3 +109,35 @@ def test_the_clock_process_sweeps_until_stopped(services, redis_url):
     finally:
         clock.send_signal(signal.SIGTERM)
         assert clock.wait(10) == 0
+
+
+def test_a_terminal_event_lost_in_a_crash_is_sent_by_the_sweeper_once(services, run_jobs):
+    import json
+
+    from app import events
+    from app.store import subscriptions
+    from jobs.settle import apply
+    from tests.sinks import Sink
+
+    sink = Sink().start()
+    try:
+        subscriptions.create(services.redis, "k", sink.url, ["request.completed"])
+        request_id = _running(services, attempts=1, lease_until=time.time() + 60)
+        # The settle worker dies right after the state change, before the fan-out.
+        assert store.transition(services.redis, request_id, (Status.IN_PROGRESS,),
+                                Status.COMPLETED, {"output": {"image": {"url": "u"}}})
+        assert store.events_owed(services.redis, time.time() + 1) == [request_id]
+        assert apply(services, request_id, {"status": "OK", "payload": {}}, "local") == "ignored"
+        assert events.announce_owed(services, time.time() + 1) == 1
+        assert events.announce_owed(services, time.time() + 1) == 0  # paid
+        run_jobs()
+        got = [json.loads(r.body) for r in sink.received]
+        assert [(g["type"], g["data"]["request_id"]) for g in got] == [
+            ("request.completed", request_id)]
+        # A normal settle pays its event at once.
+        other = _running(services, attempts=1, lease_until=time.time() + 60)
+        assert apply(services, other, {"status": "OK", "payload": {}}, "local") == \
+            "request.completed"
+        assert store.events_owed(services.redis, time.time() + 1) == []
+    finally:
+        sink.stop()

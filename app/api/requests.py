@@ -107,11 +107,8 @@ def create():
     record, created = intake.accept(
         services(), key_id=g.api_key.id, input=compact(data["input"]),
         webhook_url=data.get("webhook_url") or "",
-        idempotency_key=_idempotency_key(),
-        extra={"webhook_events": data.get("webhook_events")},
+        idempotency_key=_idempotency_key(), webhook_events=data.get("webhook_events"),
     )
-    if data.get("webhook_events") is not None:
-        store.update(services().redis, record.id, webhook_events=data["webhook_events"])
     if wait:
         record = wait_until_done(record.id, wait) or record
     body = record_body(record) if record.status.is_terminal else status_body(record, False)

@@ -25,6 +25,11 @@ def key_for_queue() -> str:
     return f"{PREFIX}:requests:queued"
 
 
+def key_for_events_owed() -> str:
+    """Sorted set of finished request ids whose terminal event is not yet fanned out, by time."""
+    return f"{PREFIX}:requests:events-owed"
+
+
 def key_for_leases() -> str:
     """Sorted set of in-progress request ids by lease expiry (s)."""
     return f"{PREFIX}:requests:leases"

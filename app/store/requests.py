@@ -13,6 +13,7 @@ from redis import Redis
 from app.errors import ConflictError, NotFoundError
 from app.models import Request, Status
 from app.store.keys import (
+    key_for_events_owed,
     key_for_idempotency,
     key_for_leases,
     key_for_provider_ref,
@@ -55,12 +56,15 @@ for state in string.gmatch(ARGV[1], '[^,]+') do
 end
 if not allowed then return current end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if ARGV[2] ~= 'IN_QUEUE' then redis.call('ZREM', KEYS[2], ARGV[3]) end
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 else
   redis.call('ZREM', KEYS[3], ARGV[3])
+end
+if ARGV[2] == 'COMPLETED' or ARGV[2] == 'FAILED' or ARGV[2] == 'CANCELLED' then
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
 end
 return 'ok'
 """
@@ -83,6 +87,7 @@ def create(
     body_hash: str = "",
     idempotency_ttl: int = 86400,
     ttl: int = 30 * 86400,
+    fields: Mapping[str, str] | None = None,
 ) -> tuple[Request, bool]:
     """Store a new IN_QUEUE request; return (request, created).
 
@@ -95,13 +100,14 @@ def create(
         created_at=now, provider=provider, webhook_url=webhook_url, fal_webhook=fal_webhook,
     )
     idem = key_for_idempotency(key_id, idempotency_key) if idempotency_key else ""
-    fields = [x for pair in request.to_redis().items() for x in pair]
+    stored = {**request.to_redis(), **(fields or {})}
+    values = [x for pair in stored.items() for x in pair]
     for retake in ("", "retake"):
         created, known_id, known_hash = r.eval(
             _CREATE, 4, key_for_request(request.id), key_for_requests_of(key_id),
             key_for_queue(), idem or key_for_request(request.id), request.id, ttl,
             int(now * 1000), repr(now), body_hash, idempotency_ttl, retake if idem else "none",
-            *fields)
+            *values)
         if created:
             return request, True
         if known_hash != body_hash:
@@ -144,15 +150,17 @@ def transition(
 ) -> bool:
     """Move a request to ``to`` if it is in one of ``from_states``; return True if it moved.
 
-    The check and the write are one Lua script, so two workers never both win.
+    The check and the write are one Lua script, so two workers never both win. Reaching a
+    terminal state also records, in the same step, that its event is owed (see events.emit),
+    so a crash before the fan-out is healed by the sweeper, never lost.
     """
     values: list[str] = []
     for name, value in (fields or {}).items():
         values += [name, value if isinstance(value, str) else json.dumps(value)]
     result = r.eval(
-        _TRANSITION, 3, key_for_request(request_id), key_for_queue(), key_for_leases(),
-        ",".join(s.value for s in from_states), to.value, request_id,
-        "" if lease_until is None else repr(lease_until), *values,
+        _TRANSITION, 4, key_for_request(request_id), key_for_queue(), key_for_leases(),
+        key_for_events_owed(), ",".join(s.value for s in from_states), to.value, request_id,
+        "" if lease_until is None else repr(lease_until), repr(time.time()), *values,
     )
     return result == "ok"
 
@@ -251,3 +259,13 @@ def _iso(ts: float) -> str:
 
 
 iso = _iso
+
+
+def events_owed(r: Redis, before: float, limit: int = 200) -> list[str]:
+    """Return finished requests whose terminal event has not been fanned out since ``before``."""
+    return list(r.zrangebyscore(key_for_events_owed(), "-inf", before, start=0, num=limit))
+
+
+def event_paid(r: Redis, request_id: str) -> None:
+    """Record that a request's terminal event has been fanned out."""
+    r.zrem(key_for_events_owed(), request_id)

@@ -20,6 +20,11 @@ EVENT_TYPES = ("request.queued", "request.started", "request.completed", "reques
 MAX_OLD_SECRETS = 10
 
 
+def matches(event_type: str, patterns: list[str] | tuple[str, ...]) -> bool:
+    """Return True when one of the event filters (``*``, ``request.*``, exact) matches."""
+    return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in patterns)
+
+
 @dataclass
 class Subscription:
     """One subscriber endpoint; ``secrets`` are [{"secret", "expires_at"}], newest first."""
@@ -42,7 +47,7 @@ class Subscription:
 
     def wants(self, event_type: str) -> bool:
         """Return True when one of the filters (``*``, ``request.*``, exact) matches."""
-        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.events)
+        return matches(event_type, self.events)
 
     def public(self) -> dict[str, Any]:
         """Return the API view (never the secrets)."""
