@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,8 @@ class FalStandIn:
     jwks_up: bool = True
     jwks_fetches: int = 0
     seen: list[dict[str, str]] = field(default_factory=list)  # headers of every call
+    # Called with the job after an early callback was sent, before the submit is answered.
+    before_answer: Callable[[Job], None] | None = None
 
     def start(self) -> FalStandIn:
         self.port = free_port()
@@ -159,6 +162,8 @@ class FalStandIn:
         if self.callback == "early":
             self.callback = "send"
             self.send_callback(job)  # before the submit's answer leaves
+            if self.before_answer is not None:
+                self.before_answer(job)
         else:
             def later() -> None:
                 time.sleep(self.delay)

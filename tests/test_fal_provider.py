@@ -69,9 +69,23 @@ def test_error_callback_fails_the_request_with_fals_detail(http, services, run_j
 
 
 def test_callback_before_the_submit_answer_is_still_matched(http, services, run_jobs, fal):
-    fal.callback = "early"
-    record = wait_terminal(services, run_jobs, submit(http))
-    assert record.status is Status.COMPLETED
+    """The callback is settled while our submit still waits for fal's answer."""
+    from jobs.settle import settle
+
+    outcomes = []
+
+    def settle_now(job) -> None:
+        # Nothing has linked fal's id yet: only the webhook URL can name our request.
+        assert store.find_by_provider_ref(services.redis, "fal", job.id) is None
+        callback_id = services.redis.zrange(key_for_callbacks_pending(), 0, -1)[0]
+        outcomes.append(settle(callback_id))
+
+    fal.callback, fal.before_answer = "early", settle_now
+    request_id = submit(http)
+    run_jobs()
+    assert outcomes == ["request.completed"]
+    record = store.get(services.redis, request_id)
+    assert record.status is Status.COMPLETED and record.provider_ref == next(iter(fal.jobs))
 
 
 def test_duplicate_callbacks_settle_once(http, services, run_jobs, fal):
