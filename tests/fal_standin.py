@@ -1,9 +1,9 @@
 """A stand-in for fal's queue on 127.0.0.1, speaking fal's real protocol.
 
-Submit, status, result, cancel and JWKS over HTTP; after a delay it POSTs an
-ED25519-signed callback to the ``fal_webhook`` URL, exactly as fal signs. It can
-refuse submits (429/500), drop, duplicate, corrupt, age or send callbacks before
-answering the submit, fail requests, and rotate its signing key.
+Submit, status, result, cancel, storage upload initiate and JWKS over HTTP; after a
+delay it POSTs an ED25519-signed callback to the ``fal_webhook`` URL, exactly as fal
+signs. It can refuse submits (429/500), drop, duplicate, corrupt, age or send callbacks
+before answering the submit, fail requests, and rotate its signing key.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class FalStandIn:
     jwks_up: bool = True
     jwks_fetches: int = 0
     seen: list[dict[str, str]] = field(default_factory=list)  # headers of every call
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every call
     # Called with the job after an early callback was sent, before the submit is answered.
     before_answer: Callable[[Job], None] | None = None
 
@@ -117,6 +118,7 @@ class FalStandIn:
 
     def route(self, request: Request) -> Response:
         self.seen.append(dict(request.headers.items()))
+        self.calls.append((request.method, request.path))
         path = request.path.strip("/").split("/")
         if request.path == "/.well-known/jwks.json":
             self.jwks_fetches += 1
@@ -129,6 +131,10 @@ class FalStandIn:
             return _json({"detail": "Service Unavailable"}, 503)
         if request.headers.get("Authorization") != f"Key {KEY}":
             return _json({"detail": "Unauthorized"}, 401)
+        if path == ["storage", "upload", "initiate"] and request.method == "POST":
+            name = (request.get_json(silent=True) or {}).get("file_name", "upload")
+            return _json({"upload_url": f"{self.url}/uploads/{uuid.uuid4()}",
+                          "file_url": f"{self.url}/files/{name}"})
         if path[:2] != ["fal-ai", "dwpose"]:
             return _json({"detail": "Application not found"}, 404)
         rest = path[2:]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 
 import httpx
 import pytest
 
 from app.models import Status
+from app.store import apikeys
 from app.store import requests as store
+from app.store.keys import key_for_queue
 from tests.conftest import SAMPLE
 from tests.fal_standin import KEY
 from tests.sinks import Sink
@@ -108,3 +111,54 @@ def test_forward_mode_swaps_the_key_and_strips_cookies(fal, live, api_key, servi
         assert status.status_code == 200 and status.json()["status"] == "COMPLETED"
     finally:
         sink.stop()
+
+
+def forwarded_submit(live, key: str) -> str:
+    """Submit through the proxy in forward mode; return fal's request id."""
+    answer = call(live, SUBMIT, key, json={"image_url": "https://example.com/a.jpg"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["request_id"]
+
+
+@pytest.mark.parametrize("method,target", [
+    ("POST", "https://queue.fal.run/fal-ai/flux/dev"),
+    ("POST", "https://fal.run/fal-ai/flux/dev"),
+    ("POST", "https://queue.fal.run/fal-ai/dwpose/extra"),
+    ("GET", "https://queue.fal.run/fal-ai/flux/requests/abc/status"),
+    ("GET", "https://queue.fal.run/fal-ai/dwpose/requests/abc/logs"),
+    ("GET", "https://rest.fal.ai/users/me"),
+    ("POST", "https://rest.fal.ai/storage/upload/initiate-multipart"),
+    ("GET", "https://fal.media/files/x.png"),
+])
+def test_forward_mode_passes_on_nothing_but_our_app(fal, live, api_key, services, method,
+                                                     target):
+    answer = call(live, target, api_key, method=method, json={})
+    assert answer.status_code == 404 and "fal-ai/dwpose" in answer.json()["detail"]
+    assert fal.calls == []  # the operator's key was not used
+    assert services.redis.zcard(key_for_queue()) == 0  # and nothing was recorded
+
+
+def test_forward_mode_serves_a_request_only_to_the_key_that_submitted_it(
+        fal, live, api_key, services):
+    fal.callback = "drop"
+    fal_id = forwarded_submit(live, api_key)
+    other = apikeys.create(services.redis, "other")[1]
+    sent = len(fal.calls)
+    base = f"{SUBMIT}/requests/{fal_id}"
+    for method, target in (("GET", base + "/status"), ("GET", base + "/status/stream"),
+                           ("GET", base), ("PUT", base + "/cancel")):
+        answer = call(live, target, other, method=method)
+        assert answer.status_code == 404 and answer.json() == {"detail": "Request not found"}
+    unknown = call(live, f"{SUBMIT}/requests/{uuid.uuid4()}/status", api_key, method="GET")
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "Request not found"}
+    assert len(fal.calls) == sent and not fal.jobs[fal_id].cancelled
+    mine = call(live, base + "/status", api_key, method="GET")
+    assert mine.status_code == 200 and mine.json()["request_id"] == fal_id
+
+
+def test_forward_mode_passes_the_storage_upload_initiate_on(fal, live, api_key):
+    answer = call(live, "https://rest.fal.ai/storage/upload/initiate?storage_type=fal-cdn-v3",
+                  api_key, json={"content_type": "image/png", "file_name": "a.png"})
+    assert answer.status_code == 200 and answer.json()["file_url"] == f"{fal.url}/files/a.png"
+    assert fal.calls == [("POST", "/storage/upload/initiate")]
+    assert fal.seen[-1]["Authorization"] == f"Key {KEY}"
