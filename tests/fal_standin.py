@@ -8,6 +8,7 @@ before answering the submit, fail requests, and rotate its signing key.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import threading
@@ -54,6 +55,7 @@ class FalStandIn:
     jobs: dict[str, Job] = field(default_factory=dict)
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     jwks_up: bool = True
+    gzip: bool = False  # compress answers for callers that accept gzip (as fal's edge does)
     jwks_fetches: int = 0
     seen: list[dict[str, str]] = field(default_factory=list)  # headers of every call
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every call
@@ -114,6 +116,9 @@ class FalStandIn:
     def wsgi(self, environ, start_response):
         request = Request(environ)
         response = self.route(request)
+        if self.gzip and "gzip" in request.headers.get("Accept-Encoding", ""):
+            response.set_data(gzip.compress(response.get_data()))
+            response.headers["Content-Encoding"] = "gzip"
         return response(environ, start_response)
 
     def route(self, request: Request) -> Response:

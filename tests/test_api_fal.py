@@ -162,3 +162,16 @@ def test_forward_mode_passes_the_storage_upload_initiate_on(fal, live, api_key):
     assert answer.status_code == 200 and answer.json()["file_url"] == f"{fal.url}/files/a.png"
     assert fal.calls == [("POST", "/storage/upload/initiate")]
     assert fal.seen[-1]["Authorization"] == f"Key {KEY}"
+
+
+def test_forward_mode_answers_are_readable_when_fal_compresses_them(fal, live, api_key):
+    fal.callback, fal.gzip = "drop", True
+    gzip_ok = {"Accept-Encoding": "gzip"}
+    submitted = call(live, SUBMIT, api_key, json={"image_url": "https://example.com/a.jpg"},
+                     headers=gzip_ok)
+    assert "gzip" in fal.seen[-1]["Accept-Encoding"]  # fal was free to compress
+    assert submitted.status_code == 200 and submitted.json()["request_id"] in fal.jobs
+    fal_id = submitted.json()["request_id"]
+    status = call(live, f"{SUBMIT}/requests/{fal_id}/status", api_key, method="GET",
+                  headers=gzip_ok)
+    assert status.status_code == 200 and status.json()["request_id"] == fal_id

@@ -26,6 +26,10 @@ TARGET_HEADER = "x-fal-target-url"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "host", "content-length", "cookie",
               "authorization", TARGET_HEADER, "x-forwarded-for", "x-real-ip"}
+# We decode what fal sends and pass on plain bytes: fal is asked only for the encodings httpx
+# decodes (its own Accept-Encoding, not the caller's), and the answer says no encoding.
+NOT_SENT = HOP_BY_HOP | {"accept-encoding"}
+NOT_ANSWERED = HOP_BY_HOP | {"content-encoding", "set-cookie"}
 STORAGE_HOSTS = ("rest.fal.ai", "rest.alpha.fal.ai")
 NAMESPACES = ("workflows", "comfy")
 """fal's endpoint namespaces: a first path segment that comes before owner/alias."""
@@ -74,7 +78,7 @@ def forward(target: str) -> Response:
     kind, fal_id = route(target, request.method, settings.fal_app)
     if kind == "request":
         owned_record(fal_id)
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_SENT}
     headers["Authorization"] = f"Key {settings.fal_key}"
     parts = urlsplit(target)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -90,8 +94,7 @@ def forward(target: str) -> Response:
     client = httpx.Client(timeout=httpx.Timeout(120, connect=10), follow_redirects=False)
     upstream = client.send(client.build_request(request.method, url, headers=headers,
                                                 content=request.get_data()), stream=True)
-    kept = {k: v for k, v in upstream.headers.items()
-            if k.lower() not in HOP_BY_HOP | {"content-encoding", "set-cookie"}}
+    kept = {k: v for k, v in upstream.headers.items() if k.lower() not in NOT_ANSWERED}
     if record is not None:
         upstream.read()
         client.close()
@@ -100,7 +103,7 @@ def forward(target: str) -> Response:
 
     def chunks() -> Any:
         try:
-            yield from upstream.iter_raw()
+            yield from upstream.iter_bytes()  # decoded, as the headers now say
         finally:
             upstream.close()
             client.close()
