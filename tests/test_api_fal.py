@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from app.models import Status
+from app.signing import fal as fal_signing
 from app.store import apikeys
 from app.store import requests as store
 from app.store.keys import key_for_queue
@@ -106,7 +108,13 @@ def test_forward_mode_swaps_the_key_and_strips_cookies(fal, live, api_key, servi
             assert time.time() < deadline
             run_jobs()
             time.sleep(0.1)
-        assert b'"status":"OK"' in sink.received[0].body
+        hook = sink.received[0]
+        body = json.loads(hook.body)
+        # The caller only ever saw fal's id: the callback names that one, signed as fal signs.
+        assert body["status"] == "OK" and body["request_id"] == job.id
+        assert body["gateway_request_id"] == job.id
+        assert fal_signing.verify(hook.body, hook.headers, [services.signing_key.public_key()],
+                                  tolerance=300) == job.id
         status = call(live, f"{SUBMIT}/requests/{job.id}/status", api_key, method="GET")
         assert status.status_code == 200 and status.json()["status"] == "COMPLETED"
     finally:
