@@ -183,3 +183,21 @@ def test_forward_mode_answers_are_readable_when_fal_compresses_them(fal, live, a
     status = call(live, f"{SUBMIT}/requests/{fal_id}/status", api_key, method="GET",
                   headers=gzip_ok)
     assert status.status_code == 200 and status.json()["request_id"] == fal_id
+
+
+def test_forward_mode_a_submit_fal_refuses_is_failed_and_announced(fal, live, http, api_key,
+                                                                   run_jobs):
+    sink = Sink().start()
+    try:
+        assert http.post("/v1/subscriptions", json={"url": sink.url, "events": ["request.*"]}
+                         ).status_code == 201
+        fal.refuse = [500]
+        answer = call(live, SUBMIT, api_key, json={"image_url": "https://example.com/a.jpg"})
+        assert answer.status_code == 500  # fal's own answer, passed on
+        run_jobs()
+        events = [json.loads(got.body) for got in sink.received]
+        assert [e["type"] for e in events] == ["request.failed"]
+        assert events[0]["data"]["status"] == "FAILED"
+        assert "fal refused" in events[0]["data"]["error"]["message"]
+    finally:
+        sink.stop()

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 from flask import Response, g, request, stream_with_context
 
+from app import queues
 from app.api import services
 from app.api.fal_queue import FalError
 from app.models import Request
@@ -132,10 +133,13 @@ def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
     except ValueError:
         ref = None
     if not ref:
-        store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
-            "error": {"type": "provider_error",
-                      "message": f"fal refused the request ({upstream.status_code})"},
-            "completed_at": repr(time.time())})
+        reason = f"fal refused the request ({upstream.status_code})"
+        if store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
+                "error": {"type": "provider_error", "message": reason},
+                "completed_at": repr(time.time())}):
+            store.add_log(svc.redis, request_id, reason, "ERROR")
+            queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, request_id,
+                           "request.failed", job_id=f"announce-failed-{request_id}", unique=True)
         return
     store.link_provider_ref(svc.redis, "fal", ref, request_id, svc.settings.request_ttl)
     store.update(svc.redis, request_id, provider_ref=ref)
