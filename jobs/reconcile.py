@@ -69,7 +69,9 @@ def reconcile(services: Services, now: float) -> int:
             continue
         if float(sent) > now - services.settings.reconcile_after:
             continue
-        reason = "fal's answer to our submission was lost and no callback came"
+        why = (r.hget(key_for_request(request_id), "fal_submit_lost")
+               or "fal's answer to our submission was lost")
+        reason = f"{why} and no callback came in {services.settings.reconcile_after} s"
         if store.transition(r, request_id, (Status.IN_QUEUE,), Status.FAILED, {
                 "error": {"type": "provider_lost", "message": reason},
                 "completed_at": repr(now)}):

@@ -73,6 +73,8 @@ def settle(callback_id: str) -> str:
         request_id = cb["request_id"]
         store.link_provider_ref(r, provider, cb["provider_request_id"], request_id,
                                 svc.settings.request_ttl)
+        if provider == "fal":  # the id a forwarded caller's fal_webhook callback names
+            store.update(r, request_id, provider_ref=cb["provider_request_id"])
     if request_id is None:
         log.warning("callback %s names unknown request %s", callback_id,
                     cb["provider_request_id"])

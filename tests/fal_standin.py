@@ -51,6 +51,7 @@ class FalStandIn:
     down: bool = False  # every queue call answers 503
     callback: str = "send"  # send | drop | duplicate | corrupt | old | early | error
     delay: float = 0.2
+    hold: float = 0  # seconds the answer to a submit is held (fal has the job meanwhile)
     submits: list[dict[str, Any]] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
@@ -185,6 +186,7 @@ class FalStandIn:
                         pass  # the test that wanted it is over
 
             threading.Thread(target=later, daemon=True).start()
+        time.sleep(self.hold)
         base = f"{self.url}/fal-ai/dwpose/requests/{job.id}"
         return _json({"request_id": job.id, "response_url": base, "status_url": base + "/status",
                       "cancel_url": base + "/cancel"})

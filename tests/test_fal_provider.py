@@ -17,11 +17,31 @@ from tests.fal_standin import KEY
 
 
 @pytest.fixture
-def overrides(overrides, fal):
-    """posehook in front of the stand-in fal."""
-    return {**overrides, "provider": "fal", "fal_key": KEY, "fal_queue_url": fal.url,
-            "fal_jwks_url": fal.url + "/.well-known/jwks.json", "fal_jwks_min_refresh": 0.3,
-            "reconcile_after": 1}
+def overrides(request, overrides, fal):
+    """posehook in front of the stand-in fal (behind a slow door for tests that ask)."""
+    settings = {**overrides, "provider": "fal", "fal_key": KEY, "fal_queue_url": fal.url,
+                "fal_jwks_url": fal.url + "/.well-known/jwks.json", "fal_jwks_min_refresh": 0.3,
+                "reconcile_after": 1}
+    if "impatient" in request.fixturenames:
+        settings.update(fal_timeout=1.0, fal_connect_timeout=0.3)
+    if "door" in request.fixturenames:
+        settings["fal_queue_url"] = request.getfixturevalue("door").url
+    return settings
+
+
+@pytest.fixture
+def impatient():
+    """posehook waits 1 s for fal's answers and 0.3 s for a connection (see overrides)."""
+
+
+@pytest.fixture
+def door(fal):
+    """A door in front of the stand-in fal where connecting times out until it is opened."""
+    from tests.slow_door import SlowDoor
+
+    opened = SlowDoor(fal.port)
+    yield opened
+    opened.stop()
 
 
 BODY = {"input": {"image_url": "data:image/jpeg;base64,"
@@ -211,3 +231,68 @@ def test_a_cancel_fal_cannot_take_now_is_done_here_and_told_to_fal_later(
     assert job.cancelled is True
     logs = [line["message"] for line in store.logs(services.redis, request_id)]
     assert "fal answered the cancel with 202" in logs
+
+
+def test_a_submit_whose_answer_is_lost_waits_for_fals_callback(impatient, http, services,
+                                                                run_jobs, fal):
+    fal.hold, fal.delay = 1.5, 2.5  # fal takes it, answers after our 1 s, calls back later
+    request_id = submit(http)
+    run_jobs()
+    assert store.get(services.redis, request_id).status is Status.IN_QUEUE  # not FAILED
+    logs = [line["message"] for line in store.logs(services.redis, request_id)]
+    assert "fal's answer was lost (ReadTimeout); waiting for fal's callback" in logs
+    record = wait_terminal(services, run_jobs, request_id)
+    assert record.status is Status.COMPLETED and record.provider_ref == next(iter(fal.jobs))
+    assert len(fal.submits) == 1
+
+
+def test_a_lost_submit_answer_with_no_callback_fails_with_the_reason(impatient, http, services,
+                                                                      run_jobs, fal):
+    from jobs.sweep import sweep
+
+    fal.hold, fal.callback = 1.5, "drop"
+    request_id = submit(http)
+    run_jobs()
+    assert store.get(services.redis, request_id).status is Status.IN_QUEUE
+    time.sleep(1.2)  # past reconcile_after
+    assert sweep()["reconciled"] == 1
+    record = store.get(services.redis, request_id)
+    assert record.status is Status.FAILED and record.error["type"] == "provider_lost"
+    assert record.error["message"] == ("fal's answer was lost (ReadTimeout) and no callback "
+                                       "came in 1 s")
+    assert len(fal.submits) == 1
+
+
+def test_a_connect_timeout_is_retried_as_it_never_reached_fal(impatient, door, http, services,
+                                                              run_jobs, fal):
+    import logging
+    import threading
+
+    timed_out = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "ConnectTimeout" in record.getMessage():
+                timed_out.set()
+
+    watch = Watch()
+    logging.getLogger("app.providers.fal").addHandler(watch)
+    # The door opens only once our first connect has timed out.
+    threading.Thread(target=lambda: timed_out.wait(20) and door.open(), daemon=True).start()
+    try:
+        record = wait_terminal(services, run_jobs, submit(http))
+    finally:
+        logging.getLogger("app.providers.fal").removeHandler(watch)
+    assert record.status is Status.COMPLETED
+    assert timed_out.is_set() and door.opened.is_set()
+    assert len(fal.submits) == 1 and len(fal.jobs) == 1
+
+
+def test_a_gateway_error_after_sending_is_not_sent_again(http, services, run_jobs, fal):
+    fal.refuse = [504]  # fal's gateway gave up waiting: fal may have the request all the same
+    request_id = submit(http)
+    run_jobs()
+    assert len(fal.submits) == 1
+    assert store.get(services.redis, request_id).status is Status.IN_QUEUE
+    logs = [line["message"] for line in store.logs(services.redis, request_id)]
+    assert "fal's gateway answered 504; waiting for fal's callback" in logs
