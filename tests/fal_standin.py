@@ -71,7 +71,9 @@ class FalStandIn:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the port (connecting is then refused); safe to repeat."""
         self.server.shutdown()
+        self.server.server_close()
 
     def rotate(self) -> None:
         """Sign with a new key from now on (the JWKS serves only the new one)."""

@@ -201,3 +201,27 @@ def test_forward_mode_a_submit_fal_refuses_is_failed_and_announced(fal, live, ht
         assert "fal refused" in events[0]["data"]["error"]["message"]
     finally:
         sink.stop()
+
+
+def test_forward_mode_a_submit_fal_may_have_taken_waits_for_its_callback(fal, live, api_key,
+                                                                         services):
+    fal.refuse = [504]  # fal's gateway gave up: fal may be running it all the same
+    answer = call(live, SUBMIT, api_key, json={"image_url": "https://example.com/a.jpg"})
+    assert answer.status_code == 504
+    [record] = store.list_for_key(services.redis, apikeys.authenticate(
+        services.redis, api_key).id)[0]
+    assert record.status is Status.IN_QUEUE  # reconciliation fails it if no callback comes
+    logs = [line["message"] for line in store.logs(services.redis, record.id)]
+    assert "fal's gateway answered 504; waiting for fal's callback" in logs
+
+
+def test_forward_mode_fal_unreachable_is_a_fal_style_502_and_fails_the_submit(
+        fal, live, api_key, services):
+    fal.stop()  # connecting is refused: the submit never reached fal
+    answer = call(live, SUBMIT, api_key, json={"image_url": "https://example.com/a.jpg"})
+    assert answer.status_code == 502
+    assert answer.json() == {"detail": "fal is unreachable (ConnectError)"}
+    [record] = store.list_for_key(services.redis, apikeys.authenticate(
+        services.redis, api_key).id)[0]
+    assert record.status is Status.FAILED
+    assert record.error["message"] == "fal is unreachable (ConnectError)"

@@ -3,13 +3,15 @@
 The operator's key pays for what goes through, so only what a caller of our one app needs
 is forwarded: submits and sync runs of FAL_APP, the storage upload initiate, and the queue
 calls (status, status stream, result, cancel) on a request the caller submitted itself.
-Anything else is a fal-style 404 and never reaches fal.
+Anything else is a fal-style 404 and never reaches fal. A submit fal may have taken
+without us seeing its answer is left to fal's callback (or reconciliation), as in
+``app/providers/fal.py``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -93,11 +95,16 @@ def forward(target: str) -> Response:
         f"{parts.scheme}://{parts.netloc}")
     url = base + parts.path + (f"?{urlencode(query)}" if query else "")
     client = httpx.Client(timeout=httpx.Timeout(120, connect=10), follow_redirects=False)
-    upstream = client.send(client.build_request(request.method, url, headers=headers,
-                                                content=request.get_data()), stream=True)
+    try:
+        upstream = client.send(client.build_request(request.method, url, headers=headers,
+                                                    content=request.get_data()), stream=True)
+        if record is not None:
+            upstream.read()
+    except httpx.HTTPError as exc:
+        client.close()
+        _unanswered(record, exc)
     kept = {k: v for k, v in upstream.headers.items() if k.lower() not in NOT_ANSWERED}
     if record is not None:
-        upstream.read()
         client.close()
         _link_forwarded(record.id, upstream)
         return Response(upstream.content, status=upstream.status_code, headers=kept)
@@ -123,23 +130,53 @@ def _record_forwarded(caller_webhook: str) -> Request:
     return record
 
 
-def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
-    """Link fal's request id to the record, or fail the record when fal refused."""
+def _unanswered(record: Request | None, exc: httpx.HTTPError) -> NoReturn:
+    """Answer for fal when it did not answer; a submit that may have reached it waits."""
+    if isinstance(exc, fal_provider.NEVER_SENT):
+        cause = f"fal is unreachable ({type(exc).__name__})"
+        if record is not None:
+            _fail(record.id, cause)
+        raise FalError(502, cause) from exc
+    cause = f"fal's answer was lost ({type(exc).__name__})"
+    if record is not None:
+        _wait_for_callback(record.id, cause)
+    raise FalError(504, cause) from exc
+
+
+def _wait_for_callback(request_id: str, cause: str) -> None:
+    """Leave a submit fal may have taken to its callback, or to reconciliation with the cause."""
+    r = services().redis
+    store.update(r, request_id, fal_submit_lost=cause)
+    store.add_log(r, request_id, f"{cause}; waiting for fal's callback", "WARNING")
+
+
+def _fail(request_id: str, reason: str) -> None:
+    """Fail a forwarded submit fal did not take, and announce it."""
     from app.models import Status
 
     svc = services()
+    if store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
+            "error": {"type": "provider_error", "message": reason},
+            "completed_at": repr(time.time())}):
+        store.add_log(svc.redis, request_id, reason, "ERROR")
+        queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, request_id,
+                       "request.failed", job_id=f"announce-failed-{request_id}", unique=True)
+
+
+def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
+    """Link fal's request id to the record; fail it when fal refused, wait when unsure."""
+    from app.models import Status
+
+    svc = services()
+    if upstream.status_code in fal_provider.GATEWAY_STATUSES:
+        _wait_for_callback(request_id, f"fal's gateway answered {upstream.status_code}")
+        return
     try:
         ref = upstream.json().get("request_id") if upstream.status_code < 400 else None
     except ValueError:
         ref = None
     if not ref:
-        reason = f"fal refused the request ({upstream.status_code})"
-        if store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
-                "error": {"type": "provider_error", "message": reason},
-                "completed_at": repr(time.time())}):
-            store.add_log(svc.redis, request_id, reason, "ERROR")
-            queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, request_id,
-                           "request.failed", job_id=f"announce-failed-{request_id}", unique=True)
+        _fail(request_id, f"fal refused the request ({upstream.status_code})")
         return
     store.link_provider_ref(svc.redis, "fal", ref, request_id, svc.settings.request_ttl)
     store.update(svc.redis, request_id, provider_ref=ref)
