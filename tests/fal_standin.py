@@ -2,8 +2,9 @@
 
 Submit, status, result, cancel, storage upload initiate and JWKS over HTTP; after a
 delay it POSTs an ED25519-signed callback to the ``fal_webhook`` URL, exactly as fal
-signs. It can refuse submits (429/500), drop, duplicate, corrupt, age or send callbacks
-before answering the submit, fail requests, and rotate its signing key.
+signs. It can refuse submits (429/500), hold their answers, drop, duplicate, corrupt, age
+or send callbacks before answering the submit, fail requests, lose output images, gzip
+its answers, and rotate its signing key.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Job:
     webhook: str
     status: str = "IN_QUEUE"
     cancelled: bool = False
+    output_gone: bool = False  # its output image answers 404
 
 
 @dataclass
@@ -57,6 +59,7 @@ class FalStandIn:
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     jwks_up: bool = True
     gzip: bool = False  # compress answers for callers that accept gzip (as fal's edge does)
+    output_gone: bool = False  # the output image of the next jobs answers 404
     jwks_fetches: int = 0
     seen: list[dict[str, str]] = field(default_factory=list)  # headers of every call
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every call
@@ -86,7 +89,8 @@ class FalStandIn:
 
     def output(self, job: Job) -> dict[str, Any]:
         size = len(self.result_image())
-        return {"image": {"url": f"{self.url}/files/{job.id}.png", "content_type": "image/png",
+        name = f"gone-{job.id}" if job.output_gone else job.id
+        return {"image": {"url": f"{self.url}/files/{name}.png", "content_type": "image/png",
                           "file_name": f"{job.id}.png", "file_size": size, "width": 64,
                           "height": 48}}
 
@@ -134,6 +138,8 @@ class FalStandIn:
                 return Response("down", status=503)
             return _json(jwks(self.key.public_key()))
         if path[0] == "files":
+            if path[-1].startswith("gone-"):
+                return _json({"detail": "Not found"}, 404)
             return Response(self.result_image(), mimetype="image/png")
         if self.down:
             return _json({"detail": "Service Unavailable"}, 503)
@@ -171,7 +177,7 @@ class FalStandIn:
         if self.refuse:
             return _json({"detail": "try later"}, self.refuse.pop(0))
         job = Job(id=str(uuid.uuid4()), input=request.get_json(),
-                  webhook=request.args["fal_webhook"])
+                  webhook=request.args["fal_webhook"], output_gone=self.output_gone)
         self.jobs[job.id] = job
         if self.callback == "early":
             self.callback = "send"

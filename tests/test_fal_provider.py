@@ -21,7 +21,7 @@ def overrides(request, overrides, fal):
     """posehook in front of the stand-in fal (behind a slow door for tests that ask)."""
     settings = {**overrides, "provider": "fal", "fal_key": KEY, "fal_queue_url": fal.url,
                 "fal_jwks_url": fal.url + "/.well-known/jwks.json", "fal_jwks_min_refresh": 0.3,
-                "reconcile_after": 1}
+                "reconcile_after": 1, "settle_tries": 3}
     if "impatient" in request.fixturenames:
         settings.update(fal_timeout=1.0, fal_connect_timeout=0.3)
     if "door" in request.fixturenames:
@@ -296,3 +296,52 @@ def test_a_gateway_error_after_sending_is_not_sent_again(http, services, run_job
     assert store.get(services.redis, request_id).status is Status.IN_QUEUE
     logs = [line["message"] for line in store.logs(services.redis, request_id)]
     assert "fal's gateway answered 504; waiting for fal's callback" in logs
+
+
+def test_an_output_that_cannot_be_copied_does_not_stop_reconciliation(http, services, run_jobs,
+                                                                      fal):
+    from jobs.reconcile import reconcile
+
+    fal.callback, fal.output_gone = "drop", True
+    poisoned = submit(http)
+    run_jobs()
+    fal.output_gone = False
+    healthy = submit(http)
+    run_jobs()
+    for job in fal.jobs.values():
+        job.status = "COMPLETED"  # fal finished both; their callbacks were lost
+    now = time.time() + 2  # past both leases; the poisoned one's ends first
+    assert reconcile(services, now) == 2
+    assert store.get(services.redis, healthy).status is Status.COMPLETED
+    assert store.get(services.redis, poisoned).status is Status.IN_PROGRESS  # asked again later
+    assert reconcile(services, now + 10) == 0  # its lease was pushed back
+    reconcile(services, now + 100)
+    reconcile(services, now + 200)  # the third try
+    record = store.get(services.redis, poisoned)
+    assert record.status is Status.FAILED and record.error["type"] == "settle_failed"
+    assert record.error["message"] == ("the result could not be settled after 3 tries: "
+                                       "payload.image.url: the server answered 404")
+
+
+def test_a_callback_whose_output_cannot_be_copied_fails_after_its_tries(http, services,
+                                                                        run_jobs, fal):
+    from app.errors import FetchError
+    from jobs.settle import settle
+
+    fal.output_gone = True
+    request_id = submit(http)
+    run_jobs()
+    deadline = time.time() + 10
+    while not services.redis.zcard(key_for_callbacks_pending()):
+        assert time.time() < deadline, "no callback came"
+        time.sleep(0.05)
+    [callback_id] = services.redis.zrange(key_for_callbacks_pending(), 0, -1)
+    for _ in range(2):  # as RQ's retries and the sweeper would run it
+        with pytest.raises(FetchError):
+            settle(callback_id)
+        assert store.get(services.redis, request_id).status is Status.IN_PROGRESS
+    assert settle(callback_id) == "gave up"
+    record = store.get(services.redis, request_id)
+    assert record.status is Status.FAILED
+    assert "after 3 tries: payload.image.url: the server answered 404" in record.error["message"]
+    assert settle(callback_id) == "already settled"
