@@ -345,3 +345,44 @@ def test_a_callback_whose_output_cannot_be_copied_fails_after_its_tries(http, se
     assert record.status is Status.FAILED
     assert "after 3 tries: payload.image.url: the server answered 404" in record.error["message"]
     assert settle(callback_id) == "already settled"
+
+
+def test_a_cancel_while_the_submit_is_in_flight_is_sent_to_fal(http, services, run_jobs, fal):
+    import threading
+
+    fal.hold, fal.delay = 1.0, 30  # fal has the job while its answer is still on the way
+    request_id = submit(http)
+    answers = []
+
+    def cancel_when_fal_has_it() -> None:
+        deadline = time.time() + 10
+        while not fal.jobs and time.time() < deadline:
+            time.sleep(0.02)
+        answers.append(http.put(f"/v1/requests/{request_id}/cancel").status_code)
+
+    canceller = threading.Thread(target=cancel_when_fal_has_it)
+    canceller.start()
+    run_jobs()  # the submit links fal's id after the cancel; the cancel job then runs
+    canceller.join()
+    assert answers == [202]
+    assert store.get(services.redis, request_id).status is Status.CANCELLED
+    job = next(iter(fal.jobs.values()))
+    assert job.cancelled is True
+    logs = [line["message"] for line in store.logs(services.redis, request_id)]
+    assert "cancelled while being submitted; telling fal" in logs
+    assert "fal answered the cancel with 202" in logs
+
+
+def test_a_cancel_that_read_the_record_just_before_the_link_is_sent_to_fal(
+        app, http, services, run_jobs, fal):
+    from app.api.requests import cancel_request
+
+    fal.delay = 30
+    request_id = submit(http)
+    before_link = store.get(services.redis, request_id)  # what the cancel read: no fal id yet
+    run_jobs()  # the submit links fal's id and marks the request running
+    with app.app_context():
+        cancel_request(before_link)  # its change comes after the link
+    run_jobs()
+    assert store.get(services.redis, request_id).status is Status.CANCELLED
+    assert next(iter(fal.jobs.values())).cancelled is True

@@ -165,8 +165,6 @@ def _fail(request_id: str, reason: str) -> None:
 
 def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
     """Link fal's request id to the record; fail it when fal refused, wait when unsure."""
-    from app.models import Status
-
     svc = services()
     if upstream.status_code in fal_provider.GATEWAY_STATUSES:
         _wait_for_callback(request_id, f"fal's gateway answered {upstream.status_code}")
@@ -178,8 +176,4 @@ def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
     if not ref:
         _fail(request_id, f"fal refused the request ({upstream.status_code})")
         return
-    store.link_provider_ref(svc.redis, "fal", ref, request_id, svc.settings.request_ttl)
-    store.update(svc.redis, request_id, provider_ref=ref)
-    store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
-                     {"started_at": repr(time.time())},
-                     lease_until=time.time() + svc.settings.reconcile_after)
+    fal_provider.link(svc, request_id, ref)

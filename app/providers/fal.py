@@ -34,6 +34,8 @@ GATEWAY_STATUSES = (502, 504)
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Failures before any byte of the request left (ConnectTimeout is not a ConnectError)."""
 BACKOFF = (0.5, 1.0, 2.0, 4.0)
+CANCEL_RETRIES = (10, 60, 300, 900, 3600)
+"""Seconds between tries to tell fal about a cancel it could not take when it was made."""
 _clients: dict[tuple[str, float, float], httpx.Client] = {}
 _lock = threading.Lock()
 
@@ -163,11 +165,7 @@ class FalProvider:
         ref = answer.json().get("request_id")
         if not ref:
             raise ProviderError("fal's answer has no request_id")
-        store.link_provider_ref(r, self.name, ref, request.id, services.settings.request_ttl)
-        lease = time.time() + services.settings.reconcile_after
-        store.update(r, request.id, provider_ref=ref)
-        store.transition(r, request.id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
-                         {"started_at": repr(time.time())}, lease_until=lease)
+        link(services, request.id, ref)
         return ref
 
     def status(self, services: Services, ref: str) -> dict[str, Any]:
@@ -195,6 +193,33 @@ class FalProvider:
         answer = _send(services, "PUT", app_url(services, "requests", request.provider_ref,
                                                 "cancel"), retry=retry)
         return answer.status_code
+
+
+def link(services: Services, request_id: str, ref: str) -> None:
+    """Keep fal's id with our request and mark it running; cancel at fal if it was cancelled.
+
+    A cancel that came while the submit was in flight found no fal id to cancel: it is
+    sent now (the API's cancel checks the other order, a link just before its change).
+    """
+    r = services.redis
+    store.link_provider_ref(r, "fal", ref, request_id, services.settings.request_ttl)
+    store.update(r, request_id, provider_ref=ref)
+    if store.transition(r, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
+                        {"started_at": repr(time.time())},
+                        lease_until=time.time() + services.settings.reconcile_after):
+        return
+    record = store.get(r, request_id)
+    if record is not None and record.status is Status.CANCELLED:
+        store.add_log(r, request_id, "cancelled while being submitted; telling fal", "WARNING")
+        cancel_later(services, request_id)
+
+
+def cancel_later(services: Services, request_id: str) -> None:
+    """Enqueue the job that tells fal about a cancel, retried until fal answers."""
+    from app import queues
+
+    queues.enqueue(services.rq, queues.SUBMIT, queues.JOB_FAL_CANCEL, request_id,
+                   job_id=f"fal-cancel-{request_id}", unique=True, retry=CANCEL_RETRIES)
 
 
 def copy_output(services: Services, output: dict[str, Any]) -> dict[str, Any]:
