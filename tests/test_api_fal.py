@@ -74,6 +74,20 @@ def test_local_submit_status_and_unknown_request(live, api_key):
     assert unknown.status_code == 404
 
 
+def test_local_cancel_of_a_queued_request_answers_as_fal(live, api_key):
+    submitted = call(live, SUBMIT, api_key, json={"image_url": DATA_URI}).json()
+    base = f"{SUBMIT}/requests/{submitted['request_id']}"  # no worker runs: it stays queued
+    cancelled = call(live, base + "/cancel", api_key, method="PUT")
+    assert cancelled.status_code == 202
+    assert cancelled.json() == {"status": "CANCELLATION_REQUESTED"}
+    status = call(live, base + "/status", api_key, method="GET")
+    assert status.json()["status"] == "COMPLETED"  # fal's three statuses: cancelled shows so
+    result = call(live, base, api_key, method="GET")
+    assert result.status_code == 400 and result.json() == {"detail": "Request was cancelled"}
+    again = call(live, base + "/cancel", api_key, method="PUT")
+    assert again.status_code == 400 and again.json() == {"status": "ALREADY_COMPLETED"}
+
+
 @pytest.fixture
 def overrides(request, overrides):
     """Forward mode for tests that ask for it (they use the ``fal`` fixture)."""
