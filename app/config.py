@@ -68,6 +68,12 @@ class Settings:
     fal_app: str = "fal-ai/dwpose"
     reconcile_after: int = 600
     fal_jwks_min_refresh: float = 60.0
+    # Seconds to wait for fal's answer, and for a connection to fal (a connect that times out
+    # never reached fal and is retried; an answer that times out may follow a request fal took).
+    fal_timeout: float = 30.0
+    fal_connect_timeout: float = 5.0
+    # Tries to settle a finished request (copy fal's output) before it fails with the reason.
+    settle_tries: int = 5
     # Forward mode only, for tests: send calls meant for fal's hosts to this base URL.
     fal_forward_base_url: str = ""
     # Our own /files inputs go to fal as data URIs up to this size (fal cannot reach us).
@@ -136,7 +142,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("POSEHOOK_ENGINE must be 'auto', 'mediapipe' or 'dwpose'")
     if not settings.public_base_url.startswith(("http://", "https://")):
         raise ConfigError("POSEHOOK_PUBLIC_BASE_URL must be an http(s) URL")
-    for name in ("max_download_bytes", "max_upload_bytes", "max_pixels", "job_timeout"):
+    for name in ("max_download_bytes", "max_upload_bytes", "max_pixels", "job_timeout",
+                 "fal_timeout", "fal_connect_timeout", "settle_tries"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
     if not settings.delivery_schedule:

@@ -47,9 +47,20 @@ def envelope(event_type: str, data: dict[str, Any]) -> str:
                       separators=(",", ":"))
 
 
+def fal_request_id(record: Request) -> str:
+    """Return the request id a caller of fal's protocol was given for a record.
+
+    Records with a ``fal_webhook`` come from the fal proxy: served here (provider local),
+    the caller got our id; forwarded to fal (provider fal), it got fal's, and has none
+    when fal refused the submit.
+    """
+    return record.provider_ref if record.provider == "fal" else record.id
+
+
 def fal_body(record: Request) -> str:
     """Return a fal-format callback body for a finished request."""
-    body: dict[str, Any] = {"request_id": record.id, "gateway_request_id": record.id}
+    caller_id = fal_request_id(record)
+    body: dict[str, Any] = {"request_id": caller_id, "gateway_request_id": caller_id}
     if record.output is not None:
         body.update(status="OK", payload=record.output)
     else:
@@ -98,7 +109,8 @@ def emit(services: Services, request_id: str, event_type: str) -> list[str]:
         if subscriptions.matches(event_type, wanted or TERMINAL_EVENTS):
             found.append(_delivery(event_id, event_type, "request", record.webhook_url,
                                    record.key_id, body, request_id=record.id))
-    if record.fal_webhook and event_type in TERMINAL_EVENTS:
+    # fal calls back only for requests it took: one it refused has no id the caller knows.
+    if record.fal_webhook and event_type in TERMINAL_EVENTS and fal_request_id(record):
         found.append(_delivery(event_id, event_type, "fal", record.fal_webhook, record.key_id,
                                fal_body(record), request_id=record.id))
     ids = dispatch(services, found)

@@ -8,6 +8,7 @@ honoured within [scheduled, 2 × scheduled]; delays get ±jitter.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import time
@@ -47,8 +48,10 @@ def _headers(services: Services, delivery: Delivery, sub: Any, now: int) -> dict
     body = delivery.body.encode()
     base = {"Content-Type": "application/json", "User-Agent": outbound.USER_AGENT}
     if delivery.kind == "fal":
-        return {**base, **fal_signing.sign(services.signing_key, delivery.request_id,
-                                           delivery.key_id, body, now=now)}
+        # The header names the request as the body does (fal's id for forwarded requests).
+        caller_id = json.loads(body)["request_id"]
+        return {**base, **fal_signing.sign(services.signing_key, caller_id, delivery.key_id,
+                                           body, now=now)}
     if delivery.kind == "subscription":
         secrets = sub.live_secrets(now)
     else:

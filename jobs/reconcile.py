@@ -3,7 +3,9 @@
 A request sent to fal holds a lease of ``reconcile_after`` seconds; when it runs out
 without a terminal callback, fal's status (and result) API decides. A submission whose
 answer was lost and that no callback ever named fails after the same time, with the reason,
-and so does a request fal no longer knows (404).
+and so does a request fal no longer knows (404). One request that cannot be settled (its
+output cannot be copied) is tried again later and fails after ``settle_tries``; it never
+stops the others.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from app.providers.fal import FalProvider, FalRequestUnknown
 from app.services import Services
 from app.store import requests as store
 from app.store.keys import key_for_leases, key_for_request
-from jobs.settle import apply
+from jobs.settle import apply, give_up
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ def _poll(services: Services, request_id: str, ref: str, now: float) -> str:
     """Ask fal about one request; settle it when fal has finished, else extend the lease."""
     r = services.redis
     provider = FalProvider()
-    later = now + max(30.0, services.settings.reconcile_after / 2)
+    later = _later(services, now)
     try:
         state = provider.status(services, ref)
         if state.get("status") != "COMPLETED":
@@ -45,8 +47,16 @@ def _poll(services: Services, request_id: str, ref: str, now: float) -> str:
         detail = body.get("detail") if isinstance(body, dict) else body
         payload = {"status": "ERROR", "error": f"fal answered {code}",
                    "payload": {"detail": detail}}
-    store.add_log(r, request_id, "no callback came; settled from fal's status API", "WARNING")
-    return apply(services, request_id, payload, "fal")
+    event = apply(services, request_id, payload, "fal")
+    if event != "ignored":
+        store.add_log(r, request_id, "no callback came; settled from fal's status API",
+                      "WARNING")
+    return event
+
+
+def _later(services: Services, now: float) -> float:
+    """Return when to ask fal again about a request that could not be settled now."""
+    return now + max(30.0, services.settings.reconcile_after / 2)
 
 
 def reconcile(services: Services, now: float) -> int:
@@ -60,7 +70,12 @@ def reconcile(services: Services, now: float) -> int:
         if record.status is not Status.IN_PROGRESS:
             r.zrem(key_for_leases(), request_id)
             continue
-        _poll(services, request_id, record.provider_ref, now)
+        try:
+            _poll(services, request_id, record.provider_ref, now)
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the others
+            log.exception("reconciling %s failed", request_id)
+            if not give_up(services, request_id, exc):
+                r.zadd(key_for_leases(), {request_id: _later(services, now)})
         count += 1
     for request_id in store.stale_queued(r, now - services.settings.reconcile_after):
         record = store.get(r, request_id)
@@ -69,7 +84,9 @@ def reconcile(services: Services, now: float) -> int:
             continue
         if float(sent) > now - services.settings.reconcile_after:
             continue
-        reason = "fal's answer to our submission was lost and no callback came"
+        why = (r.hget(key_for_request(request_id), "fal_submit_lost")
+               or "fal's answer to our submission was lost")
+        reason = f"{why} and no callback came in {services.settings.reconcile_after} s"
         if store.transition(r, request_id, (Status.IN_QUEUE,), Status.FAILED, {
                 "error": {"type": "provider_lost", "message": reason},
                 "completed_at": repr(now)}):

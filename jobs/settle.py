@@ -1,4 +1,9 @@
-"""Settle a request from a stored callback, exactly once, and announce what happened."""
+"""Settle a request from a stored callback, exactly once, and announce what happened.
+
+Settling can fail (fal's output image cannot be copied); each failure is counted on the
+request, and after ``settle_tries`` the request fails with the reason, so a poisoned
+output never keeps a request IN_PROGRESS or a sweep busy forever.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,12 @@ import time
 from typing import Any
 
 from app import events
+from app.errors import PosehookError
 from app.models import Status
 from app.services import Services, current
 from app.store import callbacks
 from app.store import requests as store
+from app.store.keys import key_for_request
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,28 @@ def apply(services: Services, request_id: str, payload: dict[str, Any], source: 
     return event
 
 
+def give_up(services: Services, request_id: str, exc: Exception) -> bool:
+    """Count a failed try to settle a request; fail it once ``settle_tries`` are spent.
+
+    Returns:
+        True when the request was failed (stop trying), False to try again later.
+    """
+    r = services.redis
+    tries = r.hincrby(key_for_request(request_id), "settle_failures", 1)
+    message = exc.message if isinstance(exc, PosehookError) else f"{type(exc).__name__}: {exc}"
+    log.warning("settling %s failed (try %d): %s", request_id, tries, message)
+    store.add_log(r, request_id, f"could not settle (try {tries}): {message}", "WARNING")
+    if tries < services.settings.settle_tries:
+        return False
+    reason = f"the result could not be settled after {tries} tries: {message}"
+    if store.transition(r, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS), Status.FAILED, {
+            "error": {"type": "settle_failed", "message": reason},
+            "completed_at": repr(time.time())}):
+        store.add_log(r, request_id, reason, "ERROR")
+        events.emit(services, request_id, "request.failed")
+    return True
+
+
 def settle(callback_id: str) -> str:
     """Apply one stored callback; a late duplicate changes nothing."""
     svc = current()
@@ -73,12 +102,19 @@ def settle(callback_id: str) -> str:
         request_id = cb["request_id"]
         store.link_provider_ref(r, provider, cb["provider_request_id"], request_id,
                                 svc.settings.request_ttl)
+        if provider == "fal":  # the id a forwarded caller's fal_webhook callback names
+            store.update(r, request_id, provider_ref=cb["provider_request_id"])
     if request_id is None:
         log.warning("callback %s names unknown request %s", callback_id,
                     cb["provider_request_id"])
         callbacks.mark_settled(r, callback_id, "unmatched")
         return "unmatched"
-    event = apply(svc, request_id, cb["payload"], cb["source"])
+    try:
+        event = apply(svc, request_id, cb["payload"], cb["source"])
+    except Exception as exc:  # noqa: BLE001 - counted, so one bad output cannot loop forever
+        if not give_up(svc, request_id, exc):
+            raise  # RQ retries the job; the sweeper enqueues it again after that
+        event = "gave up"
     callbacks.mark_settled(r, callback_id, event)
     return event
 

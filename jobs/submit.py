@@ -33,7 +33,7 @@ def submit(request_id: str) -> str:
         announce(request_id, "request.failed")
         return "failed"
     if not ref:
-        store.add_log(svc.redis, request_id, "already handed to the provider; awaiting its answer")
+        store.add_log(svc.redis, request_id, "handed to the provider; waiting for its callback")
         return "awaiting"
     store.add_log(svc.redis, request_id, f"submitted to the {provider.name} provider")
     from app import events

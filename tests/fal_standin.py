@@ -1,18 +1,21 @@
 """A stand-in for fal's queue on 127.0.0.1, speaking fal's real protocol.
 
-Submit, status, result, cancel and JWKS over HTTP; after a delay it POSTs an
-ED25519-signed callback to the ``fal_webhook`` URL, exactly as fal signs. It can
-refuse submits (429/500), drop, duplicate, corrupt, age or send callbacks before
-answering the submit, fail requests, and rotate its signing key.
+Submit, status, result, cancel, storage upload initiate and JWKS over HTTP; after a
+delay it POSTs an ED25519-signed callback to the ``fal_webhook`` URL, exactly as fal
+signs. It can refuse submits (429/500), hold their answers, drop, duplicate, corrupt, age
+or send callbacks before answering the submit, fail requests, lose output images, gzip
+its answers, and rotate its signing key.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +42,7 @@ class Job:
     webhook: str
     status: str = "IN_QUEUE"
     cancelled: bool = False
+    output_gone: bool = False  # its output image answers 404
 
 
 @dataclass
@@ -49,12 +53,18 @@ class FalStandIn:
     down: bool = False  # every queue call answers 503
     callback: str = "send"  # send | drop | duplicate | corrupt | old | early | error
     delay: float = 0.2
+    hold: float = 0  # seconds the answer to a submit is held (fal has the job meanwhile)
     submits: list[dict[str, Any]] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     jwks_up: bool = True
+    gzip: bool = False  # compress answers for callers that accept gzip (as fal's edge does)
+    output_gone: bool = False  # the output image of the next jobs answers 404
     jwks_fetches: int = 0
     seen: list[dict[str, str]] = field(default_factory=list)  # headers of every call
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every call
+    # Called with the job after an early callback was sent, before the submit is answered.
+    before_answer: Callable[[Job], None] | None = None
 
     def start(self) -> FalStandIn:
         self.port = free_port()
@@ -64,7 +74,9 @@ class FalStandIn:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the port (connecting is then refused); safe to repeat."""
         self.server.shutdown()
+        self.server.server_close()
 
     def rotate(self) -> None:
         """Sign with a new key from now on (the JWKS serves only the new one)."""
@@ -77,7 +89,8 @@ class FalStandIn:
 
     def output(self, job: Job) -> dict[str, Any]:
         size = len(self.result_image())
-        return {"image": {"url": f"{self.url}/files/{job.id}.png", "content_type": "image/png",
+        name = f"gone-{job.id}" if job.output_gone else job.id
+        return {"image": {"url": f"{self.url}/files/{name}.png", "content_type": "image/png",
                           "file_name": f"{job.id}.png", "file_size": size, "width": 64,
                           "height": 48}}
 
@@ -110,10 +123,14 @@ class FalStandIn:
     def wsgi(self, environ, start_response):
         request = Request(environ)
         response = self.route(request)
+        if self.gzip and "gzip" in request.headers.get("Accept-Encoding", ""):
+            response.set_data(gzip.compress(response.get_data()))
+            response.headers["Content-Encoding"] = "gzip"
         return response(environ, start_response)
 
     def route(self, request: Request) -> Response:
         self.seen.append(dict(request.headers.items()))
+        self.calls.append((request.method, request.path))
         path = request.path.strip("/").split("/")
         if request.path == "/.well-known/jwks.json":
             self.jwks_fetches += 1
@@ -121,11 +138,17 @@ class FalStandIn:
                 return Response("down", status=503)
             return _json(jwks(self.key.public_key()))
         if path[0] == "files":
+            if path[-1].startswith("gone-"):
+                return _json({"detail": "Not found"}, 404)
             return Response(self.result_image(), mimetype="image/png")
         if self.down:
             return _json({"detail": "Service Unavailable"}, 503)
         if request.headers.get("Authorization") != f"Key {KEY}":
             return _json({"detail": "Unauthorized"}, 401)
+        if path == ["storage", "upload", "initiate"] and request.method == "POST":
+            name = (request.get_json(silent=True) or {}).get("file_name", "upload")
+            return _json({"upload_url": f"{self.url}/uploads/{uuid.uuid4()}",
+                          "file_url": f"{self.url}/files/{name}"})
         if path[:2] != ["fal-ai", "dwpose"]:
             return _json({"detail": "Application not found"}, 404)
         rest = path[2:]
@@ -154,11 +177,13 @@ class FalStandIn:
         if self.refuse:
             return _json({"detail": "try later"}, self.refuse.pop(0))
         job = Job(id=str(uuid.uuid4()), input=request.get_json(),
-                  webhook=request.args["fal_webhook"])
+                  webhook=request.args["fal_webhook"], output_gone=self.output_gone)
         self.jobs[job.id] = job
         if self.callback == "early":
             self.callback = "send"
             self.send_callback(job)  # before the submit's answer leaves
+            if self.before_answer is not None:
+                self.before_answer(job)
         else:
             def later() -> None:
                 time.sleep(self.delay)
@@ -169,6 +194,7 @@ class FalStandIn:
                         pass  # the test that wanted it is over
 
             threading.Thread(target=later, daemon=True).start()
+        time.sleep(self.hold)
         base = f"{self.url}/fal-ai/dwpose/requests/{job.id}"
         return _json({"request_id": job.id, "response_url": base, "status_url": base + "/status",
                       "cancel_url": base + "/cancel"})

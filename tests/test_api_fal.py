@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
+import uuid
 
 import httpx
 import pytest
 
 from app.models import Status
+from app.signing import fal as fal_signing
+from app.store import apikeys
 from app.store import requests as store
+from app.store.keys import key_for_queue
 from tests.conftest import SAMPLE
 from tests.fal_standin import KEY
 from tests.sinks import Sink
@@ -69,6 +74,20 @@ def test_local_submit_status_and_unknown_request(live, api_key):
     assert unknown.status_code == 404
 
 
+def test_local_cancel_of_a_queued_request_answers_as_fal(live, api_key):
+    submitted = call(live, SUBMIT, api_key, json={"image_url": DATA_URI}).json()
+    base = f"{SUBMIT}/requests/{submitted['request_id']}"  # no worker runs: it stays queued
+    cancelled = call(live, base + "/cancel", api_key, method="PUT")
+    assert cancelled.status_code == 202
+    assert cancelled.json() == {"status": "CANCELLATION_REQUESTED"}
+    status = call(live, base + "/status", api_key, method="GET")
+    assert status.json()["status"] == "COMPLETED"  # fal's three statuses: cancelled shows so
+    result = call(live, base, api_key, method="GET")
+    assert result.status_code == 400 and result.json() == {"detail": "Request was cancelled"}
+    again = call(live, base + "/cancel", api_key, method="PUT")
+    assert again.status_code == 400 and again.json() == {"status": "ALREADY_COMPLETED"}
+
+
 @pytest.fixture
 def overrides(request, overrides):
     """Forward mode for tests that ask for it (they use the ``fal`` fixture)."""
@@ -103,8 +122,120 @@ def test_forward_mode_swaps_the_key_and_strips_cookies(fal, live, api_key, servi
             assert time.time() < deadline
             run_jobs()
             time.sleep(0.1)
-        assert b'"status":"OK"' in sink.received[0].body
+        hook = sink.received[0]
+        body = json.loads(hook.body)
+        # The caller only ever saw fal's id: the callback names that one, signed as fal signs.
+        assert body["status"] == "OK" and body["request_id"] == job.id
+        assert body["gateway_request_id"] == job.id
+        assert fal_signing.verify(hook.body, hook.headers, [services.signing_key.public_key()],
+                                  tolerance=300) == job.id
         status = call(live, f"{SUBMIT}/requests/{job.id}/status", api_key, method="GET")
         assert status.status_code == 200 and status.json()["status"] == "COMPLETED"
     finally:
         sink.stop()
+
+
+def forwarded_submit(live, key: str) -> str:
+    """Submit through the proxy in forward mode; return fal's request id."""
+    answer = call(live, SUBMIT, key, json={"image_url": "https://example.com/a.jpg"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["request_id"]
+
+
+@pytest.mark.parametrize("method,target", [
+    ("POST", "https://queue.fal.run/fal-ai/flux/dev"),
+    ("POST", "https://fal.run/fal-ai/flux/dev"),
+    ("POST", "https://queue.fal.run/fal-ai/dwpose/extra"),
+    ("GET", "https://queue.fal.run/fal-ai/flux/requests/abc/status"),
+    ("GET", "https://queue.fal.run/fal-ai/dwpose/requests/abc/logs"),
+    ("GET", "https://rest.fal.ai/users/me"),
+    ("POST", "https://rest.fal.ai/storage/upload/initiate-multipart"),
+    ("GET", "https://fal.media/files/x.png"),
+])
+def test_forward_mode_passes_on_nothing_but_our_app(fal, live, api_key, services, method,
+                                                     target):
+    answer = call(live, target, api_key, method=method, json={})
+    assert answer.status_code == 404 and "fal-ai/dwpose" in answer.json()["detail"]
+    assert fal.calls == []  # the operator's key was not used
+    assert services.redis.zcard(key_for_queue()) == 0  # and nothing was recorded
+
+
+def test_forward_mode_serves_a_request_only_to_the_key_that_submitted_it(
+        fal, live, api_key, services):
+    fal.callback = "drop"
+    fal_id = forwarded_submit(live, api_key)
+    other = apikeys.create(services.redis, "other")[1]
+    sent = len(fal.calls)
+    base = f"{SUBMIT}/requests/{fal_id}"
+    for method, target in (("GET", base + "/status"), ("GET", base + "/status/stream"),
+                           ("GET", base), ("PUT", base + "/cancel")):
+        answer = call(live, target, other, method=method)
+        assert answer.status_code == 404 and answer.json() == {"detail": "Request not found"}
+    unknown = call(live, f"{SUBMIT}/requests/{uuid.uuid4()}/status", api_key, method="GET")
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "Request not found"}
+    assert len(fal.calls) == sent and not fal.jobs[fal_id].cancelled
+    mine = call(live, base + "/status", api_key, method="GET")
+    assert mine.status_code == 200 and mine.json()["request_id"] == fal_id
+
+
+def test_forward_mode_passes_the_storage_upload_initiate_on(fal, live, api_key):
+    answer = call(live, "https://rest.fal.ai/storage/upload/initiate?storage_type=fal-cdn-v3",
+                  api_key, json={"content_type": "image/png", "file_name": "a.png"})
+    assert answer.status_code == 200 and answer.json()["file_url"] == f"{fal.url}/files/a.png"
+    assert fal.calls == [("POST", "/storage/upload/initiate")]
+    assert fal.seen[-1]["Authorization"] == f"Key {KEY}"
+
+
+def test_forward_mode_answers_are_readable_when_fal_compresses_them(fal, live, api_key):
+    fal.callback, fal.gzip = "drop", True
+    gzip_ok = {"Accept-Encoding": "gzip"}
+    submitted = call(live, SUBMIT, api_key, json={"image_url": "https://example.com/a.jpg"},
+                     headers=gzip_ok)
+    assert "gzip" in fal.seen[-1]["Accept-Encoding"]  # fal was free to compress
+    assert submitted.status_code == 200 and submitted.json()["request_id"] in fal.jobs
+    fal_id = submitted.json()["request_id"]
+    status = call(live, f"{SUBMIT}/requests/{fal_id}/status", api_key, method="GET",
+                  headers=gzip_ok)
+    assert status.status_code == 200 and status.json()["request_id"] == fal_id
+
+
+def test_forward_mode_a_submit_fal_refuses_is_failed_and_announced(fal, live, http, api_key,
+                                                                   run_jobs):
+    sink = Sink().start()
+    try:
+        assert http.post("/v1/subscriptions", json={"url": sink.url, "events": ["request.*"]}
+                         ).status_code == 201
+        fal.refuse = [500]
+        answer = call(live, SUBMIT, api_key, json={"image_url": "https://example.com/a.jpg"})
+        assert answer.status_code == 500  # fal's own answer, passed on
+        run_jobs()
+        events = [json.loads(got.body) for got in sink.received]
+        assert [e["type"] for e in events] == ["request.failed"]
+        assert events[0]["data"]["status"] == "FAILED"
+        assert "fal refused" in events[0]["data"]["error"]["message"]
+    finally:
+        sink.stop()
+
+
+def test_forward_mode_a_submit_fal_may_have_taken_waits_for_its_callback(fal, live, api_key,
+                                                                         services):
+    fal.refuse = [504]  # fal's gateway gave up: fal may be running it all the same
+    answer = call(live, SUBMIT, api_key, json={"image_url": "https://example.com/a.jpg"})
+    assert answer.status_code == 504
+    [record] = store.list_for_key(services.redis, apikeys.authenticate(
+        services.redis, api_key).id)[0]
+    assert record.status is Status.IN_QUEUE  # reconciliation fails it if no callback comes
+    logs = [line["message"] for line in store.logs(services.redis, record.id)]
+    assert "fal's gateway answered 504; waiting for fal's callback" in logs
+
+
+def test_forward_mode_fal_unreachable_is_a_fal_style_502_and_fails_the_submit(
+        fal, live, api_key, services):
+    fal.stop()  # connecting is refused: the submit never reached fal
+    answer = call(live, SUBMIT, api_key, json={"image_url": "https://example.com/a.jpg"})
+    assert answer.status_code == 502
+    assert answer.json() == {"detail": "fal is unreachable (ConnectError)"}
+    [record] = store.list_for_key(services.redis, apikeys.authenticate(
+        services.redis, api_key).id)[0]
+    assert record.status is Status.FAILED
+    assert record.error["message"] == "fal is unreachable (ConnectError)"

@@ -3,34 +3,28 @@
 ``@fal-ai/client`` with ``proxyUrl`` sends every call here with the real target in
 ``x-fal-target-url`` and the caller's credentials (a posehook key) as ``Key …``. In
 local mode (default) we serve ``fal-ai/dwpose`` ourselves; with POSEHOOK_PROVIDER=fal
-we forward to fal with the server's FAL_KEY, never the caller's key or cookies.
+we forward our app's calls to fal with the server's FAL_KEY (``fal_forward.py``), never
+the caller's key or cookies.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-import httpx
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 
 from app.api import fal_queue, services
 from app.api.auth import authenticate
+from app.api.fal_forward import TARGET_HEADER, forward
 from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError
-from app.providers import fal as fal_provider
-from app.store.keys import key_for_request, key_for_upload_slot
+from app.store.keys import key_for_upload_slot
 
 bp = Blueprint("fal", __name__)
 
-TARGET_HEADER = "x-fal-target-url"
 FAL_SUFFIXES = (".fal.run", ".fal.ai", ".fal.media")
 FAL_HOSTS = ("fal.run", "fal.ai", "fal.media")
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-              "trailers", "transfer-encoding", "upgrade", "host", "content-length", "cookie",
-              "authorization", TARGET_HEADER, "x-forwarded-for", "x-real-ip"}
 SYNC_WAIT = 60
 UPLOAD_TTL = 3600
 
@@ -145,76 +139,3 @@ def upload(slot: str):
     content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
     services().storage.put(data, content_type, details["file_name"], key=details["key"])
     return jsonify({"ok": True})
-
-
-def forward(target: str) -> Response:
-    """Stream the call to fal with the server's FAL_KEY; record queue submits as requests."""
-    settings = services().settings
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-    headers["Authorization"] = f"Key {settings.fal_key}"
-    parts = urlsplit(target)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    record = None
-    if request.method == "POST" and parts.hostname == "queue.fal.run":
-        # Recorded first, and fal is told to call us: the callback then settles the record,
-        # reaches subscribers, and is passed on to the caller's own fal_webhook.
-        record = _record_forwarded(query.pop("fal_webhook", ""))
-        query["fal_webhook"] = fal_provider.webhook_url(services(), record.id)
-    base = settings.fal_forward_base_url.rstrip("/") if settings.fal_forward_base_url else (
-        f"{parts.scheme}://{parts.netloc}")
-    url = base + parts.path + (f"?{urlencode(query)}" if query else "")
-    client = httpx.Client(timeout=httpx.Timeout(120, connect=10), follow_redirects=False)
-    upstream = client.send(client.build_request(request.method, url, headers=headers,
-                                                content=request.get_data()), stream=True)
-    kept = {k: v for k, v in upstream.headers.items()
-            if k.lower() not in HOP_BY_HOP | {"content-encoding", "set-cookie"}}
-    if record is not None:
-        upstream.read()
-        client.close()
-        _link_forwarded(record.id, upstream)
-        return Response(upstream.content, status=upstream.status_code, headers=kept)
-
-    def chunks() -> Any:
-        try:
-            yield from upstream.iter_raw()
-        finally:
-            upstream.close()
-            client.close()
-
-    return Response(stream_with_context(chunks()), status=upstream.status_code, headers=kept)
-
-
-def _record_forwarded(caller_webhook: str) -> Any:
-    """Make the record of a forwarded submit (provider fal), before fal sees it."""
-    from app.store import requests as store
-
-    svc = services()
-    body = request.get_json(silent=True)
-    record, _ = store.create(svc.redis, key_id=g.api_key.id,
-                             input=body if isinstance(body, dict) else {}, provider="fal",
-                             fal_webhook=caller_webhook, ttl=svc.settings.request_ttl)
-    svc.redis.hset(key_for_request(record.id), "fal_submitted_at", repr(time.time()))
-    return record
-
-
-def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
-    """Link fal's request id to the record, or fail the record when fal refused."""
-    from app.models import Status
-    from app.store import requests as store
-
-    svc = services()
-    try:
-        ref = upstream.json().get("request_id") if upstream.status_code < 400 else None
-    except ValueError:
-        ref = None
-    if not ref:
-        store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
-            "error": {"type": "provider_error",
-                      "message": f"fal refused the request ({upstream.status_code})"},
-            "completed_at": repr(time.time())})
-        return
-    store.link_provider_ref(svc.redis, "fal", ref, request_id, svc.settings.request_ttl)
-    store.update(svc.redis, request_id, provider_ref=ref)
-    store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
-                     {"started_at": repr(time.time())},
-                     lease_until=time.time() + svc.settings.reconcile_after)

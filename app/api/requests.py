@@ -19,8 +19,6 @@ from app.store import requests as store
 bp = Blueprint("requests", __name__, url_prefix="/v1/requests")
 
 MAX_WAIT = 60
-FAL_CANCEL_RETRIES = (10, 60, 300, 900, 3600)
-"""Seconds between tries to tell fal about a cancel it could not take at once."""
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=([0-9]+)", re.I | re.ASCII)
 
 
@@ -180,13 +178,17 @@ def cancel_request(record: Request) -> Request:
             f"Request {record.id} already finished with status {current.status.value}; "
             "only queued or running requests can be cancelled")
     store.add_log(svc.redis, record.id, "request cancelled")
+    if record.provider == "fal" and not record.provider_ref and not tell_fal_later:
+        # The submit may have linked fal's id since we looked (and before our change, so it
+        # saw nothing to cancel): then fal must be told.
+        tell_fal_later = bool((store.get(svc.redis, record.id) or record).provider_ref)
     if tell_fal_later:
         # fal could not be told now; a job keeps telling it (its late result changes nothing).
+        from app.providers.fal import cancel_later
+
         store.add_log(svc.redis, record.id, "fal did not take the cancel yet; retrying it",
                       "WARNING")
-        queues.enqueue(svc.rq, queues.SUBMIT, queues.JOB_FAL_CANCEL, record.id,
-                       job_id=f"fal-cancel-{record.id}", unique=True,
-                       retry=FAL_CANCEL_RETRIES)
+        cancel_later(svc, record.id)
     queues.cancel_job(svc.rq, f"submit-{record.id}")
     queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, record.id, "request.cancelled",
                    job_id=f"announce-cancelled-{record.id}", unique=True)

@@ -1,9 +1,11 @@
 """The fal provider: submit to fal's queue with our webhook URL; status, result, cancel.
 
 One pooled httpx client per process. A submit is retried only when fal certainly did
-not take it (429, 5xx, connection refused), so one request of ours never becomes two
-at fal; when the answer is lost after sending, the webhook URL still names our request
-(with a token only we can make) and reconciliation settles it either way.
+not take it (429, 500, 503, a connection refused or timed out), so one request of ours
+never becomes two at fal. When fal may have taken it but its answer was lost (a read or
+write timeout, a dropped connection, 502/504 from fal's gateway), the request waits:
+the webhook URL names our request (with a token only we can make), so fal's callback
+settles it, and reconciliation fails it with the reason if nothing ever comes.
 """
 
 from __future__ import annotations
@@ -27,8 +29,14 @@ from app.store.keys import key_for_request
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+GATEWAY_STATUSES = (502, 504)
+"""fal's gateway answered, not fal: the request may have been taken all the same."""
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Failures before any byte of the request left (ConnectTimeout is not a ConnectError)."""
 BACKOFF = (0.5, 1.0, 2.0, 4.0)
-_clients: dict[str, httpx.Client] = {}
+CANCEL_RETRIES = (10, 60, 300, 900, 3600)
+"""Seconds between tries to tell fal about a cancel it could not take when it was made."""
+_clients: dict[tuple[str, float, float], httpx.Client] = {}
 _lock = threading.Lock()
 
 
@@ -36,16 +44,22 @@ class FalRequestUnknown(ProviderError):
     """fal answered 404 for one of its requests: it has forgotten it, or never had it."""
 
 
+class FalAnswerLost(ProviderError):
+    """A call may have reached fal, but its answer was lost; repeating it could do it twice."""
+
+
 def fal_client(services: Services) -> httpx.Client:
     """Return this process's client for fal (our key, timeouts, no redirects)."""
     settings = services.settings
+    key = (settings.fal_key, settings.fal_timeout, settings.fal_connect_timeout)
     with _lock:
-        if settings.fal_key not in _clients:
-            _clients[settings.fal_key] = httpx.Client(
-                timeout=httpx.Timeout(30, connect=5), follow_redirects=False, trust_env=False,
+        if key not in _clients:
+            _clients[key] = httpx.Client(
+                timeout=httpx.Timeout(settings.fal_timeout, connect=settings.fal_connect_timeout),
+                follow_redirects=False, trust_env=False,
                 headers={"Authorization": f"Key {settings.fal_key}",
                          "User-Agent": "posehook/0.1"})
-        return _clients[settings.fal_key]
+        return _clients[key]
 
 
 def app_url(services: Services, *parts: str) -> str:
@@ -81,19 +95,34 @@ def fal_input(services: Services, input: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _send(services: Services, method: str, url: str, retry: bool = True,
+def _send(services: Services, method: str, url: str, retry: bool = True, once: bool = False,
           **options: Any) -> httpx.Response:
-    """Send to fal, retrying (unless told not to) only what fal certainly did not act on."""
+    """Send to fal, retrying (unless told not to) only what fal certainly did not act on.
+
+    Args:
+        once: the call must not happen twice at fal (a submit): where fal may have taken
+            it, raise FalAnswerLost instead of retrying, and treat 502/504 the same way.
+
+    Raises:
+        FalAnswerLost: the call may have reached fal but no answer came back.
+        ProviderError: fal could not be reached (after the retries).
+    """
     for attempt, pause in enumerate((*BACKOFF, None) if retry else (None,)):
         try:
             answer = fal_client(services).request(method, url, **options)
-        except httpx.ConnectError as exc:
+        except NEVER_SENT as exc:
             if pause is None:
-                raise ProviderError(f"fal is unreachable: {exc}") from exc
+                raise ProviderError(f"fal is unreachable ({type(exc).__name__})") from exc
+            log.warning("fal could not be reached (%s), retry %d", type(exc).__name__,
+                        attempt + 1)
             time.sleep(pause)
             continue
-        except httpx.TimeoutException as exc:
-            raise ProviderError("fal did not answer in time") from exc
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            raise ProviderError(f"cannot call fal: {exc}") from exc  # nothing was sent
+        except httpx.TransportError as exc:  # read/write timeout, connection dropped
+            raise FalAnswerLost(f"fal's answer was lost ({type(exc).__name__})") from exc
+        if once and answer.status_code in GATEWAY_STATUSES:
+            raise FalAnswerLost(f"fal's gateway answered {answer.status_code}")
         if answer.status_code in RETRY_STATUSES and pause is not None:
             delay = answer.headers.get("Retry-After", "")
             time.sleep(min(float(delay), 10.0) if delay.isdigit() else pause)
@@ -111,7 +140,8 @@ class FalProvider:
     def submit(self, services: Services, request: Request) -> str:
         """POST the input to fal's queue; link fal's request id to ours as soon as we have it.
 
-        Returns "" when an earlier attempt may have reached fal (left to reconciliation).
+        Returns "" when this or an earlier attempt may have reached fal without an answer
+        (left to fal's callback, else to reconciliation).
         """
         r = services.redis
         # Recorded before sending: a crash after this point is left to reconciliation,
@@ -119,20 +149,23 @@ class FalProvider:
         if not r.hsetnx(key_for_request(request.id), "fal_submitted_at", repr(time.time())):
             log.warning("request %s was sent to fal before; not sending twice", request.id)
             return ""
-        answer = _send(services, "POST", app_url(services),
-                       params={"fal_webhook": webhook_url(services, request.id)},
-                       json=fal_input(services, request.input))
+        try:
+            answer = _send(services, "POST", app_url(services), once=True,
+                           params={"fal_webhook": webhook_url(services, request.id)},
+                           json=fal_input(services, request.input))
+        except FalAnswerLost as exc:
+            # fal may be running it: its callback names our request, and reconciliation
+            # fails it with this reason if none ever comes. Sending again could run it twice.
+            store.update(r, request.id, fal_submit_lost=exc.message)
+            store.add_log(r, request.id, f"{exc.message}; waiting for fal's callback", "WARNING")
+            return ""
         if answer.status_code >= 400:
             raise ProviderError(f"fal refused the request ({answer.status_code}): "
                                 f"{answer.text[:300]}")
         ref = answer.json().get("request_id")
         if not ref:
             raise ProviderError("fal's answer has no request_id")
-        store.link_provider_ref(r, self.name, ref, request.id, services.settings.request_ttl)
-        lease = time.time() + services.settings.reconcile_after
-        store.update(r, request.id, provider_ref=ref)
-        store.transition(r, request.id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
-                         {"started_at": repr(time.time())}, lease_until=lease)
+        link(services, request.id, ref)
         return ref
 
     def status(self, services: Services, ref: str) -> dict[str, Any]:
@@ -160,6 +193,33 @@ class FalProvider:
         answer = _send(services, "PUT", app_url(services, "requests", request.provider_ref,
                                                 "cancel"), retry=retry)
         return answer.status_code
+
+
+def link(services: Services, request_id: str, ref: str) -> None:
+    """Keep fal's id with our request and mark it running; cancel at fal if it was cancelled.
+
+    A cancel that came while the submit was in flight found no fal id to cancel: it is
+    sent now (the API's cancel checks the other order, a link just before its change).
+    """
+    r = services.redis
+    store.link_provider_ref(r, "fal", ref, request_id, services.settings.request_ttl)
+    store.update(r, request_id, provider_ref=ref)
+    if store.transition(r, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
+                        {"started_at": repr(time.time())},
+                        lease_until=time.time() + services.settings.reconcile_after):
+        return
+    record = store.get(r, request_id)
+    if record is not None and record.status is Status.CANCELLED:
+        store.add_log(r, request_id, "cancelled while being submitted; telling fal", "WARNING")
+        cancel_later(services, request_id)
+
+
+def cancel_later(services: Services, request_id: str) -> None:
+    """Enqueue the job that tells fal about a cancel, retried until fal answers."""
+    from app import queues
+
+    queues.enqueue(services.rq, queues.SUBMIT, queues.JOB_FAL_CANCEL, request_id,
+                   job_id=f"fal-cancel-{request_id}", unique=True, retry=CANCEL_RETRIES)
 
 
 def copy_output(services: Services, output: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,179 @@
+"""Forward mode (POSEHOOK_PROVIDER=fal): the proxy passes calls on to fal with our FAL_KEY.
+
+The operator's key pays for what goes through, so only what a caller of our one app needs
+is forwarded: submits and sync runs of FAL_APP, the storage upload initiate, and the queue
+calls (status, status stream, result, cancel) on a request the caller submitted itself.
+Anything else is a fal-style 404 and never reaches fal. A submit fal may have taken
+without us seeing its answer is left to fal's callback (or reconciliation), as in
+``app/providers/fal.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+from flask import Response, g, request, stream_with_context
+
+from app import queues
+from app.api import services
+from app.api.fal_queue import FalError
+from app.models import Request
+from app.providers import fal as fal_provider
+from app.store import requests as store
+from app.store.keys import key_for_request
+
+TARGET_HEADER = "x-fal-target-url"
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+              "trailers", "transfer-encoding", "upgrade", "host", "content-length", "cookie",
+              "authorization", TARGET_HEADER, "x-forwarded-for", "x-real-ip"}
+# We decode what fal sends and pass on plain bytes: fal is asked only for the encodings httpx
+# decodes (its own Accept-Encoding, not the caller's), and the answer says no encoding.
+NOT_SENT = HOP_BY_HOP | {"accept-encoding"}
+NOT_ANSWERED = HOP_BY_HOP | {"content-encoding", "set-cookie"}
+STORAGE_HOSTS = ("rest.fal.ai", "rest.alpha.fal.ai")
+NAMESPACES = ("workflows", "comfy")
+"""fal's endpoint namespaces: a first path segment that comes before owner/alias."""
+REQUEST_CALLS = {("GET", ()), ("GET", ("status",)), ("GET", ("status", "stream")),
+                 ("PUT", ("cancel",))}
+"""(method, path after requests/{id}) of the queue calls on one request."""
+
+
+def route(target: str, method: str, fal_app: str) -> tuple[str, str]:
+    """Return what a target is: ("submit" | "run" | "upload" | "request", fal's request id).
+
+    Raises:
+        FalError: 404 for any target this posehook does not forward.
+    """
+    parts = urlsplit(target)
+    host = (parts.hostname or "").lower()
+    path = [p for p in parts.path.split("/") if p]
+    app = [p for p in fal_app.split("/") if p]
+    # Queue calls on a request name only owner/alias (after a namespace), as fal's client does.
+    base = app[:3] if app and app[0] in NAMESPACES else app[:2]
+    if method == "POST" and host in STORAGE_HOSTS and path == ["storage", "upload", "initiate"]:
+        return "upload", ""
+    if method == "POST" and path == app and host in ("queue.fal.run", "fal.run"):
+        return ("submit" if host == "queue.fal.run" else "run"), ""
+    rest = path[len(base):]
+    if (host == "queue.fal.run" and path[:len(base)] == base and len(rest) >= 2
+            and rest[0] == "requests" and (method, tuple(rest[2:])) in REQUEST_CALLS):
+        return "request", rest[1]
+    raise FalError(404, f"{method} {host}{parts.path} is not forwarded: this posehook passes "
+                        f"on only {fal_app} and fal's storage upload")
+
+
+def owned_record(fal_id: str) -> Request:
+    """Return the caller's own record of a forwarded fal request, or raise a fal-style 404."""
+    r = services().redis
+    ours = store.find_by_provider_ref(r, "fal", fal_id) if 0 < len(fal_id) <= 128 else None
+    record = store.get(r, ours) if ours else None
+    if record is None or record.key_id != g.api_key.id:
+        raise FalError(404, "Request not found")
+    return record
+
+
+def forward(target: str) -> Response:
+    """Stream an allowed call to fal with the server's FAL_KEY; record queue submits."""
+    settings = services().settings
+    kind, fal_id = route(target, request.method, settings.fal_app)
+    if kind == "request":
+        owned_record(fal_id)
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_SENT}
+    headers["Authorization"] = f"Key {settings.fal_key}"
+    parts = urlsplit(target)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    record = None
+    if kind == "submit":
+        # Recorded first, and fal is told to call us: the callback then settles the record,
+        # reaches subscribers, and is passed on to the caller's own fal_webhook.
+        record = _record_forwarded(query.pop("fal_webhook", ""))
+        query["fal_webhook"] = fal_provider.webhook_url(services(), record.id)
+    base = settings.fal_forward_base_url.rstrip("/") if settings.fal_forward_base_url else (
+        f"{parts.scheme}://{parts.netloc}")
+    url = base + parts.path + (f"?{urlencode(query)}" if query else "")
+    client = httpx.Client(timeout=httpx.Timeout(120, connect=10), follow_redirects=False)
+    try:
+        upstream = client.send(client.build_request(request.method, url, headers=headers,
+                                                    content=request.get_data()), stream=True)
+        if record is not None:
+            upstream.read()
+    except httpx.HTTPError as exc:
+        client.close()
+        _unanswered(record, exc)
+    kept = {k: v for k, v in upstream.headers.items() if k.lower() not in NOT_ANSWERED}
+    if record is not None:
+        client.close()
+        _link_forwarded(record.id, upstream)
+        return Response(upstream.content, status=upstream.status_code, headers=kept)
+
+    def chunks() -> Any:
+        try:
+            yield from upstream.iter_bytes()  # decoded, as the headers now say
+        finally:
+            upstream.close()
+            client.close()
+
+    return Response(stream_with_context(chunks()), status=upstream.status_code, headers=kept)
+
+
+def _record_forwarded(caller_webhook: str) -> Request:
+    """Make the record of a forwarded submit (provider fal), before fal sees it."""
+    svc = services()
+    body = request.get_json(silent=True)
+    record, _ = store.create(svc.redis, key_id=g.api_key.id,
+                             input=body if isinstance(body, dict) else {}, provider="fal",
+                             fal_webhook=caller_webhook, ttl=svc.settings.request_ttl)
+    svc.redis.hset(key_for_request(record.id), "fal_submitted_at", repr(time.time()))
+    return record
+
+
+def _unanswered(record: Request | None, exc: httpx.HTTPError) -> NoReturn:
+    """Answer for fal when it did not answer; a submit that may have reached it waits."""
+    if isinstance(exc, fal_provider.NEVER_SENT):
+        cause = f"fal is unreachable ({type(exc).__name__})"
+        if record is not None:
+            _fail(record.id, cause)
+        raise FalError(502, cause) from exc
+    cause = f"fal's answer was lost ({type(exc).__name__})"
+    if record is not None:
+        _wait_for_callback(record.id, cause)
+    raise FalError(504, cause) from exc
+
+
+def _wait_for_callback(request_id: str, cause: str) -> None:
+    """Leave a submit fal may have taken to its callback, or to reconciliation with the cause."""
+    r = services().redis
+    store.update(r, request_id, fal_submit_lost=cause)
+    store.add_log(r, request_id, f"{cause}; waiting for fal's callback", "WARNING")
+
+
+def _fail(request_id: str, reason: str) -> None:
+    """Fail a forwarded submit fal did not take, and announce it."""
+    from app.models import Status
+
+    svc = services()
+    if store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
+            "error": {"type": "provider_error", "message": reason},
+            "completed_at": repr(time.time())}):
+        store.add_log(svc.redis, request_id, reason, "ERROR")
+        queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, request_id,
+                       "request.failed", job_id=f"announce-failed-{request_id}", unique=True)
+
+
+def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
+    """Link fal's request id to the record; fail it when fal refused, wait when unsure."""
+    svc = services()
+    if upstream.status_code in fal_provider.GATEWAY_STATUSES:
+        _wait_for_callback(request_id, f"fal's gateway answered {upstream.status_code}")
+        return
+    try:
+        ref = upstream.json().get("request_id") if upstream.status_code < 400 else None
+    except ValueError:
+        ref = None
+    if not ref:
+        _fail(request_id, f"fal refused the request ({upstream.status_code})")
+        return
+    fal_provider.link(svc, request_id, ref)
