@@ -336,11 +336,15 @@ def test_a_callback_whose_output_cannot_be_copied_fails_after_its_tries(http, se
         assert time.time() < deadline, "no callback came"
         time.sleep(0.05)
     [callback_id] = services.redis.zrange(key_for_callbacks_pending(), 0, -1)
-    for _ in range(2):  # as RQ's retries and the sweeper would run it
-        with pytest.raises(FetchError):
-            settle(callback_id)
-        assert store.get(services.redis, request_id).status is Status.IN_PROGRESS
-    assert settle(callback_id) == "gave up"
+    # As RQ's retries and the sweeper would run it (a worker may have had a go already).
+    outcome = None
+    for _ in range(5):
+        try:
+            outcome = settle(callback_id)
+            break
+        except FetchError:
+            assert store.get(services.redis, request_id).status is Status.IN_PROGRESS
+    assert outcome in ("gave up", "already settled")
     record = store.get(services.redis, request_id)
     assert record.status is Status.FAILED
     assert "after 3 tries: payload.image.url: the server answered 404" in record.error["message"]
