@@ -178,6 +178,18 @@ def test_forward_mode_serves_a_request_only_to_the_key_that_submitted_it(
     assert mine.status_code == 200 and mine.json()["request_id"] == fal_id
 
 
+def test_forward_mode_a_cancel_fal_takes_cancels_our_record_too(fal, live, api_key, services,
+                                                                 run_jobs):
+    fal.callback = "drop"
+    fal_id = forwarded_submit(live, api_key)
+    answer = call(live, f"{SUBMIT}/requests/{fal_id}/cancel", api_key, method="PUT")
+    assert answer.status_code == 202 and fal.jobs[fal_id].cancelled
+    request_id = store.find_by_provider_ref(services.redis, "fal", fal_id)
+    assert store.get(services.redis, request_id).status is Status.CANCELLED
+    run_jobs()  # the announcement
+    assert store.events_owed(services.redis, time.time() + 1) == []
+
+
 def test_forward_mode_passes_the_storage_upload_initiate_on(fal, live, api_key):
     answer = call(live, "https://rest.fal.ai/storage/upload/initiate?storage_type=fal-cdn-v3",
                   api_key, json={"content_type": "image/png", "file_name": "a.png"})

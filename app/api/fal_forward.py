@@ -79,8 +79,8 @@ def forward(target: str) -> Response:
     """Stream an allowed call to fal with the server's FAL_KEY; record queue submits."""
     settings = services().settings
     kind, fal_id = route(target, request.method, settings.fal_app)
-    if kind == "request":
-        owned_record(fal_id)
+    owned = owned_record(fal_id) if kind == "request" else None
+    cancelling = owned is not None and request.method == "PUT"
     headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_SENT}
     headers["Authorization"] = f"Key {settings.fal_key}"
     parts = urlsplit(target)
@@ -98,15 +98,18 @@ def forward(target: str) -> Response:
     try:
         upstream = client.send(client.build_request(request.method, url, headers=headers,
                                                     content=request.get_data()), stream=True)
-        if record is not None:
+        if record is not None or cancelling:
             upstream.read()
     except httpx.HTTPError as exc:
         client.close()
         _unanswered(record, exc)
     kept = {k: v for k, v in upstream.headers.items() if k.lower() not in NOT_ANSWERED}
-    if record is not None:
+    if record is not None or cancelling:
         client.close()
-        _link_forwarded(record.id, upstream)
+        if record is not None:
+            _link_forwarded(record.id, upstream)
+        elif upstream.status_code in (200, 202):
+            _cancelled(owned.id)
         return Response(upstream.content, status=upstream.status_code, headers=kept)
 
     def chunks() -> Any:
@@ -161,6 +164,19 @@ def _fail(request_id: str, reason: str) -> None:
         store.add_log(svc.redis, request_id, reason, "ERROR")
         queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, request_id,
                        "request.failed", job_id=f"announce-failed-{request_id}", unique=True)
+
+
+def _cancelled(request_id: str) -> None:
+    """fal took a forwarded cancel: our record ends CANCELLED too, and says so."""
+    from app.models import Status
+
+    svc = services()
+    if store.transition(svc.redis, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS),
+                        Status.CANCELLED, {"completed_at": repr(time.time())}):
+        store.add_log(svc.redis, request_id, "cancelled at fal through the proxy")
+        queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, request_id,
+                       "request.cancelled", job_id=f"announce-cancelled-{request_id}",
+                       unique=True)
 
 
 def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
