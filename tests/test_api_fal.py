@@ -35,6 +35,44 @@ def test_no_key_is_401_in_fals_shape(live):
     assert answer.status_code == 401 and "detail" in answer.json()
 
 
+def test_a_proxy_token_stands_for_its_key_on_the_proxy_only(live, http, services, app):
+    from tests.contract import check
+
+    made = http.post("/v1/proxy-tokens", json={"ttl_seconds": 120})
+    assert made.status_code == 201
+    check(made, "POST", "/v1/proxy-tokens")
+    token = made.json()["token"]
+    assert token.startswith("pht_") and made.json()["expires_at"] > time.time() + 100
+    submitted = call(live, SUBMIT, token, json={"image_url": DATA_URI})
+    assert submitted.status_code == 200, submitted.text
+    status = call(live, f"{SUBMIT}/requests/{submitted.json()['request_id']}/status", token,
+                  method="GET")
+    assert status.status_code == 200
+    # Not an API key: the native API refuses it.
+    native = httpx.get(f"{live.url}/v1/requests", headers={"Authorization": f"Key {token}"})
+    assert native.status_code == 401
+    # Forged, tampered, expired or of a revoked key: refused in fal's shape.
+    key_id, expires, mac = token[4:].split(".")
+    for bad in (f"pht_{key_id}.{int(expires) + 1}.{mac}", f"pht_{key_id}.{expires}.{'0' * 32}",
+                f"pht_key_other.{expires}.{mac}", "pht_", f"pht_{key_id}.{expires}"):
+        answer = call(live, SUBMIT, bad, json={"image_url": DATA_URI})
+        assert answer.status_code == 401 and "detail" in answer.json(), bad
+    from app.api import auth
+
+    with app.app_context():
+        old = auth.proxy_token(key_id, int(time.time()) - 1)
+    assert "expired" in call(live, SUBMIT, old, json={"image_url": DATA_URI}).json()["detail"]
+    apikeys.revoke(services.redis, key_id)
+    assert call(live, SUBMIT, token, json={"image_url": DATA_URI}).status_code == 401
+
+
+@pytest.mark.parametrize("body", [{"ttl_seconds": 5}, {"ttl_seconds": 99999},
+                                  {"ttl_seconds": "60"}, {"ttl_seconds": True}, [1]])
+def test_proxy_token_lifetimes_out_of_range_are_422(http, body):
+    answer = http.post("/v1/proxy-tokens", json=body)
+    assert answer.status_code == 422 and "ttl_seconds" in answer.json()["message"]
+
+
 def test_missing_target_is_400(live, api_key):
     assert call(live, None, api_key, json={}).status_code == 400
 

@@ -66,7 +66,7 @@ def proxy():
     if not is_fal_target(target):
         raise fal_queue.FalError(412, f"Invalid {TARGET_HEADER} header: not a fal URL")
     try:
-        g.api_key = authenticate()
+        g.api_key = authenticate(proxy_tokens=True)
     except AuthError as exc:
         raise fal_queue.FalError(401, exc.message) from exc
     if services().settings.provider == "fal":

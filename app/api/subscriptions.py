@@ -8,7 +8,7 @@ from flask import Blueprint, g, jsonify, request
 
 from app import events, queues
 from app.api import services
-from app.api.auth import require_api_key
+from app.api.auth import proxy_token, require_api_key
 from app.errors import InvalidInputError, NotFoundError
 from app.outbound import Guard
 from app.schemas import RecoverSchema, SubscriptionCreateSchema, SubscriptionUpdateSchema, load
@@ -165,3 +165,23 @@ def recover(subscription_id: str):
 def webhook_secret():
     """The secret that signs this key's per-request webhooks (webhook_url)."""
     return jsonify({"secret": subscriptions.key_secret(services().redis, g.api_key.id)})
+
+
+PROXY_TOKEN_TTL = (60, 3600, 900)
+"""Least, most and default lifetime of a proxy token, in seconds."""
+
+
+@bp.post("/proxy-tokens")
+@require_api_key
+def create_proxy_token():
+    """Make a short-lived token that authorises only /api/fal/proxy, for browser code."""
+    least, most, default = PROXY_TOKEN_TTL
+    body = request.get_json(silent=True) or {}
+    ttl = body.get("ttl_seconds", default) if isinstance(body, dict) else None
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not least <= ttl <= most:
+        raise InvalidInputError(
+            f"ttl_seconds must be a whole number from {least} to {most}", field="ttl_seconds")
+    expires_at = int(time.time()) + ttl
+    response = jsonify({"token": proxy_token(g.api_key.id, expires_at), "expires_at": expires_at})
+    response.status_code = 201
+    return response

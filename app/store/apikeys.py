@@ -71,6 +71,15 @@ def list_keys(r: Redis) -> list[ApiKey]:
     return sorted(out, key=lambda k: k.created_at)
 
 
+def get_live(r: Redis, key_id: str) -> ApiKey | None:
+    """Return a key record by id when it exists and is not revoked, else None."""
+    digest = r.hget(key_for_api_keys(), key_id) if len(key_id) <= 64 else None
+    raw = r.hgetall(key_for_api_key(digest)) if digest else None
+    if not raw or raw.get("revoked") == "1":
+        return None
+    return _from_raw(raw)
+
+
 def revoke(r: Redis, key_id: str) -> bool:
     """Revoke a key by id; return False when there is no such key."""
     digest = r.hget(key_for_api_keys(), key_id)
