@@ -2,20 +2,19 @@
 
 Success is 2xx only; 3xx is a failure and never followed; 410 disables the subscription;
 429/502/503/504 and timeouts wait at least ``delivery_overload_delay``; Retry-After is
-honoured within [scheduled, 2 × scheduled]; delays get ±jitter.
+honoured within [scheduled, 2 × scheduled]; delays get ±jitter (``app.backoff``).
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
 import time
 from typing import Any
 
 import httpx
 
 from app import events, outbound, queues
+from app.backoff import next_delay
 from app.errors import BlockedURLError
 from app.services import Services, current
 from app.signing import fal as fal_signing
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 
 MAX_READ = 64 * 1024
 KEEP = 20_000
-OVERLOAD = (429, 502, 503, 504)
 _clients: dict[tuple[outbound.Guard, float, float], httpx.Client] = {}
 
 
@@ -87,34 +85,6 @@ def _post(services: Services, delivery: Delivery, sub: Any) -> dict[str, Any]:
         entry["error_class"] = type(exc).__name__
     entry["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
     return entry
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    """Parse Retry-After (seconds or an HTTP date) into seconds from now."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
-
-
-def next_delay(services: Services, attempts: list[dict[str, Any]]) -> float | None:
-    """Return seconds until the next attempt after these, or None when retries are exhausted."""
-    settings = services.settings
-    schedule = settings.delivery_schedule
-    if len(attempts) >= len(schedule):
-        return None
-    last = attempts[-1]
-    delay = float(schedule[len(attempts)])
-    if last["status_code"] in OVERLOAD or last["error_class"] == "timeout":
-        delay = max(delay, settings.delivery_overload_delay)
-    asked = _retry_after(last.get("retry_after"), last["at"])
-    if asked is not None:
-        delay = min(max(asked, delay), 2 * delay)
-    return delay * random.uniform(1 - settings.delivery_jitter, 1 + settings.delivery_jitter)
 
 
 def _disable(services: Services, sub: Any, reason: str) -> None:
@@ -185,7 +155,7 @@ def deliver(delivery_id: str) -> str:
                 _disable(svc, sub, "every delivery failed for "
                          f"{svc.settings.delivery_disable_after} seconds")
                 return "disabled"
-        delay = next_delay(svc, delivery.attempts)
+        delay = next_delay(svc.settings, delivery.attempts)
         if delay is None:
             delivery.status, delivery.next_attempt_at = FAILED, None
             deliveries.save(r, delivery)
