@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 from typing import Any
 
 from app.config import Settings
@@ -15,16 +16,25 @@ from app.config import Settings
 OVERLOAD = (429, 502, 503, 504)
 """Answers that mean "slow down": the next attempt waits at least the overload delay."""
 
+_SECONDS = re.compile(r"[0-9]{1,10}", re.ASCII)
+_MAX_HEADER = 64
+
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Parse Retry-After (seconds or an HTTP date) into seconds from now."""
-    if not value:
+    """Return the seconds from ``now`` a Retry-After value asks for, or None; never raises.
+
+    Only ASCII digits count as seconds (``"²".isdigit()`` is True and ``float("²")`` raises);
+    anything else is tried as an HTTP date, and whatever fails to parse is ignored.
+    """
+    if not value or len(value) > _MAX_HEADER:
         return None
-    if value.strip().isdigit():
-        return float(value.strip())
+    text = value.strip()
+    if _SECONDS.fullmatch(text):
+        return float(text)
     try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(text)
+        return max(0.0, when.timestamp() - now)
+    except Exception:  # noqa: BLE001 - a subscriber's malformed header must not stop retries
         return None
 
 

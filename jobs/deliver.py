@@ -71,7 +71,7 @@ def _post(services: Services, delivery: Delivery, sub: Any) -> dict[str, Any]:
                 if len(received) >= MAX_READ:
                     break
             entry["status_code"] = answer.status_code
-            entry["retry_after"] = answer.headers.get("Retry-After")
+            entry["retry_after"] = (answer.headers.get("Retry-After") or "")[:100] or None
             entry["response"] = received[:KEEP].decode("utf-8", "replace")
             if not answer.is_success:
                 entry["error_class"] = "redirect" if answer.is_redirect else "http_status"

@@ -334,3 +334,24 @@ def test_a_worker_killed_mid_delivery_loses_nothing(http, services, api_key, sin
     assert deliveries.get(services.redis, delivery_id).status == "succeeded"
     assert len({r.headers["webhook-id"] for r in sink.received}) == 1
     assert len(sink.received) >= 2
+
+
+def test_a_retry_after_that_is_not_ascii_digits_does_not_stop_the_delivery(
+        http, services, api_key, sink, run_jobs):
+    sink.script = [(429, {"Retry-After": "²"}, b"", 0)]  # "²".isdigit() is True
+    subscribe(http, sink.url)
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    run_jobs()
+    record = deliveries.get(services.redis, delivery_id)
+    assert record.status == "succeeded"
+    assert [a["status_code"] for a in record.attempts] == [429, 204]
+    assert record.attempts[0]["retry_after"] == "²"
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A1", "0", "201", "1e2", "00000000050"])
+def test_the_delivery_log_limit_must_be_ascii_digits_in_range(http, sink, limit):
+    sub = subscribe(http, sink.url)
+    answer = http.get(f"/v1/subscriptions/{sub['id']}/deliveries?limit={limit}")
+    assert answer.status_code == 422 and "limit" in answer.json()["message"]
+    check(answer, "GET", "/v1/subscriptions/{subscription_id}/deliveries")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Blueprint, g, jsonify, request
@@ -106,8 +107,9 @@ def list_deliveries(subscription_id: str):
     r = services().redis
     sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 200:
-        raise InvalidInputError("limit must be between 1 and 200", field="limit")
+    # ASCII digits only: "²".isdigit() is True, and int("²") raises.
+    if not re.fullmatch(r"[0-9]{1,3}", limit, re.ASCII) or not 1 <= int(limit) <= 200:
+        raise InvalidInputError("limit must be a whole number between 1 and 200", field="limit")
     found = deliveries.list_for_subscription(r, sub.id, limit=int(limit))
     return jsonify({"deliveries": [d.public() for d in found]})
 
