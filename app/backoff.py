@@ -1,7 +1,9 @@
 """When to try a delivery again: the schedule, jitter, the overload minimum, Retry-After.
 
 Pure functions of the settings and the attempt log, so the policy is tested without a
-network.
+network. The order matters: jitter spreads the scheduled delay first, then an overloaded
+or timed-out endpoint waits at least ``delivery_overload_delay``, then the endpoint's own
+Retry-After is honoured within [delay, 2 × delay]. Jitter applied last would undo both.
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ def next_delay(settings: Settings, attempts: list[dict[str, Any]],
     if len(attempts) >= len(schedule):
         return None
     last = attempts[-1]
-    delay = float(schedule[len(attempts)])
-    if last["status_code"] in OVERLOAD or last["error_class"] == "timeout":
+    jitter = settings.delivery_jitter
+    delay = float(schedule[len(attempts)]) * (rng or random).uniform(1 - jitter, 1 + jitter)
+    if last.get("status_code") in OVERLOAD or last.get("error_class") == "timeout":
         delay = max(delay, settings.delivery_overload_delay)
-    asked = parse_retry_after(last.get("retry_after"), last["at"])
+    asked = parse_retry_after(last.get("retry_after"), last.get("at", 0.0))
     if asked is not None:
         delay = min(max(asked, delay), 2 * delay)
-    jitter = settings.delivery_jitter
-    return delay * (rng or random).uniform(1 - jitter, 1 + jitter)
+    return delay
