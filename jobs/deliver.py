@@ -87,15 +87,17 @@ def _post(services: Services, delivery: Delivery, sub: Any) -> dict[str, Any]:
     return entry
 
 
-def _disable(services: Services, sub: Any, reason: str) -> None:
-    """Disable a subscription and tell the key's other subscriptions."""
-    subscriptions.update(services.redis, sub, enabled=False, disabled_reason=reason)
-    log.warning("subscription %s disabled: %s", sub.id, reason)
-    for other in subscriptions.list_for_key(services.redis, sub.key_id):
-        if other.id != sub.id and other.enabled:
+def _disable(services: Services, subscription_id: str, reason: str) -> None:
+    """Disable a subscription and tell the key's other subscriptions (once)."""
+    disabled = subscriptions.disable(services.redis, subscription_id, reason)
+    if disabled is None:  # deleted meanwhile, or another attempt disabled it first
+        return
+    log.warning("subscription %s disabled: %s", subscription_id, reason)
+    for other in subscriptions.list_for_key(services.redis, disabled.key_id):
+        if other.id != subscription_id and other.enabled:
             events.emit_to_subscription(services, other, "endpoint.disabled",
-                                        {"subscription_id": sub.id, "url": sub.url,
-                                         "reason": reason})
+                                        {"subscription_id": subscription_id,
+                                         "url": disabled.url, "reason": reason})
 
 
 def _schedule(services: Services, delivery: Delivery, delay: float) -> None:
@@ -137,23 +139,22 @@ def deliver(delivery_id: str) -> str:
         if code is not None and 200 <= code < 300:
             delivery.status, delivery.next_attempt_at = SUCCEEDED, None
             deliveries.save(r, delivery)
-            if sub is not None and sub.failing_since is not None:
-                subscriptions.update(r, sub, failing_since=None)
+            if sub is not None:
+                # Applied to the stored state: changes made during the attempt stay.
+                subscriptions.mark_healthy(r, sub.id)
             return "delivered"
         if code == 410 and sub is not None:
             delivery.status, delivery.next_attempt_at = FAILED, None
             deliveries.save(r, delivery)
-            _disable(svc, sub, "the endpoint answered 410 Gone")
+            _disable(svc, sub.id, "the endpoint answered 410 Gone")
             return "gone"
         if sub is not None:
-            now = time.time()
-            if sub.failing_since is None:
-                subscriptions.update(r, sub, failing_since=now)
-            elif now - sub.failing_since >= svc.settings.delivery_disable_after:
+            now, window = time.time(), svc.settings.delivery_disable_after
+            fresh = subscriptions.mark_failing(r, sub.id, now)
+            if fresh is not None and now - (fresh.failing_since or now) >= window:
                 delivery.status, delivery.next_attempt_at = FAILED, None
                 deliveries.save(r, delivery)
-                _disable(svc, sub, "every delivery failed for "
-                         f"{svc.settings.delivery_disable_after} seconds")
+                _disable(svc, sub.id, f"every delivery failed for {window} seconds")
                 return "disabled"
         delay = next_delay(svc.settings, delivery.attempts)
         if delay is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -20,12 +21,16 @@ class Received:
 
 @dataclass
 class Sink:
-    """Answers from ``script`` in order, then ``default``: (status, headers, body, delay)."""
+    """Answers from ``script`` in order, then ``default``: (status, headers, body, delay).
+
+    ``on_request`` runs with each request before the answer, while the sender waits.
+    """
 
     script: list[tuple] = field(default_factory=list)
     default: tuple = (204, {}, b"", 0)
     received: list[Received] = field(default_factory=list)
     url: str = ""
+    on_request: Callable[[Received], None] | None = None
 
     def start(self) -> Sink:
         sink = self
@@ -34,8 +39,10 @@ class Sink:
             def do_POST(self):  # noqa: N802 - the stdlib's name
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
-                sink.received.append(Received(self.path, dict(self.headers.items()), body,
-                                              time.time()))
+                got = Received(self.path, dict(self.headers.items()), body, time.time())
+                sink.received.append(got)
+                if sink.on_request is not None:
+                    sink.on_request(got)
                 status, headers, answer, delay = (sink.script.pop(0) if sink.script
                                                   else sink.default)
                 time.sleep(delay)

@@ -215,8 +215,7 @@ def test_failing_for_the_whole_window_disables(http, services, api_key, sink, ru
     sub = subscribe(http, sink.url)
     from app.store import subscriptions
 
-    record = subscriptions.get(services.redis, sub["id"])
-    subscriptions.update(services.redis, record,
+    subscriptions.update(services.redis, sub["id"],
                          failing_since=time.time() - services.settings.delivery_disable_after)
     events.emit(services, finished_request(services, key_id_of(services, api_key)),
                 "request.completed")
@@ -355,3 +354,57 @@ def test_the_delivery_log_limit_must_be_ascii_digits_in_range(http, sink, limit)
     answer = http.get(f"/v1/subscriptions/{sub['id']}/deliveries?limit={limit}")
     assert answer.status_code == 422 and "limit" in answer.json()["message"]
     check(answer, "GET", "/v1/subscriptions/{subscription_id}/deliveries")
+
+
+def _stored(services, subscription_id: str):
+    from app.store import subscriptions
+
+    return subscriptions.get(services.redis, subscription_id)
+
+
+def test_changes_made_during_an_attempt_survive_it(http, services, api_key, sink, run_jobs):
+    sink.default = (500, {}, b"", 0)
+    sub = subscribe(http, sink.url)
+    rotated = {}
+
+    def change_now(_):
+        if not rotated:  # while the first attempt waits for its answer
+            rotated.update(http.post(f"/v1/subscriptions/{sub['id']}/rotate-secret").json())
+            http.patch(f"/v1/subscriptions/{sub['id']}", json={"events": ["*"]})
+
+    sink.on_request = change_now
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    stored = _stored(services, sub["id"])
+    assert stored.events == ["*"] and stored.secrets[0]["secret"] == rotated["secret"]
+    assert stored.failing_since is not None
+    last = sink.received[-1]
+    standardwebhooks.Webhook(rotated["secret"]).verify(last.body, last.headers)
+
+
+def test_a_subscription_deleted_during_an_attempt_stays_deleted(http, services, api_key, sink,
+                                                                run_jobs):
+    sink.default = (410, {}, b"", 0)
+    sub = subscribe(http, sink.url)
+    sink.on_request = lambda _: http.delete(f"/v1/subscriptions/{sub['id']}")
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    run_jobs()
+    assert _stored(services, sub["id"]) is None
+    assert http.get(f"/v1/subscriptions/{sub['id']}").status_code == 404
+    assert http.get("/v1/subscriptions").json()["subscriptions"] == []
+    assert deliveries.get(services.redis, delivery_id).status == "failed"
+
+
+def test_changes_to_a_deleted_subscription_write_nothing(services):
+    from app.store import subscriptions
+
+    sub = subscriptions.create(services.redis, "k", "http://127.0.0.1/x", ["*"])
+    subscriptions.delete(services.redis, sub)
+    assert subscriptions.update(services.redis, sub.id, enabled=False) is None
+    assert subscriptions.rotate_secret(services.redis, sub.id, 60) is None
+    assert subscriptions.mark_failing(services.redis, sub.id, time.time()) is None
+    assert subscriptions.mark_healthy(services.redis, sub.id) is None
+    assert subscriptions.disable(services.redis, sub.id, "gone") is None
+    assert subscriptions.get(services.redis, sub.id) is None

@@ -28,6 +28,14 @@ def _with_secret(sub: subscriptions.Subscription) -> dict:
     return {**sub.public(), "secret": sub.secrets[0]["secret"]}
 
 
+def _found(sub: subscriptions.Subscription | None,
+           subscription_id: str) -> subscriptions.Subscription:
+    """Return the changed subscription; a DELETE that won the race is a 404."""
+    if sub is None:
+        raise NotFoundError(f"No subscription {subscription_id!r}")
+    return sub
+
+
 @bp.post("/subscriptions")
 @require_api_key
 def create():
@@ -68,7 +76,7 @@ def update(subscription_id: str):
         _check_url(data["url"])
     if data.get("enabled"):
         data.update(failing_since=None, disabled_reason="")
-    return jsonify(subscriptions.update(r, sub, **data).public())
+    return jsonify(_found(subscriptions.update(r, sub.id, **data), subscription_id).public())
 
 
 @bp.delete("/subscriptions/<subscription_id>")
@@ -86,7 +94,8 @@ def rotate(subscription_id: str):
     """Make a new secret; the old one keeps signing beside it for the grace period."""
     r = services().redis
     sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
-    sub = subscriptions.rotate_secret(r, sub, services().settings.secret_grace)
+    sub = _found(subscriptions.rotate_secret(r, sub.id, services().settings.secret_grace),
+                 subscription_id)
     return jsonify(_with_secret(sub))
 
 
