@@ -150,7 +150,7 @@ def deliver(delivery_id: str) -> str:
             return "gone"
         if sub is not None:
             now, window = time.time(), svc.settings.delivery_disable_after
-            fresh = subscriptions.mark_failing(r, sub.id, now)
+            fresh = subscriptions.mark_failing(r, sub.id, now, window)
             if fresh is not None and now - (fresh.failing_since or now) >= window:
                 delivery.status, delivery.next_attempt_at = FAILED, None
                 deliveries.save(r, delivery)

@@ -215,8 +215,10 @@ def test_failing_for_the_whole_window_disables(http, services, api_key, sink, ru
     sub = subscribe(http, sink.url)
     from app.store import subscriptions
 
+    # Failing for the whole window, the last failure a minute ago: no quiet spell to forgive.
     subscriptions.update(services.redis, sub["id"],
-                         failing_since=time.time() - services.settings.delivery_disable_after)
+                         failing_since=time.time() - services.settings.delivery_disable_after,
+                         last_failure_at=time.time() - 60)
     events.emit(services, finished_request(services, key_id_of(services, api_key)),
                 "request.completed")
     run_jobs()
@@ -404,7 +406,24 @@ def test_changes_to_a_deleted_subscription_write_nothing(services):
     subscriptions.delete(services.redis, sub)
     assert subscriptions.update(services.redis, sub.id, enabled=False) is None
     assert subscriptions.rotate_secret(services.redis, sub.id, 60) is None
-    assert subscriptions.mark_failing(services.redis, sub.id, time.time()) is None
+    assert subscriptions.mark_failing(services.redis, sub.id, time.time(), 60) is None
     assert subscriptions.mark_healthy(services.redis, sub.id) is None
     assert subscriptions.disable(services.redis, sub.id, "gone") is None
     assert subscriptions.get(services.redis, sub.id) is None
+
+
+def test_an_old_failure_followed_by_quiet_days_is_forgiven(http, services, api_key, sink,
+                                                           run_jobs):
+    from app.store import subscriptions
+
+    sink.default = (500, {}, b"", 0)
+    sub = subscribe(http, sink.url)
+    long_ago = time.time() - services.settings.delivery_disable_after - 3600
+    subscriptions.update(services.redis, sub["id"], failing_since=long_ago,
+                         last_failure_at=long_ago)
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    view = http.get(f"/v1/subscriptions/{sub['id']}").json()
+    assert view["enabled"] is True and view["failing_since"] > time.time() - 60
+    assert "last_failure_at" not in view

@@ -75,7 +75,7 @@ def update(subscription_id: str):
     if "url" in data:
         _check_url(data["url"])
     if data.get("enabled"):
-        data.update(failing_since=None, disabled_reason="")
+        data.update(failing_since=None, last_failure_at=None, disabled_reason="")
     return jsonify(_found(subscriptions.update(r, sub.id, **data), subscription_id).public())
 
 

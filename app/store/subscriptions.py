@@ -36,6 +36,8 @@ class Subscription:
     enabled: bool = True
     created_at: float = 0.0
     failing_since: float | None = None
+    # When the last failed attempt was (internal: forgives a failing period gone quiet).
+    last_failure_at: float | None = None
     disabled_reason: str = ""
     secrets: list[dict[str, Any]] = field(default_factory=list)
 
@@ -53,6 +55,7 @@ class Subscription:
         view = asdict(self)
         view.pop("secrets")
         view.pop("key_id")
+        view.pop("last_failure_at")
         return view
 
 
@@ -154,13 +157,18 @@ def rotate_secret(r: Redis, subscription_id: str, grace: float) -> Subscription 
     return _change(r, subscription_id, apply)
 
 
-def mark_failing(r: Redis, subscription_id: str, now: float) -> Subscription | None:
-    """Record a failed attempt; return the subscription to judge how long it has failed."""
-    def apply(sub: Subscription) -> bool:
-        if sub.failing_since is not None:
-            return False
-        sub.failing_since = now
-        return True
+def mark_failing(r: Redis, subscription_id: str, now: float,
+                 forgive_after: float) -> Subscription | None:
+    """Record a failed attempt; return the subscription to judge how long it has failed.
+
+    A failure after ``forgive_after`` seconds with no failure recorded starts a new failing
+    period: one old failure followed by days of silence is not days of failing.
+    """
+    def apply(sub: Subscription) -> None:
+        last = sub.last_failure_at if sub.last_failure_at is not None else sub.failing_since
+        if sub.failing_since is None or last is None or now - last > forgive_after:
+            sub.failing_since = now
+        sub.last_failure_at = now
 
     return _change(r, subscription_id, apply)
 
@@ -168,9 +176,9 @@ def mark_failing(r: Redis, subscription_id: str, now: float) -> Subscription | N
 def mark_healthy(r: Redis, subscription_id: str) -> Subscription | None:
     """Forget the failing period after a success (no write when there is none)."""
     def apply(sub: Subscription) -> bool:
-        if sub.failing_since is None:
+        if sub.failing_since is None and sub.last_failure_at is None:
             return False
-        sub.failing_since = None
+        sub.failing_since = sub.last_failure_at = None
         return True
 
     return _change(r, subscription_id, apply)
