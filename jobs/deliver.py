@@ -43,7 +43,9 @@ def _client(services: Services) -> httpx.Client:
 def _headers(services: Services, delivery: Delivery, sub: Any, now: int) -> dict[str, str]:
     """Return the signed headers of one attempt for the delivery's kind."""
     body = delivery.body.encode()
-    base = {"Content-Type": "application/json", "User-Agent": outbound.USER_AGENT}
+    # identity: a compressed answer could expand far past what we mean to read.
+    base = {"Content-Type": "application/json", "User-Agent": outbound.USER_AGENT,
+            "Accept-Encoding": "identity"}
     if delivery.kind == "fal":
         return {**base, **fal_signing.sign(services.signing_key, delivery.request_id,
                                            delivery.key_id, body, now=now)}
@@ -56,24 +58,33 @@ def _headers(services: Services, delivery: Delivery, sub: Any, now: int) -> dict
 
 
 def _post(services: Services, delivery: Delivery, sub: Any) -> dict[str, Any]:
-    """Make one attempt; return its log entry (never raises)."""
+    """Make one attempt, answer included, within ``delivery_timeout``; never raises.
+
+    Returns:
+        The attempt's log entry; ``error_class`` is None only for a 2xx read in time.
+    """
     now = time.time()
     started = time.monotonic()
+    deadline = started + services.settings.delivery_timeout
     entry: dict[str, Any] = {"at": now, "status_code": None, "error_class": None,
                              "response": "", "retry_after": None}
     try:
         headers = _headers(services, delivery, sub, int(now))
         with _client(services).stream("POST", delivery.url, content=delivery.body.encode(),
                                       headers=headers) as answer:
-            received = b""
-            for chunk in answer.iter_bytes():
-                received += chunk
-                if len(received) >= MAX_READ:
-                    break
             entry["status_code"] = answer.status_code
             entry["retry_after"] = (answer.headers.get("Retry-After") or "")[:100] or None
-            entry["response"] = received[:KEEP].decode("utf-8", "replace")
-            if not answer.is_success:
+            received = bytearray()
+            # httpx times each read, not the whole answer: a trickling body stops here.
+            for chunk in answer.iter_raw():
+                received += chunk
+                if time.monotonic() > deadline:
+                    entry["error_class"] = "timeout"
+                    break
+                if len(received) >= MAX_READ:
+                    break
+            entry["response"] = bytes(received[:KEEP]).decode("utf-8", "replace")
+            if entry["error_class"] is None and not answer.is_success:
                 entry["error_class"] = "redirect" if answer.is_redirect else "http_status"
     except BlockedURLError:
         entry["error_class"] = "ssrf_blocked"
@@ -108,21 +119,24 @@ def _schedule(services: Services, delivery: Delivery, delay: float) -> None:
     if delay < 1:
         time.sleep(delay)
         delay = 0
-    queues.enqueue(services.rq, queues.DELIVERY_RETRY, queues.JOB_DELIVER, delivery.id,
-                   job_id=job_id, delay=delay, timeout=60)
+    queues.enqueue_delivery(services.rq, services.settings, delivery.id, job_id, retry=True,
+                            delay=delay)
 
 
 def deliver(delivery_id: str) -> str:
     """Make the next attempt of a pending delivery; schedule the one after if it fails."""
     svc = current()
     r = svc.redis
-    delivery = deliveries.get(r, delivery_id)
-    if delivery is None or delivery.status != deliveries.PENDING:
-        return "nothing to do"
-    # Long enough for one attempt (connect + a slow answer); a killed worker's lease lapses.
-    if not deliveries.lease(r, delivery_id, 2 * svc.settings.delivery_timeout + 5):
+    # Longer than RQ lets this job run, so no second attempt starts beside it; a killed
+    # worker's lease lapses and the sweeper sends again.
+    token = deliveries.lease(r, delivery_id, svc.settings.delivery_lease)
+    if token is None:
         return "busy"
     try:
+        # Read under the lease: no other attempt changes the delivery from here on.
+        delivery = deliveries.get(r, delivery_id)
+        if delivery is None or delivery.status != deliveries.PENDING:
+            return "nothing to do"
         sub = None
         if delivery.kind == "subscription":
             sub = subscriptions.get(r, delivery.subscription_id)
@@ -136,14 +150,14 @@ def deliver(delivery_id: str) -> str:
         entry = _post(svc, delivery, sub)
         delivery.attempts.append(entry)
         code = entry["status_code"]
-        if code is not None and 200 <= code < 300:
+        if entry["error_class"] is None:  # a 2xx, read within the deadline
             delivery.status, delivery.next_attempt_at = SUCCEEDED, None
             deliveries.save(r, delivery)
             if sub is not None:
                 # Applied to the stored state: changes made during the attempt stay.
                 subscriptions.mark_healthy(r, sub.id)
             return "delivered"
-        if code == 410 and sub is not None:
+        if code == 410 and entry["error_class"] == "http_status" and sub is not None:
             delivery.status, delivery.next_attempt_at = FAILED, None
             deliveries.save(r, delivery)
             _disable(svc, sub.id, "the endpoint answered 410 Gone")
@@ -164,7 +178,7 @@ def deliver(delivery_id: str) -> str:
         _schedule(svc, delivery, delay)
         return f"retry in {delay:.3f}s"
     finally:
-        deliveries.release(r, delivery_id)
+        deliveries.release(r, delivery_id, token)
 
 
 def sweep_deliveries(services: Services, now: float) -> int:
@@ -172,6 +186,6 @@ def sweep_deliveries(services: Services, now: float) -> int:
     found = [d for d in deliveries.overdue(services.redis, now - 5)
              if not services.redis.exists(key_for_delivery_lock(d))]
     for delivery_id in found:
-        queues.enqueue(services.rq, queues.DELIVERY_RETRY, queues.JOB_DELIVER, delivery_id,
-                       job_id=f"deliver-{delivery_id}-sweep-{int(now)}", timeout=60)
+        queues.enqueue_delivery(services.rq, services.settings, delivery_id,
+                                f"deliver-{delivery_id}-sweep-{int(now)}", retry=True)
     return len(found)

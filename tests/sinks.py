@@ -23,6 +23,7 @@ class Received:
 class Sink:
     """Answers from ``script`` in order, then ``default``: (status, headers, body, delay).
 
+    An optional fifth item paces the body: seconds between its bytes (a trickling answer).
     ``on_request`` runs with each request before the answer, while the sender waits.
     """
 
@@ -43,8 +44,8 @@ class Sink:
                 sink.received.append(got)
                 if sink.on_request is not None:
                     sink.on_request(got)
-                status, headers, answer, delay = (sink.script.pop(0) if sink.script
-                                                  else sink.default)
+                status, headers, answer, delay, *pace = (sink.script.pop(0) if sink.script
+                                                         else sink.default)
                 time.sleep(delay)
                 try:
                     self.send_response(status)
@@ -52,7 +53,12 @@ class Sink:
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
-                    self.wfile.write(answer)
+                    if not pace:
+                        self.wfile.write(answer)
+                    for i in range(len(answer) if pace else 0):
+                        self.wfile.write(answer[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(pace[0])
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

@@ -305,7 +305,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(http, services, api_key, sin
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(root),
            "POSEHOOK_DATA_DIR": overrides["data_dir"], "POSEHOOK_ALLOWED_CIDRS": "127.0.0.0/8",
-           "POSEHOOK_DELIVERY_TIMEOUT": "2"}
+           "POSEHOOK_DELIVERY_TIMEOUT": "2", "POSEHOOK_DELIVERY_CONNECT_TIMEOUT": "1"}
     worker = subprocess.Popen([str(Path(sys.executable).parent / "rq"), "worker", "--serializer",
                                "json", "--url", redis_url, "delivery"], cwd=root, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -324,7 +324,8 @@ def test_a_worker_killed_mid_delivery_loses_nothing(http, services, api_key, sin
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
     assert deliveries.get(services.redis, delivery_id).status == "pending"
-    deadline = time.time() + 20
+    # The dead worker's lease outlasts its job timeout (1 + 2 × 2 + 5 s) by 10 s.
+    deadline = time.time() + 45
     while sweep_deliveries(services, time.time() + 5) == 0:
         assert time.time() < deadline, (
             "the sweeper never picked the delivery up: "
@@ -427,3 +428,47 @@ def test_an_old_failure_followed_by_quiet_days_is_forgiven(http, services, api_k
     view = http.get(f"/v1/subscriptions/{sub['id']}").json()
     assert view["enabled"] is True and view["failing_since"] > time.time() - 60
     assert "last_failure_at" not in view
+
+
+def test_a_trickling_answer_is_cut_at_the_total_deadline(http, services, api_key, sink,
+                                                         run_jobs):
+    # 60 bytes, one every 50 ms: each read is quick, the answer takes 3 s (deadline 1 s).
+    sink.script = [(200, {}, b"x" * 60, 0, 0.05)]
+    sub = subscribe(http, sink.url)
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    log = http.get(f"/v1/subscriptions/{sub['id']}/deliveries").json()["deliveries"][0]
+    first = log["attempts"][0]
+    assert first["error_class"] == "timeout" and first["duration_ms"] < 2000
+    assert log["status"] == "succeeded"
+    assert sink.received[0].headers["Accept-Encoding"] == "identity"
+
+
+def test_an_attempt_holds_its_lease_longer_than_its_job_may_run(http, services, api_key, sink,
+                                                                run_jobs):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from app.store.keys import key_for_delivery_lock
+
+    subscribe(http, sink.url)
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    job = Job.fetch(f"deliver-{delivery_id}-0", connection=services.rq,
+                    serializer=JSONSerializer)
+    assert job.timeout == services.settings.delivery_job_timeout
+    held = []
+    sink.on_request = lambda _: held.append(services.redis.pttl(key_for_delivery_lock(delivery_id)))
+    run_jobs()
+    assert held[0] > job.timeout * 1000
+
+
+def test_a_lapsed_lease_cannot_release_the_next_holder(services):
+    first = deliveries.lease(services.redis, "dlv_x", 0.05)
+    time.sleep(0.1)
+    second = deliveries.lease(services.redis, "dlv_x", 10)
+    assert first and second and first != second
+    assert deliveries.release(services.redis, "dlv_x", first) is False
+    assert deliveries.lease(services.redis, "dlv_x", 10) is None  # the second still holds it
+    assert deliveries.release(services.redis, "dlv_x", second) is True

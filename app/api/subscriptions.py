@@ -142,8 +142,8 @@ def redeliver_one(delivery: deliveries.Delivery) -> None:
     svc = services()
     delivery.status, delivery.next_attempt_at = deliveries.PENDING, time.time()
     deliveries.save(svc.redis, delivery)
-    queues.enqueue(svc.rq, queues.DELIVERY, queues.JOB_DELIVER, delivery.id,
-                   job_id=f"deliver-{delivery.id}-manual-{time.time_ns()}", timeout=60)
+    queues.enqueue_delivery(svc.rq, svc.settings, delivery.id,
+                            f"deliver-{delivery.id}-manual-{time.time_ns()}")
 
 
 @bp.post("/deliveries/<delivery_id>/redeliver")

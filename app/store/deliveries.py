@@ -84,18 +84,31 @@ def save(r: Redis, delivery: Delivery) -> None:
     pipe.execute()
 
 
-def lease(r: Redis, delivery_id: str, seconds: float) -> bool:
-    """Take the attempt lock of a delivery for ``seconds``; False if another attempt holds it."""
-    taken = r.set(key_for_delivery_lock(delivery_id), "1", nx=True, px=int(seconds * 1000))
-    if taken:
-        # Until the attempt ends, the sweeper sees it as due only when the lease runs out.
-        r.zadd(key_for_deliveries_due(), {delivery_id: time.time() + seconds}, xx=True)
-    return bool(taken)
+def lease(r: Redis, delivery_id: str, seconds: float) -> str | None:
+    """Take the attempt lock of a delivery for ``seconds``; return its token, None if held.
+
+    The token is what :func:`release` needs: a holder whose lease ran out cannot drop the
+    lock that someone else took since.
+    """
+    token = secrets.token_hex(16)
+    if not r.set(key_for_delivery_lock(delivery_id), token, nx=True, px=int(seconds * 1000)):
+        return None
+    # Until the attempt ends, the sweeper sees it as due only when the lease runs out.
+    r.zadd(key_for_deliveries_due(), {delivery_id: time.time() + seconds}, xx=True)
+    return token
 
 
-def release(r: Redis, delivery_id: str) -> None:
-    """Drop the attempt lock."""
-    r.delete(key_for_delivery_lock(delivery_id))
+_RELEASE = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+end
+return 0
+"""
+
+
+def release(r: Redis, delivery_id: str, token: str) -> bool:
+    """Drop the attempt lock if ``token`` still holds it (compare-and-delete, atomic)."""
+    return bool(r.eval(_RELEASE, 1, key_for_delivery_lock(delivery_id), token))
 
 
 def overdue(r: Redis, before: float, limit: int = 500) -> list[str]:
