@@ -40,7 +40,8 @@ def _client(services: Services) -> httpx.Client:
     return _clients[key]
 
 
-def _headers(services: Services, delivery: Delivery, sub: Any, now: int) -> dict[str, str]:
+def _headers(services: Services, delivery: Delivery, secrets: list[str] | None,
+             now: int) -> dict[str, str]:
     """Return the signed headers of one attempt for the delivery's kind."""
     body = delivery.body.encode()
     # identity: a compressed answer could expand far past what we mean to read.
@@ -49,15 +50,14 @@ def _headers(services: Services, delivery: Delivery, sub: Any, now: int) -> dict
     if delivery.kind == "fal":
         return {**base, **fal_signing.sign(services.signing_key, delivery.request_id,
                                            delivery.key_id, body, now=now)}
-    if delivery.kind == "subscription":
-        secrets = sub.live_secrets(now)
-    else:
+    if secrets is None:
         secrets = [subscriptions.key_secret(services.redis, delivery.key_id)]
     return {**base, **standard.headers(delivery.event_id, now, body, secrets,
                                        services.signing_key)}
 
 
-def _post(services: Services, delivery: Delivery, sub: Any) -> dict[str, Any]:
+def _post(services: Services, delivery: Delivery, url: str,
+          secrets: list[str] | None) -> dict[str, Any]:
     """Make one attempt, answer included, within ``delivery_timeout``; never raises.
 
     Returns:
@@ -66,11 +66,11 @@ def _post(services: Services, delivery: Delivery, sub: Any) -> dict[str, Any]:
     now = time.time()
     started = time.monotonic()
     deadline = started + services.settings.delivery_timeout
-    entry: dict[str, Any] = {"at": now, "status_code": None, "error_class": None,
+    entry: dict[str, Any] = {"at": now, "url": url, "status_code": None, "error_class": None,
                              "response": "", "retry_after": None}
     try:
-        headers = _headers(services, delivery, sub, int(now))
-        with _client(services).stream("POST", delivery.url, content=delivery.body.encode(),
+        headers = _headers(services, delivery, secrets, int(now))
+        with _client(services).stream("POST", url, content=delivery.body.encode(),
                                       headers=headers) as answer:
             entry["status_code"] = answer.status_code
             entry["retry_after"] = (answer.headers.get("Retry-After") or "")[:100] or None
@@ -137,17 +137,20 @@ def deliver(delivery_id: str) -> str:
         delivery = deliveries.get(r, delivery_id)
         if delivery is None or delivery.status != deliveries.PENDING:
             return "nothing to do"
-        sub = None
+        sub, url, secrets = None, delivery.url, None
         if delivery.kind == "subscription":
             sub = subscriptions.get(r, delivery.subscription_id)
             if sub is None or not sub.enabled:
                 delivery.status = FAILED
-                delivery.attempts.append({"at": time.time(), "status_code": None,
+                delivery.attempts.append({"at": time.time(), "url": url, "status_code": None,
                                           "error_class": "subscription_disabled",
                                           "response": "", "duration_ms": 0})
                 deliveries.save(r, delivery)
                 return "subscription disabled"
-        entry = _post(svc, delivery, sub)
+            # The subscription's URL now, not when the event was made: a PATCH reaches
+            # retries, redeliveries and recoveries (the SSRF guard checks it as it connects).
+            url, secrets = sub.url, sub.live_secrets(time.time())
+        entry = _post(svc, delivery, url, secrets)
         delivery.attempts.append(entry)
         code = entry["status_code"]
         if entry["error_class"] is None:  # a 2xx, read within the deadline

@@ -472,3 +472,26 @@ def test_a_lapsed_lease_cannot_release_the_next_holder(services):
     assert deliveries.release(services.redis, "dlv_x", first) is False
     assert deliveries.lease(services.redis, "dlv_x", 10) is None  # the second still holds it
     assert deliveries.release(services.redis, "dlv_x", second) is True
+
+
+def test_retries_and_redelivery_follow_a_patched_url(http, services, api_key, sink, run_jobs):
+    moved = Sink().start()
+    try:
+        sink.default = (500, {}, b"", 0)
+        sub = subscribe(http, sink.url)
+        # The first attempt fails; the subscriber moves before the retries.
+        sink.on_request = lambda _: http.patch(f"/v1/subscriptions/{sub['id']}",
+                                               json={"url": moved.url})
+        delivery_id = events.emit(services,
+                                  finished_request(services, key_id_of(services, api_key)),
+                                  "request.completed")[0]
+        run_jobs()
+        assert len(sink.received) == 1 and len(moved.received) == 1
+        log = http.get(f"/v1/deliveries/{delivery_id}").json()
+        assert [a["url"] for a in log["attempts"]] == [sink.url, moved.url]
+        check_redelivery = http.post(f"/v1/deliveries/{delivery_id}/redeliver")
+        assert check_redelivery.status_code == 202
+        run_jobs()
+        assert len(sink.received) == 1 and len(moved.received) == 2
+    finally:
+        moved.stop()
