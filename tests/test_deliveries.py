@@ -495,3 +495,15 @@ def test_retries_and_redelivery_follow_a_patched_url(http, services, api_key, si
         assert len(sink.received) == 1 and len(moved.received) == 2
     finally:
         moved.stop()
+
+
+def test_redelivery_while_an_attempt_runs_is_a_conflict(http, services, api_key, sink):
+    subscribe(http, sink.url)
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    token = deliveries.lease(services.redis, delivery_id, 30)  # an attempt under way
+    answer = http.post(f"/v1/deliveries/{delivery_id}/redeliver")
+    assert answer.status_code == 409
+    check(answer, "POST", "/v1/deliveries/{delivery_id}/redeliver")
+    deliveries.release(services.redis, delivery_id, token)
+    assert http.post(f"/v1/deliveries/{delivery_id}/redeliver").status_code == 202

@@ -10,7 +10,7 @@ from flask import Blueprint, g, jsonify, request
 from app import events, queues
 from app.api import services
 from app.api.auth import require_api_key
-from app.errors import InvalidInputError, NotFoundError
+from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.outbound import Guard
 from app.schemas import RecoverSchema, SubscriptionCreateSchema, SubscriptionUpdateSchema, load
 from app.store import deliveries, subscriptions
@@ -137,22 +137,24 @@ def get_delivery(delivery_id: str):
     return jsonify(_own_delivery(delivery_id).public())
 
 
-def redeliver_one(delivery: deliveries.Delivery) -> None:
-    """Send a delivery again now, with the same webhook-id."""
+def redeliver_one(delivery_id: str) -> deliveries.Delivery | None:
+    """Send a delivery again now, with the same webhook-id; None while an attempt runs."""
     svc = services()
-    delivery.status, delivery.next_attempt_at = deliveries.PENDING, time.time()
-    deliveries.save(svc.redis, delivery)
-    queues.enqueue_delivery(svc.rq, svc.settings, delivery.id,
-                            f"deliver-{delivery.id}-manual-{time.time_ns()}")
+    reopened = deliveries.reopen(svc.redis, delivery_id)
+    if reopened is not None:
+        queues.enqueue_delivery(svc.rq, svc.settings, delivery_id,
+                                f"deliver-{delivery_id}-manual-{time.time_ns()}")
+    return reopened
 
 
 @bp.post("/deliveries/<delivery_id>/redeliver")
 @require_api_key
 def redeliver(delivery_id: str):
     """Send one delivery again (same webhook-id)."""
-    delivery = _own_delivery(delivery_id)
-    redeliver_one(delivery)
-    return jsonify(delivery.public()), 202
+    reopened = redeliver_one(_own_delivery(delivery_id).id)
+    if reopened is None:
+        raise ConflictError("an attempt of this delivery is under way; try again when it ends")
+    return jsonify(reopened.public()), 202
 
 
 @bp.post("/subscriptions/<subscription_id>/recover")
@@ -166,9 +168,8 @@ def recover(subscription_id: str):
         raise InvalidInputError("since must be within the last 14 days", field="since")
     failed = [d for d in deliveries.list_for_subscription(r, sub.id, limit=10_000, since=since)
               if d.status == deliveries.FAILED]
-    for delivery in failed:
-        redeliver_one(delivery)
-    return jsonify({"redelivered": [d.id for d in failed]}), 202
+    sent = [d.id for d in failed if redeliver_one(d.id) is not None]
+    return jsonify({"redelivered": sent}), 202
 
 
 @bp.get("/webhook-secret")

@@ -111,6 +111,21 @@ def release(r: Redis, delivery_id: str, token: str) -> bool:
     return bool(r.eval(_RELEASE, 1, key_for_delivery_lock(delivery_id), token))
 
 
+def reopen(r: Redis, delivery_id: str, seconds: float = 10) -> Delivery | None:
+    """Make a delivery pending and due now, under its lease; None while an attempt holds it."""
+    token = lease(r, delivery_id, seconds)
+    if token is None:
+        return None
+    try:
+        delivery = get(r, delivery_id)
+        if delivery is not None:
+            delivery.status, delivery.next_attempt_at = PENDING, time.time()
+            save(r, delivery)
+        return delivery
+    finally:
+        release(r, delivery_id, token)
+
+
 def overdue(r: Redis, before: float, limit: int = 500) -> list[str]:
     """Return pending deliveries whose next attempt (or lease) was due before ``before``."""
     return list(r.zrangebyscore(key_for_deliveries_due(), "-inf", before, start=0, num=limit))
