@@ -507,3 +507,46 @@ def test_redelivery_while_an_attempt_runs_is_a_conflict(http, services, api_key,
     check(answer, "POST", "/v1/deliveries/{delivery_id}/redeliver")
     deliveries.release(services.redis, delivery_id, token)
     assert http.post(f"/v1/deliveries/{delivery_id}/redeliver").status_code == 202
+
+
+def _failed_deliveries(services, subscription_id: str, count: int, status: str = "failed",
+                       ago: float = 600):
+    """Store ``count`` deliveries made ``ago`` seconds ago onwards, 10 ms apart."""
+    now = time.time()
+    for i in range(count):
+        record = deliveries.Delivery(id=deliveries.new_id(), event_id=f"msg_{i}", event_type="t",
+                                     kind="subscription", url="http://127.0.0.1:9/x",
+                                     key_id="k", body="{}", created_at=now - ago + i * 0.01,
+                                     subscription_id=subscription_id, status=status)
+        deliveries.create(services.redis, record)
+        deliveries.save(services.redis, record)
+
+
+def test_recover_sends_a_bounded_batch_and_says_what_remains(http, services, sink):
+    from app.api.subscriptions import RECOVER_MAX
+
+    sub = subscribe(http, sink.url)
+    _failed_deliveries(services, sub["id"], RECOVER_MAX + 5)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    url = f"/v1/subscriptions/{sub['id']}/recover"
+    first = http.post(url, json={"since": since})
+    check(first, "POST", "/v1/subscriptions/{subscription_id}/recover")
+    body = first.json()
+    assert body["count"] == len(body["redelivered"]) == RECOVER_MAX and body["more"] is True
+    second = http.post(url, json={"since": body["next_since"]}).json()
+    assert second["count"] == 5 and second["more"] is False and second["next_since"] is None
+    assert not set(second["redelivered"]) & set(body["redelivered"])
+
+
+def test_recover_stops_looking_after_a_bounded_scan(http, services, sink):
+    from app.api.subscriptions import RECOVER_SCAN
+
+    sub = subscribe(http, sink.url)
+    _failed_deliveries(services, sub["id"], RECOVER_SCAN, status="succeeded")
+    _failed_deliveries(services, sub["id"], 1, ago=60)  # after every succeeded one
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    url = f"/v1/subscriptions/{sub['id']}/recover"
+    first = http.post(url, json={"since": since}).json()
+    assert first["count"] == 0 and first["more"] is True
+    second = http.post(url, json={"since": first["next_since"]}).json()
+    assert second["count"] == 1 and second["more"] is False

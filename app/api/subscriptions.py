@@ -14,10 +14,15 @@ from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.outbound import Guard
 from app.schemas import RecoverSchema, SubscriptionCreateSchema, SubscriptionUpdateSchema, load
 from app.store import deliveries, subscriptions
+from app.store.requests import iso
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/v1")
 
 RECOVER_WINDOW = 14 * 86400
+RECOVER_MAX = 100
+"""Failed deliveries one recover call sends again."""
+RECOVER_SCAN = 1000
+"""Deliveries one recover call looks at (records are read a page at a time)."""
 
 
 def _check_url(url: str) -> None:
@@ -160,16 +165,21 @@ def redeliver(delivery_id: str):
 @bp.post("/subscriptions/<subscription_id>/recover")
 @require_api_key
 def recover(subscription_id: str):
-    """Send again every failed delivery since a time (at most 14 days back)."""
+    """Send again failed deliveries since a time (at most 14 days back), oldest first.
+
+    One call sends at most RECOVER_MAX and looks at most at RECOVER_SCAN deliveries; when it
+    stops early, ``more`` is true and ``next_since`` is the ``since`` of the next call.
+    """
     r = services().redis
     sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
     since = load(RecoverSchema(), request.get_json(silent=True))["since"].timestamp()
     if since < time.time() - RECOVER_WINDOW:
         raise InvalidInputError("since must be within the last 14 days", field="since")
-    failed = [d for d in deliveries.list_for_subscription(r, sub.id, limit=10_000, since=since)
-              if d.status == deliveries.FAILED]
+    failed, resume = deliveries.failed_for_subscription(r, sub.id, since, limit=RECOVER_MAX,
+                                                        scan=RECOVER_SCAN)
     sent = [d.id for d in failed if redeliver_one(d.id) is not None]
-    return jsonify({"redelivered": sent}), 202
+    return jsonify({"redelivered": sent, "count": len(sent), "more": resume is not None,
+                    "next_since": None if resume is None else iso(resume)}), 202
 
 
 @bp.get("/webhook-secret")

@@ -148,3 +148,32 @@ def list_for_subscription(r: Redis, subscription_id: str, *, limit: int = 50,
     ids = r.zrevrangebyscore(key_for_deliveries_of(subscription_id), "+inf",
                              since if since is not None else "-inf", start=0, num=limit)
     return [d for d in (get(r, i) for i in ids) if d is not None]
+
+
+def failed_for_subscription(r: Redis, subscription_id: str, since: float, *, limit: int,
+                            scan: int, page: int = 50) -> tuple[list[Delivery], float | None]:
+    """Return failed deliveries created since ``since``, oldest first, and where to go on.
+
+    Ids are paged out of the subscription's set ``page`` at a time and only their records
+    are read; the search stops after ``limit`` failures or ``scan`` records, whichever
+    comes first.
+
+    Returns:
+        The failures found, and the creation time to pass as ``since`` to go on from the
+        first delivery not looked at (None when every one since ``since`` was looked at).
+    """
+    key = key_for_deliveries_of(subscription_id)
+    found: list[Delivery] = []
+    seen = 0
+    while True:
+        ids = r.zrangebyscore(key, since, "+inf", start=seen, num=page, withscores=True)
+        if not ids:
+            return found, None
+        records = r.mget([key_for_delivery(delivery_id) for delivery_id, _ in ids])
+        for (_, score), raw in zip(ids, records, strict=True):
+            if len(found) >= limit or seen >= scan:
+                return found, score
+            seen += 1
+            delivery = Delivery(**json.loads(raw)) if raw else None
+            if delivery is not None and delivery.status == FAILED:
+                found.append(delivery)
