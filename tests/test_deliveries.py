@@ -333,7 +333,9 @@ def test_a_worker_killed_mid_delivery_loses_nothing(http, services, api_key, sin
             f"{services.redis.pttl('posehook:delivery-lock:' + delivery_id)} {time.time()}")
         time.sleep(0.5)
     run_jobs()
-    assert deliveries.get(services.redis, delivery_id).status == "succeeded"
+    record = deliveries.get(services.redis, delivery_id)
+    assert record.status == "succeeded"
+    assert [a["error_class"] for a in record.attempts] == ["worker_lost", None]
     assert len({r.headers["webhook-id"] for r in sink.received}) == 1
     assert len(sink.received) >= 2
 
@@ -550,3 +552,37 @@ def test_recover_stops_looking_after_a_bounded_scan(http, services, sink):
     assert first["count"] == 0 and first["more"] is True
     second = http.post(url, json={"since": first["next_since"]}).json()
     assert second["count"] == 1 and second["more"] is False
+
+
+def test_an_unexpected_error_in_an_attempt_is_logged_and_retries_end(http, services, api_key,
+                                                                       sink, run_jobs):
+    from app.store import subscriptions
+
+    sub = subscribe(http, sink.url)
+    # A record our own code cannot sign with: the attempt raises inside the job.
+    subscriptions.update(services.redis, sub["id"],
+                         secrets=[{"secret": None, "expires_at": None}])
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    run_jobs()
+    record = deliveries.get(services.redis, delivery_id)
+    assert record.status == "failed"
+    assert [a["error_class"] for a in record.attempts] == ["internal_error"] * len(SCHEDULE)
+
+
+def test_the_sweeper_gives_up_when_a_worker_died_in_the_last_attempt(services, sink):
+    attempts = [{"at": time.time() - 60, "status_code": 500, "error_class": "http_status",
+                 "duration_ms": 1}] * (len(SCHEDULE) - 1)
+    attempts = [*attempts, {"at": time.time() - 60, "status_code": None,
+                            "error_class": "in_progress", "duration_ms": 0}]
+    record = deliveries.Delivery(id=deliveries.new_id(), event_id="msg_1", event_type="t",
+                                 kind="request", url=sink.url, key_id="k", body="{}",
+                                 created_at=time.time() - 60, attempts=attempts,
+                                 next_attempt_at=time.time() - 30)
+    deliveries.create(services.redis, record)
+    deliveries.save(services.redis, record)
+    from jobs.deliver import sweep_deliveries
+
+    assert sweep_deliveries(services, time.time()) == 0
+    swept = deliveries.get(services.redis, record.id)
+    assert swept.status == "failed" and swept.attempts[-1]["error_class"] == "worker_lost"

@@ -71,16 +71,26 @@ def get(r: Redis, delivery_id: str) -> Delivery | None:
     return Delivery(**json.loads(raw)) if raw else None
 
 
-def save(r: Redis, delivery: Delivery) -> None:
-    """Store a delivery's state; pending ones are due at next_attempt_at, others leave the sets."""
+def save(r: Redis, delivery: Delivery, *, due_at: float | None = None) -> None:
+    """Store a delivery's state; pending ones are due at ``due_at`` (default next_attempt_at),
+    others leave the sets."""
     pipe = r.pipeline(transaction=True)
     pipe.set(key_for_delivery(delivery.id), json.dumps(asdict(delivery)), ex=TTL)
     if delivery.status == PENDING:
+        due = due_at if due_at is not None else delivery.next_attempt_at or time.time()
         pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
-        pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.next_attempt_at or time.time()})
+        pipe.zadd(key_for_deliveries_due(), {delivery.id: due})
     else:
         pipe.zrem(key_for_deliveries_pending(), delivery.id)
         pipe.zrem(key_for_deliveries_due(), delivery.id)
+    pipe.execute()
+
+
+def forget(r: Redis, delivery_id: str) -> None:
+    """Drop a delivery whose record has expired from the pending and due sets."""
+    pipe = r.pipeline(transaction=True)
+    pipe.zrem(key_for_deliveries_pending(), delivery_id)
+    pipe.zrem(key_for_deliveries_due(), delivery_id)
     pipe.execute()
 
 
