@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MAX_READ = 64 * 1024
 KEEP = 20_000
 IN_PROGRESS, WORKER_LOST = "in_progress", "worker_lost"
+EARLY = 2.0
+"""Seconds before its due time a job may still attempt (RQ schedules to the whole second)."""
 _clients: dict[tuple[outbound.Guard, float, float], httpx.Client] = {}
 
 
@@ -213,6 +215,9 @@ def deliver(delivery_id: str) -> str:
         delivery = deliveries.get(r, delivery_id)
         if delivery is None or delivery.status != PENDING:
             return "nothing to do"
+        if (delivery.next_attempt_at or 0) > time.time() + EARLY:
+            deliveries.save(r, delivery)  # due again when scheduled, not when our lease ends
+            return "not due"  # a duplicate job (the sweeper's); the scheduled one comes later
         return _attempt(svc, delivery, time.time() + svc.settings.delivery_lease)
     finally:
         deliveries.release(r, delivery_id, token)

@@ -586,3 +586,16 @@ def test_the_sweeper_gives_up_when_a_worker_died_in_the_last_attempt(services, s
     assert sweep_deliveries(services, time.time()) == 0
     swept = deliveries.get(services.redis, record.id)
     assert swept.status == "failed" and swept.attempts[-1]["error_class"] == "worker_lost"
+
+
+def test_a_job_that_comes_before_the_delivery_is_due_sends_nothing(services, sink, run_jobs):
+    from app import queues
+
+    record = deliveries.Delivery(id=deliveries.new_id(), event_id="msg_1", event_type="t",
+                                 kind="request", url=sink.url, key_id="k", body="{}",
+                                 created_at=time.time(), next_attempt_at=time.time() + 300)
+    deliveries.create(services.redis, record)
+    queues.enqueue_delivery(services.rq, services.settings, record.id, "deliver-dup")
+    run_jobs()
+    assert sink.received == []
+    assert deliveries.get(services.redis, record.id).status == "pending"
