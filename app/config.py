@@ -7,6 +7,7 @@ commands all call :func:`load_settings`, and tests pass overrides as a mapping.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -98,6 +99,24 @@ class Settings:
     def callback_base_url(self) -> str:
         """Return the base URL our own workers use to call our webhook ingress."""
         return (self.internal_base_url or self.public_base_url).rstrip("/")
+
+    @property
+    def delivery_job_timeout(self) -> int:
+        """Return the seconds RQ lets one delivery job run.
+
+        An attempt connects, then answers within ``delivery_timeout`` (checked between reads,
+        so one last read may block that long again); a few seconds more for DNS and Redis.
+        """
+        return math.ceil(self.delivery_connect_timeout + 2 * self.delivery_timeout) + 5
+
+    @property
+    def delivery_lease(self) -> int:
+        """Return the seconds an attempt holds its delivery: longer than the job may run.
+
+        RQ stops the job at ``delivery_job_timeout``; the margin lets it record the attempt
+        (or an uninterruptible DNS lookup end) before the sweeper may start another.
+        """
+        return self.delivery_job_timeout + 10
 
     @property
     def files_dir(self) -> str:

@@ -11,7 +11,7 @@
     ├── AuthError                 missing, wrong or revoked API key (HTTP 401)
     ├── SignatureError            a webhook signature or timestamp that does not verify (HTTP 401)
     ├── NotFoundError             no such record, or not yours (HTTP 404)
-    ├── ConflictError             same idempotency key with another body (HTTP 409)
+    ├── ConflictError             same idempotency key with another body; busy record (HTTP 409)
     ├── InvalidStateError         the operation does not fit the record's state (HTTP 400)
     ├── UnavailableError          a dependency we need is down (HTTP 503)
     └── ProviderError             the provider refused or failed the job
@@ -80,7 +80,7 @@ class NotFoundError(PosehookError):
 
 
 class ConflictError(PosehookError):
-    """The same idempotency key arrived with another body."""
+    """The same idempotency key arrived with another body, or the record is busy."""
 
     code = "conflict"
 

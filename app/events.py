@@ -83,8 +83,8 @@ def dispatch(services: Services, found: list[deliveries.Delivery]) -> list[str]:
     for delivery in found:
         deliveries.create(services.redis, delivery)
     for delivery in found:
-        queues.enqueue(services.rq, queues.DELIVERY, queues.JOB_DELIVER, delivery.id,
-                       job_id=f"deliver-{delivery.id}-0", timeout=60)
+        queues.enqueue_delivery(services.rq, services.settings, delivery.id,
+                                f"deliver-{delivery.id}-0")
     return [d.id for d in found]
 
 

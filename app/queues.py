@@ -15,6 +15,8 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
+from app.config import Settings
+
 SUBMIT = "submit"
 INFERENCE = "inference"
 SETTLE = "settle"
@@ -71,6 +73,13 @@ def enqueue(
         return q.enqueue(func, *args, unique=unique, at_front=at_front, **options).id
     except DuplicateJobError:
         return None
+
+
+def enqueue_delivery(connection: Redis, settings: Settings, delivery_id: str, job_id: str, *,
+                     retry: bool = False, delay: float = 0) -> str | None:
+    """Enqueue one attempt of a delivery, with the job timeout its lease is derived from."""
+    return enqueue(connection, DELIVERY_RETRY if retry else DELIVERY, JOB_DELIVER, delivery_id,
+                   job_id=job_id, timeout=settings.delivery_job_timeout, delay=delay)
 
 
 def cancel_job(connection: Redis, job_id: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -20,12 +21,17 @@ class Received:
 
 @dataclass
 class Sink:
-    """Answers from ``script`` in order, then ``default``: (status, headers, body, delay)."""
+    """Answers from ``script`` in order, then ``default``: (status, headers, body, delay).
+
+    An optional fifth item paces the body: seconds between its bytes (a trickling answer).
+    ``on_request`` runs with each request before the answer, while the sender waits.
+    """
 
     script: list[tuple] = field(default_factory=list)
     default: tuple = (204, {}, b"", 0)
     received: list[Received] = field(default_factory=list)
     url: str = ""
+    on_request: Callable[[Received], None] | None = None
 
     def start(self) -> Sink:
         sink = self
@@ -34,10 +40,12 @@ class Sink:
             def do_POST(self):  # noqa: N802 - the stdlib's name
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
-                sink.received.append(Received(self.path, dict(self.headers.items()), body,
-                                              time.time()))
-                status, headers, answer, delay = (sink.script.pop(0) if sink.script
-                                                  else sink.default)
+                got = Received(self.path, dict(self.headers.items()), body, time.time())
+                sink.received.append(got)
+                if sink.on_request is not None:
+                    sink.on_request(got)
+                status, headers, answer, delay, *pace = (sink.script.pop(0) if sink.script
+                                                         else sink.default)
                 time.sleep(delay)
                 try:
                     self.send_response(status)
@@ -45,7 +53,12 @@ class Sink:
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
-                    self.wfile.write(answer)
+                    if not pace:
+                        self.wfile.write(answer)
+                    for i in range(len(answer) if pace else 0):
+                        self.wfile.write(answer[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(pace[0])
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

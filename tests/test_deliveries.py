@@ -215,9 +215,10 @@ def test_failing_for_the_whole_window_disables(http, services, api_key, sink, ru
     sub = subscribe(http, sink.url)
     from app.store import subscriptions
 
-    record = subscriptions.get(services.redis, sub["id"])
-    subscriptions.update(services.redis, record,
-                         failing_since=time.time() - services.settings.delivery_disable_after)
+    # Failing for the whole window, the last failure a minute ago: no quiet spell to forgive.
+    subscriptions.update(services.redis, sub["id"],
+                         failing_since=time.time() - services.settings.delivery_disable_after,
+                         last_failure_at=time.time() - 60)
     events.emit(services, finished_request(services, key_id_of(services, api_key)),
                 "request.completed")
     run_jobs()
@@ -304,7 +305,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(http, services, api_key, sin
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(root),
            "POSEHOOK_DATA_DIR": overrides["data_dir"], "POSEHOOK_ALLOWED_CIDRS": "127.0.0.0/8",
-           "POSEHOOK_DELIVERY_TIMEOUT": "2"}
+           "POSEHOOK_DELIVERY_TIMEOUT": "2", "POSEHOOK_DELIVERY_CONNECT_TIMEOUT": "1"}
     worker = subprocess.Popen([str(Path(sys.executable).parent / "rq"), "worker", "--serializer",
                                "json", "--url", redis_url, "delivery"], cwd=root, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -323,7 +324,8 @@ def test_a_worker_killed_mid_delivery_loses_nothing(http, services, api_key, sin
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
     assert deliveries.get(services.redis, delivery_id).status == "pending"
-    deadline = time.time() + 20
+    # The dead worker's lease outlasts its job timeout (1 + 2 × 2 + 5 s) by 10 s.
+    deadline = time.time() + 45
     while sweep_deliveries(services, time.time() + 5) == 0:
         assert time.time() < deadline, (
             "the sweeper never picked the delivery up: "
@@ -331,6 +333,269 @@ def test_a_worker_killed_mid_delivery_loses_nothing(http, services, api_key, sin
             f"{services.redis.pttl('posehook:delivery-lock:' + delivery_id)} {time.time()}")
         time.sleep(0.5)
     run_jobs()
-    assert deliveries.get(services.redis, delivery_id).status == "succeeded"
+    record = deliveries.get(services.redis, delivery_id)
+    assert record.status == "succeeded"
+    assert [a["error_class"] for a in record.attempts] == ["worker_lost", None]
     assert len({r.headers["webhook-id"] for r in sink.received}) == 1
     assert len(sink.received) >= 2
+
+
+def test_a_retry_after_that_is_not_ascii_digits_does_not_stop_the_delivery(
+        http, services, api_key, sink, run_jobs):
+    sink.script = [(429, {"Retry-After": "²"}, b"", 0)]  # "²".isdigit() is True
+    subscribe(http, sink.url)
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    run_jobs()
+    record = deliveries.get(services.redis, delivery_id)
+    assert record.status == "succeeded"
+    assert [a["status_code"] for a in record.attempts] == [429, 204]
+    assert record.attempts[0]["retry_after"] == "²"
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A1", "0", "201", "1e2", "00000000050"])
+def test_the_delivery_log_limit_must_be_ascii_digits_in_range(http, sink, limit):
+    sub = subscribe(http, sink.url)
+    answer = http.get(f"/v1/subscriptions/{sub['id']}/deliveries?limit={limit}")
+    assert answer.status_code == 422 and "limit" in answer.json()["message"]
+    check(answer, "GET", "/v1/subscriptions/{subscription_id}/deliveries")
+
+
+def _stored(services, subscription_id: str):
+    from app.store import subscriptions
+
+    return subscriptions.get(services.redis, subscription_id)
+
+
+def test_changes_made_during_an_attempt_survive_it(http, services, api_key, sink, run_jobs):
+    sink.default = (500, {}, b"", 0)
+    sub = subscribe(http, sink.url)
+    rotated = {}
+
+    def change_now(_):
+        if not rotated:  # while the first attempt waits for its answer
+            rotated.update(http.post(f"/v1/subscriptions/{sub['id']}/rotate-secret").json())
+            http.patch(f"/v1/subscriptions/{sub['id']}", json={"events": ["*"]})
+
+    sink.on_request = change_now
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    stored = _stored(services, sub["id"])
+    assert stored.events == ["*"] and stored.secrets[0]["secret"] == rotated["secret"]
+    assert stored.failing_since is not None
+    last = sink.received[-1]
+    standardwebhooks.Webhook(rotated["secret"]).verify(last.body, last.headers)
+
+
+def test_a_subscription_deleted_during_an_attempt_stays_deleted(http, services, api_key, sink,
+                                                                run_jobs):
+    sink.default = (410, {}, b"", 0)
+    sub = subscribe(http, sink.url)
+    sink.on_request = lambda _: http.delete(f"/v1/subscriptions/{sub['id']}")
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    run_jobs()
+    assert _stored(services, sub["id"]) is None
+    assert http.get(f"/v1/subscriptions/{sub['id']}").status_code == 404
+    assert http.get("/v1/subscriptions").json()["subscriptions"] == []
+    assert deliveries.get(services.redis, delivery_id).status == "failed"
+
+
+def test_changes_to_a_deleted_subscription_write_nothing(services):
+    from app.store import subscriptions
+
+    sub = subscriptions.create(services.redis, "k", "http://127.0.0.1/x", ["*"])
+    subscriptions.delete(services.redis, sub)
+    assert subscriptions.update(services.redis, sub.id, enabled=False) is None
+    assert subscriptions.rotate_secret(services.redis, sub.id, 60) is None
+    assert subscriptions.mark_failing(services.redis, sub.id, time.time(), 60) is None
+    assert subscriptions.mark_healthy(services.redis, sub.id) is None
+    assert subscriptions.disable(services.redis, sub.id, "gone") is None
+    assert subscriptions.get(services.redis, sub.id) is None
+
+
+def test_an_old_failure_followed_by_quiet_days_is_forgiven(http, services, api_key, sink,
+                                                           run_jobs):
+    from app.store import subscriptions
+
+    sink.default = (500, {}, b"", 0)
+    sub = subscribe(http, sink.url)
+    long_ago = time.time() - services.settings.delivery_disable_after - 3600
+    subscriptions.update(services.redis, sub["id"], failing_since=long_ago,
+                         last_failure_at=long_ago)
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    view = http.get(f"/v1/subscriptions/{sub['id']}").json()
+    assert view["enabled"] is True and view["failing_since"] > time.time() - 60
+    assert "last_failure_at" not in view
+
+
+def test_a_trickling_answer_is_cut_at_the_total_deadline(http, services, api_key, sink,
+                                                         run_jobs):
+    # 60 bytes, one every 50 ms: each read is quick, the answer takes 3 s (deadline 1 s).
+    sink.script = [(200, {}, b"x" * 60, 0, 0.05)]
+    sub = subscribe(http, sink.url)
+    events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                "request.completed")
+    run_jobs()
+    log = http.get(f"/v1/subscriptions/{sub['id']}/deliveries").json()["deliveries"][0]
+    first = log["attempts"][0]
+    assert first["error_class"] == "timeout" and first["duration_ms"] < 2000
+    assert log["status"] == "succeeded"
+    assert sink.received[0].headers["Accept-Encoding"] == "identity"
+
+
+def test_an_attempt_holds_its_lease_longer_than_its_job_may_run(http, services, api_key, sink,
+                                                                run_jobs):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from app.store.keys import key_for_delivery_lock
+
+    subscribe(http, sink.url)
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    job = Job.fetch(f"deliver-{delivery_id}-0", connection=services.rq,
+                    serializer=JSONSerializer)
+    assert job.timeout == services.settings.delivery_job_timeout
+    held = []
+    sink.on_request = lambda _: held.append(services.redis.pttl(key_for_delivery_lock(delivery_id)))
+    run_jobs()
+    assert held[0] > job.timeout * 1000
+
+
+def test_a_lapsed_lease_cannot_release_the_next_holder(services):
+    first = deliveries.lease(services.redis, "dlv_x", 0.05)
+    time.sleep(0.1)
+    second = deliveries.lease(services.redis, "dlv_x", 10)
+    assert first and second and first != second
+    assert deliveries.release(services.redis, "dlv_x", first) is False
+    assert deliveries.lease(services.redis, "dlv_x", 10) is None  # the second still holds it
+    assert deliveries.release(services.redis, "dlv_x", second) is True
+
+
+def test_retries_and_redelivery_follow_a_patched_url(http, services, api_key, sink, run_jobs):
+    moved = Sink().start()
+    try:
+        sink.default = (500, {}, b"", 0)
+        sub = subscribe(http, sink.url)
+        # The first attempt fails; the subscriber moves before the retries.
+        sink.on_request = lambda _: http.patch(f"/v1/subscriptions/{sub['id']}",
+                                               json={"url": moved.url})
+        delivery_id = events.emit(services,
+                                  finished_request(services, key_id_of(services, api_key)),
+                                  "request.completed")[0]
+        run_jobs()
+        assert len(sink.received) == 1 and len(moved.received) == 1
+        log = http.get(f"/v1/deliveries/{delivery_id}").json()
+        assert [a["url"] for a in log["attempts"]] == [sink.url, moved.url]
+        check_redelivery = http.post(f"/v1/deliveries/{delivery_id}/redeliver")
+        assert check_redelivery.status_code == 202
+        run_jobs()
+        assert len(sink.received) == 1 and len(moved.received) == 2
+    finally:
+        moved.stop()
+
+
+def test_redelivery_while_an_attempt_runs_is_a_conflict(http, services, api_key, sink):
+    subscribe(http, sink.url)
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    token = deliveries.lease(services.redis, delivery_id, 30)  # an attempt under way
+    answer = http.post(f"/v1/deliveries/{delivery_id}/redeliver")
+    assert answer.status_code == 409
+    check(answer, "POST", "/v1/deliveries/{delivery_id}/redeliver")
+    deliveries.release(services.redis, delivery_id, token)
+    assert http.post(f"/v1/deliveries/{delivery_id}/redeliver").status_code == 202
+
+
+def _failed_deliveries(services, subscription_id: str, count: int, status: str = "failed",
+                       ago: float = 600):
+    """Store ``count`` deliveries made ``ago`` seconds ago onwards, 10 ms apart."""
+    now = time.time()
+    for i in range(count):
+        record = deliveries.Delivery(id=deliveries.new_id(), event_id=f"msg_{i}", event_type="t",
+                                     kind="subscription", url="http://127.0.0.1:9/x",
+                                     key_id="k", body="{}", created_at=now - ago + i * 0.01,
+                                     subscription_id=subscription_id, status=status)
+        deliveries.create(services.redis, record)
+        deliveries.save(services.redis, record)
+
+
+def test_recover_sends_a_bounded_batch_and_says_what_remains(http, services, sink):
+    from app.api.subscriptions import RECOVER_MAX
+
+    sub = subscribe(http, sink.url)
+    _failed_deliveries(services, sub["id"], RECOVER_MAX + 5)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    url = f"/v1/subscriptions/{sub['id']}/recover"
+    first = http.post(url, json={"since": since})
+    check(first, "POST", "/v1/subscriptions/{subscription_id}/recover")
+    body = first.json()
+    assert body["count"] == len(body["redelivered"]) == RECOVER_MAX and body["more"] is True
+    second = http.post(url, json={"since": body["next_since"]}).json()
+    assert second["count"] == 5 and second["more"] is False and second["next_since"] is None
+    assert not set(second["redelivered"]) & set(body["redelivered"])
+
+
+def test_recover_stops_looking_after_a_bounded_scan(http, services, sink):
+    from app.api.subscriptions import RECOVER_SCAN
+
+    sub = subscribe(http, sink.url)
+    _failed_deliveries(services, sub["id"], RECOVER_SCAN, status="succeeded")
+    _failed_deliveries(services, sub["id"], 1, ago=60)  # after every succeeded one
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    url = f"/v1/subscriptions/{sub['id']}/recover"
+    first = http.post(url, json={"since": since}).json()
+    assert first["count"] == 0 and first["more"] is True
+    second = http.post(url, json={"since": first["next_since"]}).json()
+    assert second["count"] == 1 and second["more"] is False
+
+
+def test_an_unexpected_error_in_an_attempt_is_logged_and_retries_end(http, services, api_key,
+                                                                       sink, run_jobs):
+    from app.store import subscriptions
+
+    sub = subscribe(http, sink.url)
+    # A record our own code cannot sign with: the attempt raises inside the job.
+    subscriptions.update(services.redis, sub["id"],
+                         secrets=[{"secret": None, "expires_at": None}])
+    delivery_id = events.emit(services, finished_request(services, key_id_of(services, api_key)),
+                              "request.completed")[0]
+    run_jobs()
+    record = deliveries.get(services.redis, delivery_id)
+    assert record.status == "failed"
+    assert [a["error_class"] for a in record.attempts] == ["internal_error"] * len(SCHEDULE)
+
+
+def test_the_sweeper_gives_up_when_a_worker_died_in_the_last_attempt(services, sink):
+    attempts = [{"at": time.time() - 60, "status_code": 500, "error_class": "http_status",
+                 "duration_ms": 1}] * (len(SCHEDULE) - 1)
+    attempts = [*attempts, {"at": time.time() - 60, "status_code": None,
+                            "error_class": "in_progress", "duration_ms": 0}]
+    record = deliveries.Delivery(id=deliveries.new_id(), event_id="msg_1", event_type="t",
+                                 kind="request", url=sink.url, key_id="k", body="{}",
+                                 created_at=time.time() - 60, attempts=attempts,
+                                 next_attempt_at=time.time() - 30)
+    deliveries.create(services.redis, record)
+    deliveries.save(services.redis, record)
+    from jobs.deliver import sweep_deliveries
+
+    assert sweep_deliveries(services, time.time()) == 0
+    swept = deliveries.get(services.redis, record.id)
+    assert swept.status == "failed" and swept.attempts[-1]["error_class"] == "worker_lost"
+
+
+def test_a_job_that_comes_before_the_delivery_is_due_sends_nothing(services, sink, run_jobs):
+    from app import queues
+
+    record = deliveries.Delivery(id=deliveries.new_id(), event_id="msg_1", event_type="t",
+                                 kind="request", url=sink.url, key_id="k", body="{}",
+                                 created_at=time.time(), next_attempt_at=time.time() + 300)
+    deliveries.create(services.redis, record)
+    queues.enqueue_delivery(services.rq, services.settings, record.id, "deliver-dup")
+    run_jobs()
+    assert sink.received == []
+    assert deliveries.get(services.redis, record.id).status == "pending"

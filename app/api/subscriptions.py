@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Blueprint, g, jsonify, request
@@ -9,14 +10,19 @@ from flask import Blueprint, g, jsonify, request
 from app import events, queues
 from app.api import services
 from app.api.auth import proxy_token, require_api_key
-from app.errors import InvalidInputError, NotFoundError
+from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.outbound import Guard
 from app.schemas import RecoverSchema, SubscriptionCreateSchema, SubscriptionUpdateSchema, load
 from app.store import deliveries, subscriptions
+from app.store.requests import iso
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/v1")
 
 RECOVER_WINDOW = 14 * 86400
+RECOVER_MAX = 100
+"""Failed deliveries one recover call sends again."""
+RECOVER_SCAN = 1000
+"""Deliveries one recover call looks at (records are read a page at a time)."""
 
 
 def _check_url(url: str) -> None:
@@ -25,6 +31,14 @@ def _check_url(url: str) -> None:
 
 def _with_secret(sub: subscriptions.Subscription) -> dict:
     return {**sub.public(), "secret": sub.secrets[0]["secret"]}
+
+
+def _found(sub: subscriptions.Subscription | None,
+           subscription_id: str) -> subscriptions.Subscription:
+    """Return the changed subscription; a DELETE that won the race is a 404."""
+    if sub is None:
+        raise NotFoundError(f"No subscription {subscription_id!r}")
+    return sub
 
 
 @bp.post("/subscriptions")
@@ -66,8 +80,8 @@ def update(subscription_id: str):
     if "url" in data:
         _check_url(data["url"])
     if data.get("enabled"):
-        data.update(failing_since=None, disabled_reason="")
-    return jsonify(subscriptions.update(r, sub, **data).public())
+        data.update(failing_since=None, last_failure_at=None, disabled_reason="")
+    return jsonify(_found(subscriptions.update(r, sub.id, **data), subscription_id).public())
 
 
 @bp.delete("/subscriptions/<subscription_id>")
@@ -85,7 +99,8 @@ def rotate(subscription_id: str):
     """Make a new secret; the old one keeps signing beside it for the grace period."""
     r = services().redis
     sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
-    sub = subscriptions.rotate_secret(r, sub, services().settings.secret_grace)
+    sub = _found(subscriptions.rotate_secret(r, sub.id, services().settings.secret_grace),
+                 subscription_id)
     return jsonify(_with_secret(sub))
 
 
@@ -106,8 +121,9 @@ def list_deliveries(subscription_id: str):
     r = services().redis
     sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 200:
-        raise InvalidInputError("limit must be between 1 and 200", field="limit")
+    # ASCII digits only: "²".isdigit() is True, and int("²") raises.
+    if not re.fullmatch(r"[0-9]{1,3}", limit, re.ASCII) or not 1 <= int(limit) <= 200:
+        raise InvalidInputError("limit must be a whole number between 1 and 200", field="limit")
     found = deliveries.list_for_subscription(r, sub.id, limit=int(limit))
     return jsonify({"deliveries": [d.public() for d in found]})
 
@@ -126,38 +142,44 @@ def get_delivery(delivery_id: str):
     return jsonify(_own_delivery(delivery_id).public())
 
 
-def redeliver_one(delivery: deliveries.Delivery) -> None:
-    """Send a delivery again now, with the same webhook-id."""
+def redeliver_one(delivery_id: str) -> deliveries.Delivery | None:
+    """Send a delivery again now, with the same webhook-id; None while an attempt runs."""
     svc = services()
-    delivery.status, delivery.next_attempt_at = deliveries.PENDING, time.time()
-    deliveries.save(svc.redis, delivery)
-    queues.enqueue(svc.rq, queues.DELIVERY, queues.JOB_DELIVER, delivery.id,
-                   job_id=f"deliver-{delivery.id}-manual-{time.time_ns()}", timeout=60)
+    reopened = deliveries.reopen(svc.redis, delivery_id)
+    if reopened is not None:
+        queues.enqueue_delivery(svc.rq, svc.settings, delivery_id,
+                                f"deliver-{delivery_id}-manual-{time.time_ns()}")
+    return reopened
 
 
 @bp.post("/deliveries/<delivery_id>/redeliver")
 @require_api_key
 def redeliver(delivery_id: str):
     """Send one delivery again (same webhook-id)."""
-    delivery = _own_delivery(delivery_id)
-    redeliver_one(delivery)
-    return jsonify(delivery.public()), 202
+    reopened = redeliver_one(_own_delivery(delivery_id).id)
+    if reopened is None:
+        raise ConflictError("an attempt of this delivery is under way; try again when it ends")
+    return jsonify(reopened.public()), 202
 
 
 @bp.post("/subscriptions/<subscription_id>/recover")
 @require_api_key
 def recover(subscription_id: str):
-    """Send again every failed delivery since a time (at most 14 days back)."""
+    """Send again failed deliveries since a time (at most 14 days back), oldest first.
+
+    One call sends at most RECOVER_MAX and looks at most at RECOVER_SCAN deliveries; when it
+    stops early, ``more`` is true and ``next_since`` is the ``since`` of the next call.
+    """
     r = services().redis
     sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
     since = load(RecoverSchema(), request.get_json(silent=True))["since"].timestamp()
     if since < time.time() - RECOVER_WINDOW:
         raise InvalidInputError("since must be within the last 14 days", field="since")
-    failed = [d for d in deliveries.list_for_subscription(r, sub.id, limit=10_000, since=since)
-              if d.status == deliveries.FAILED]
-    for delivery in failed:
-        redeliver_one(delivery)
-    return jsonify({"redelivered": [d.id for d in failed]}), 202
+    failed, resume = deliveries.failed_for_subscription(r, sub.id, since, limit=RECOVER_MAX,
+                                                        scan=RECOVER_SCAN)
+    sent = [d.id for d in failed if redeliver_one(d.id) is not None]
+    return jsonify({"redelivered": sent, "count": len(sent), "more": resume is not None,
+                    "next_since": None if resume is None else iso(resume)}), 202
 
 
 @bp.get("/webhook-secret")

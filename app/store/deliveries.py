@@ -71,31 +71,69 @@ def get(r: Redis, delivery_id: str) -> Delivery | None:
     return Delivery(**json.loads(raw)) if raw else None
 
 
-def save(r: Redis, delivery: Delivery) -> None:
-    """Store a delivery's state; pending ones are due at next_attempt_at, others leave the sets."""
+def save(r: Redis, delivery: Delivery, *, due_at: float | None = None) -> None:
+    """Store a delivery's state; pending ones are due at ``due_at`` (default next_attempt_at),
+    others leave the sets."""
     pipe = r.pipeline(transaction=True)
     pipe.set(key_for_delivery(delivery.id), json.dumps(asdict(delivery)), ex=TTL)
     if delivery.status == PENDING:
+        due = due_at if due_at is not None else delivery.next_attempt_at or time.time()
         pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
-        pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.next_attempt_at or time.time()})
+        pipe.zadd(key_for_deliveries_due(), {delivery.id: due})
     else:
         pipe.zrem(key_for_deliveries_pending(), delivery.id)
         pipe.zrem(key_for_deliveries_due(), delivery.id)
     pipe.execute()
 
 
-def lease(r: Redis, delivery_id: str, seconds: float) -> bool:
-    """Take the attempt lock of a delivery for ``seconds``; False if another attempt holds it."""
-    taken = r.set(key_for_delivery_lock(delivery_id), "1", nx=True, px=int(seconds * 1000))
-    if taken:
-        # Until the attempt ends, the sweeper sees it as due only when the lease runs out.
-        r.zadd(key_for_deliveries_due(), {delivery_id: time.time() + seconds}, xx=True)
-    return bool(taken)
+def forget(r: Redis, delivery_id: str) -> None:
+    """Drop a delivery whose record has expired from the pending and due sets."""
+    pipe = r.pipeline(transaction=True)
+    pipe.zrem(key_for_deliveries_pending(), delivery_id)
+    pipe.zrem(key_for_deliveries_due(), delivery_id)
+    pipe.execute()
 
 
-def release(r: Redis, delivery_id: str) -> None:
-    """Drop the attempt lock."""
-    r.delete(key_for_delivery_lock(delivery_id))
+def lease(r: Redis, delivery_id: str, seconds: float) -> str | None:
+    """Take the attempt lock of a delivery for ``seconds``; return its token, None if held.
+
+    The token is what :func:`release` needs: a holder whose lease ran out cannot drop the
+    lock that someone else took since.
+    """
+    token = secrets.token_hex(16)
+    if not r.set(key_for_delivery_lock(delivery_id), token, nx=True, px=int(seconds * 1000)):
+        return None
+    # Until the attempt ends, the sweeper sees it as due only when the lease runs out.
+    r.zadd(key_for_deliveries_due(), {delivery_id: time.time() + seconds}, xx=True)
+    return token
+
+
+_RELEASE = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+end
+return 0
+"""
+
+
+def release(r: Redis, delivery_id: str, token: str) -> bool:
+    """Drop the attempt lock if ``token`` still holds it (compare-and-delete, atomic)."""
+    return bool(r.eval(_RELEASE, 1, key_for_delivery_lock(delivery_id), token))
+
+
+def reopen(r: Redis, delivery_id: str, seconds: float = 10) -> Delivery | None:
+    """Make a delivery pending and due now, under its lease; None while an attempt holds it."""
+    token = lease(r, delivery_id, seconds)
+    if token is None:
+        return None
+    try:
+        delivery = get(r, delivery_id)
+        if delivery is not None:
+            delivery.status, delivery.next_attempt_at = PENDING, time.time()
+            save(r, delivery)
+        return delivery
+    finally:
+        release(r, delivery_id, token)
 
 
 def overdue(r: Redis, before: float, limit: int = 500) -> list[str]:
@@ -120,3 +158,32 @@ def list_for_subscription(r: Redis, subscription_id: str, *, limit: int = 50,
     ids = r.zrevrangebyscore(key_for_deliveries_of(subscription_id), "+inf",
                              since if since is not None else "-inf", start=0, num=limit)
     return [d for d in (get(r, i) for i in ids) if d is not None]
+
+
+def failed_for_subscription(r: Redis, subscription_id: str, since: float, *, limit: int,
+                            scan: int, page: int = 50) -> tuple[list[Delivery], float | None]:
+    """Return failed deliveries created since ``since``, oldest first, and where to go on.
+
+    Ids are paged out of the subscription's set ``page`` at a time and only their records
+    are read; the search stops after ``limit`` failures or ``scan`` records, whichever
+    comes first.
+
+    Returns:
+        The failures found, and the creation time to pass as ``since`` to go on from the
+        first delivery not looked at (None when every one since ``since`` was looked at).
+    """
+    key = key_for_deliveries_of(subscription_id)
+    found: list[Delivery] = []
+    seen = 0
+    while True:
+        ids = r.zrangebyscore(key, since, "+inf", start=seen, num=page, withscores=True)
+        if not ids:
+            return found, None
+        records = r.mget([key_for_delivery(delivery_id) for delivery_id, _ in ids])
+        for (_, score), raw in zip(ids, records, strict=True):
+            if len(found) >= limit or seen >= scan:
+                return found, score
+            seen += 1
+            delivery = Delivery(**json.loads(raw)) if raw else None
+            if delivery is not None and delivery.status == FAILED:
+                found.append(delivery)

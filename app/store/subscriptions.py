@@ -6,18 +6,22 @@ import fnmatch
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import WatchError
 
-from app.errors import NotFoundError
+from app.errors import NotFoundError, UnavailableError
 from app.signing.standard import new_secret
 from app.store.keys import key_for_key_secret, key_for_subscription, key_for_subscriptions_of
 
 EVENT_TYPES = ("request.queued", "request.started", "request.completed", "request.failed",
                "request.cancelled")
 MAX_OLD_SECRETS = 10
+MAX_TRIES = 50
+"""Read-modify-write rounds before a change under constant contention gives up."""
 
 
 def matches(event_type: str, patterns: list[str] | tuple[str, ...]) -> bool:
@@ -37,6 +41,8 @@ class Subscription:
     enabled: bool = True
     created_at: float = 0.0
     failing_since: float | None = None
+    # When the last failed attempt was (internal: forgives a failing period gone quiet).
+    last_failure_at: float | None = None
     disabled_reason: str = ""
     secrets: list[dict[str, Any]] = field(default_factory=list)
 
@@ -54,11 +60,8 @@ class Subscription:
         view = asdict(self)
         view.pop("secrets")
         view.pop("key_id")
+        view.pop("last_failure_at")
         return view
-
-
-def _save(r: Redis, sub: Subscription) -> None:
-    r.set(key_for_subscription(sub.id), json.dumps(asdict(sub)))
 
 
 def create(r: Redis, key_id: str, url: str, events: list[str],
@@ -94,12 +97,45 @@ def list_for_key(r: Redis, key_id: str) -> list[Subscription]:
     return sorted((s for s in found if s is not None), key=lambda s: s.created_at)
 
 
-def update(r: Redis, sub: Subscription, **changes: Any) -> Subscription:
-    """Change fields and save."""
-    for name, value in changes.items():
-        setattr(sub, name, value)
-    _save(r, sub)
-    return sub
+def _change(r: Redis, subscription_id: str,
+            mutate: Callable[[Subscription], bool | None]) -> Subscription | None:
+    """Apply ``mutate`` to the stored subscription as one atomic read-modify-write.
+
+    The key is WATCHed, so a write by anyone else between our read and our write (a PATCH,
+    a rotation, a delivery's bookkeeping, a DELETE) makes us read again and re-apply. A
+    subscription that does not exist (any more) is never written. ``mutate`` returns False
+    when it changed nothing, which spares the write.
+
+    Returns:
+        The subscription as stored afterwards, or None when there is none.
+    """
+    key = key_for_subscription(subscription_id)
+    with r.pipeline(transaction=True) as pipe:
+        for _ in range(MAX_TRIES):
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                if raw is None:
+                    return None
+                sub = Subscription(**json.loads(raw))
+                if mutate(sub) is False:
+                    return sub
+                pipe.multi()
+                pipe.set(key, json.dumps(asdict(sub)))
+                pipe.execute()
+                return sub
+            except WatchError:
+                continue
+    raise UnavailableError(f"subscription {subscription_id} kept changing; try again")
+
+
+def update(r: Redis, subscription_id: str, **changes: Any) -> Subscription | None:
+    """Change only the given fields of the current stored state; None if it was deleted."""
+    def apply(sub: Subscription) -> None:
+        for name, value in changes.items():
+            setattr(sub, name, value)
+
+    return _change(r, subscription_id, apply)
 
 
 def delete(r: Redis, sub: Subscription) -> None:
@@ -110,19 +146,62 @@ def delete(r: Redis, sub: Subscription) -> None:
     pipe.execute()
 
 
-def rotate_secret(r: Redis, sub: Subscription, grace: float) -> Subscription:
-    """Add a new secret; the old ones keep signing for ``grace`` seconds."""
-    now = time.time()
-    kept = []
-    for entry in sub.secrets:
-        expires = entry.get("expires_at")
-        if expires is None:
-            expires = now + grace
-        if expires > now:
-            kept.append({"secret": entry["secret"], "expires_at": expires})
-    sub.secrets = [{"secret": new_secret(), "expires_at": None}] + kept[:MAX_OLD_SECRETS]
-    _save(r, sub)
-    return sub
+def rotate_secret(r: Redis, subscription_id: str, grace: float) -> Subscription | None:
+    """Add a new secret; the old ones keep signing for ``grace`` seconds. None if deleted."""
+    def apply(sub: Subscription) -> None:
+        now = time.time()
+        kept = []
+        for entry in sub.secrets:
+            expires = entry.get("expires_at")
+            if expires is None:
+                expires = now + grace
+            if expires > now:
+                kept.append({"secret": entry["secret"], "expires_at": expires})
+        sub.secrets = [{"secret": new_secret(), "expires_at": None}] + kept[:MAX_OLD_SECRETS]
+
+    return _change(r, subscription_id, apply)
+
+
+def mark_failing(r: Redis, subscription_id: str, now: float,
+                 forgive_after: float) -> Subscription | None:
+    """Record a failed attempt; return the subscription to judge how long it has failed.
+
+    A failure after ``forgive_after`` seconds with no failure recorded starts a new failing
+    period: one old failure followed by days of silence is not days of failing.
+    """
+    def apply(sub: Subscription) -> None:
+        last = sub.last_failure_at if sub.last_failure_at is not None else sub.failing_since
+        if sub.failing_since is None or last is None or now - last > forgive_after:
+            sub.failing_since = now
+        sub.last_failure_at = now
+
+    return _change(r, subscription_id, apply)
+
+
+def mark_healthy(r: Redis, subscription_id: str) -> Subscription | None:
+    """Forget the failing period after a success (no write when there is none)."""
+    def apply(sub: Subscription) -> bool:
+        if sub.failing_since is None and sub.last_failure_at is None:
+            return False
+        sub.failing_since = sub.last_failure_at = None
+        return True
+
+    return _change(r, subscription_id, apply)
+
+
+def disable(r: Redis, subscription_id: str, reason: str) -> Subscription | None:
+    """Disable a subscription; return it only if this call disabled it (not gone or already)."""
+    changed = False
+
+    def apply(sub: Subscription) -> bool:
+        nonlocal changed
+        changed = sub.enabled
+        if changed:
+            sub.enabled, sub.disabled_reason = False, reason
+        return changed
+
+    sub = _change(r, subscription_id, apply)
+    return sub if changed else None
 
 
 def key_secret(r: Redis, key_id: str) -> str:
