@@ -185,7 +185,7 @@ def read_limited(response: httpx.Response, max_bytes: int, deadline: float,
                  field: str) -> bytes:
     """Read a streamed body, refusing more than ``max_bytes`` or past ``deadline``."""
     declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise TooLargeError(f"{field}: the file is larger than {max_bytes} bytes", field=field)
     chunks: list[bytes] = []
     total = 0

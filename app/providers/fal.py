@@ -125,7 +125,7 @@ def _send(services: Services, method: str, url: str, retry: bool = True, once: b
             raise FalAnswerLost(f"fal's gateway answered {answer.status_code}")
         if answer.status_code in RETRY_STATUSES and pause is not None:
             delay = answer.headers.get("Retry-After", "")
-            time.sleep(min(float(delay), 10.0) if delay.isdigit() else pause)
+            time.sleep(min(float(delay), 10.0) if delay.isascii() and delay.isdigit() else pause)
             log.info("fal answered %s, retry %d", answer.status_code, attempt + 1)
             continue
         return answer
