@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from app.engine.draw import draw_pose
-from app.engine.layout import COLORS, HAND_EDGE_COLORS
 from app.engine.openpose_json import from_openpose, to_openpose
 from app.engine.types import PoseResult, empty_part
 
@@ -30,20 +29,21 @@ def person() -> PoseResult:
 
 def test_limb_midpoint_has_the_limb_colour_dimmed():
     canvas = draw_pose([person()], 200, 200, include_hands=False, include_face=False)
-    # Limb 7 (neck 1 -> right hip 8) midpoint: (95, 90); colour 7 at 60 %.
-    expected = tuple(int(c * 0.6) for c in COLORS[6])
-    assert tuple(canvas[90, 95]) == expected
+    # Limb 7 (neck 1 -> right hip 8) midpoint: (95, 90); DWPose's 7th colour, (0, 255, 0),
+    # at 60 % (the values are written out: a wrong or re-ordered table must fail here).
+    assert tuple(canvas[90, 95]) == (0, 153, 0)
 
 
 def test_joint_centres_have_the_joint_colour_at_full_strength():
     canvas = draw_pose([person()], 200, 200, include_hands=False, include_face=False)
-    assert tuple(canvas[180, 90]) == COLORS[10]   # right ankle
-    assert tuple(canvas[30, 100]) == COLORS[0]    # nose
+    assert tuple(canvas[180, 90]) == (0, 170, 255)  # right ankle, the 11th colour
+    assert tuple(canvas[30, 100]) == (255, 0, 0)    # nose, the 1st
+    assert tuple(canvas[120, 110]) == (0, 85, 255)   # left hip, the 12th
 
 
 def test_hand_edges_and_points():
     canvas = draw_pose([person()], 200, 200, include_body=False, include_face=False)
-    assert tuple(canvas[45, 30]) == tuple(round(c) for c in HAND_EDGE_COLORS[0])
+    assert tuple(canvas[45, 30]) == (255, 0, 0)  # edge 0: HSV hue 0
     assert tuple(canvas[30, 30]) == (0, 0, 255)
 
 
@@ -60,7 +60,7 @@ def test_body_threshold(score, drawn):
     p = person()
     p.body[10, 2] = score
     canvas = draw_pose([p], 200, 200, include_hands=False, include_face=False)
-    assert (tuple(canvas[180, 90]) == COLORS[10]) is drawn
+    assert (tuple(canvas[180, 90]) == (0, 170, 255)) is drawn
 
 
 def test_nobody_is_a_black_canvas():
@@ -72,6 +72,36 @@ def test_openpose_json_round_trip():
     document = to_openpose([person()], 200, 200)
     assert document["canvas_width"] == 200 and len(document["people"]) == 1
     assert len(document["people"][0]["pose_keypoints_2d"]) == 54
+    # OpenPose's 70-point face: the 68, then the right and left eye from the body.
+    face = document["people"][0]["face_keypoints_2d"]
+    assert len(face) == 210 and face[204:206] == [95.0, 25.0] and face[207:209] == [105.0, 25.0]
     back = from_openpose(document)[0]
     assert np.allclose(back.body[:, :2], person().body[:, :2])
     assert to_openpose(from_openpose(document), 200, 200) == document
+
+
+class _FixedEngine:
+    """Finds the same hand-placed person on any picture, in that picture's own pixels."""
+
+    name, version = "fixed", "1"
+
+    def __call__(self, image):
+        scale = np.array([image.shape[1] / 200, image.shape[0] / 200, 1.0])
+        p = person()
+        return [PoseResult(*(part * scale for part in p))]
+
+
+def test_the_picture_is_drawn_at_detection_size_and_grows_with_the_output():
+    from app.engine import render
+
+    small = render(_FixedEngine(), np.zeros((512, 512, 3), np.uint8), {"detect_resolution": 512})
+    big = render(_FixedEngine(), np.zeros((512, 512, 3), np.uint8),
+                 {"detect_resolution": 512, "image_resolution": 2048})
+    assert small.image.shape == (512, 512, 3) and big.image.shape == (2048, 2048, 3)
+    # Sticks and dots are 4x as wide too: about 16x the lit pixels (drawn at 2048, they
+    # would only be about 4x: same widths, longer limbs).
+    ratio = np.count_nonzero(big.image.max(axis=2)) / np.count_nonzero(small.image.max(axis=2))
+    assert 13 < ratio < 19
+    assert big.keypoints["canvas_width"] == 2048
+    nose = big.keypoints["people"][0]["pose_keypoints_2d"][:2]
+    assert nose == [1024.0, 307.2]  # (100, 30) of 200 at 2048

@@ -74,6 +74,18 @@ def test_the_affine_crop_maps_the_box_onto_the_input_and_back():
     assert np.abs(back - (200, 300)).max() <= scale[0] / 288 + 1
 
 
+def test_the_crop_is_normalised_with_dwposes_mean_and_std_in_rgb_order():
+    image = np.zeros((480, 1280, 3), dtype=np.uint8)
+    image[290:311, 190:211] = (200, 100, 50)  # an RGB patch around (200, 300)
+    crop, _, _ = pose.crop(image, np.array(BOX_A))
+    matrix = pose.warp_matrix(*pose.box_to_center_scale(np.array(BOX_A)))
+    x, y = (matrix @ np.array([200, 300, 1])).round().astype(int)
+    expected = (np.array([200, 100, 50]) - (123.675, 116.28, 103.53)) / (58.395, 57.12, 57.375)
+    assert np.allclose(crop[:, y, x], expected, atol=1e-4)
+    assert np.allclose(crop[:, 0, 0], -np.array((123.675, 116.28, 103.53))
+                       / (58.395, 57.12, 57.375), atol=1e-4)  # outside the image: black
+
+
 def test_simcc_takes_the_smaller_maximum_and_hides_nonpositive_scores():
     sx, sy = onnx_models.peaks({0: (10, 20), 1: (30, 40)}, value_x=0.9, value_y=0.5)
     sx[2], sy[2] = -1.0, -1.0
@@ -105,9 +117,12 @@ def test_wholebody_slices_and_remap():
     points = np.arange(133 * 2, dtype=float).reshape(1, 133, 2)
     scores = np.full((1, 133), 0.9)
     person = to_openpose(points, scores)[0]
-    assert np.allclose(person.body[3, :2], points[0, 8])    # R elbow ← COCO 8
-    assert np.allclose(person.body[11, :2], points[0, 11])  # L hip ← COCO 11
-    assert np.allclose(person.body[14, :2], points[0, 2])   # R eye ← COCO 2
+    # Every OpenPose row from its COCO row, as DWPose's table has it (the neck is inserted).
+    coco = {0: 0, 2: 6, 3: 8, 4: 10, 5: 5, 6: 7, 7: 9, 8: 12, 9: 14, 10: 16, 11: 11, 12: 13,
+            13: 15, 14: 2, 15: 1, 16: 4, 17: 3}
+    for row, source in coco.items():
+        assert np.allclose(person.body[row, :2], points[0, source]), row
+    assert np.allclose(person.body[1, :2], (points[0, 5] + points[0, 6]) / 2)
     assert np.allclose(person.feet[:, :2], points[0, 17:23])
     assert np.allclose(person.face[:, :2], points[0, 23:91])
     assert np.allclose(person.left_hand[:, :2], points[0, 91:112])

@@ -80,25 +80,45 @@ def _scaled(person: PoseResult, sx: float, sy: float) -> PoseResult:
     return PoseResult(*(part * scale for part in person))
 
 
+def _pad64(image: np.ndarray) -> np.ndarray:
+    """Return the image edge-padded at the bottom and right to multiples of 64 (as sane does)."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = -height % 64, -width % 64
+    if not pad_h and not pad_w:
+        return image
+    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
 def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Rendering:
-    """Detect at ``detect_resolution``, draw at ``image_resolution`` (default: input size)."""
+    """Detect and draw at ``detect_resolution``, then resize to ``image_resolution``.
+
+    As DWPose's annotators do: the picture is drawn on the (64-padded) detection image, the
+    padding cropped, and the picture resized to the output size with INTER_LINEAR, so sticks
+    and dots grow with the output. The keypoints are given in output pixels.
+    """
+    import cv2
+
     height, width = image.shape[:2]
     detect = options.get("detect_resolution")
     detect = 512 if detect is None else int(detect)
     seen = _resize(image, detect) if detect else image
-    people = engine(seen)
+    seen_h, seen_w = seen.shape[:2]
+    people = engine(_pad64(seen))
     target = options.get("image_resolution")
     if target:
         k = int(target) / min(height, width)
         out_w, out_h = max(1, round(width * k)), max(1, round(height * k))
     else:
         out_w, out_h = width, height
-    people = [_scaled(p, out_w / seen.shape[1], out_h / seen.shape[0]) for p in people]
     parts = {name: options.get(name) is not False
              for name in ("include_body", "include_hands", "include_face")}
     from app.engine.draw import draw_pose
     from app.engine.openpose_json import to_openpose
 
-    picture = draw_pose(people, out_h, out_w, **parts)
+    padded_h, padded_w = -(-seen_h // 64) * 64, -(-seen_w // 64) * 64
+    picture = draw_pose(people, padded_h, padded_w, **parts)[:seen_h, :seen_w]
+    if (out_w, out_h) != (seen_w, seen_h):
+        picture = cv2.resize(picture, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    people = [_scaled(p, out_w / seen_w, out_h / seen_h) for p in people]
     return Rendering(picture, to_openpose(people, out_w, out_h, **parts), engine.name,
                      engine.version)

@@ -100,10 +100,9 @@ def draw_pose(people: Sequence[PoseResult], height: int, width: int, *, include_
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     if include_body:
         draw_body(canvas, [p.body for p in people])
-    if include_hands:
-        for person in people:
-            draw_hand(canvas, person.left_hand)
-            draw_hand(canvas, person.right_hand)
+    if include_hands:  # every left hand, then every right hand, as DWPose stacks them
+        for hand in [p.left_hand for p in people] + [p.right_hand for p in people]:
+            draw_hand(canvas, hand)
     if include_face:
         for person in people:
             draw_face(canvas, person.face)

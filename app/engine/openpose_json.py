@@ -29,7 +29,9 @@ def to_openpose(people: Sequence[PoseResult], width: int, height: int, *,
     for person in people:
         listed.append({
             "pose_keypoints_2d": _flat(person.body, True) if include_body else [],
-            "face_keypoints_2d": _flat(person.face, False) if include_face else [],
+            # OpenPose's face has 70 points: the 68, then the right and left eye (body 14, 15).
+            "face_keypoints_2d": _flat(np.concatenate([person.face, person.body[14:16]]), False)
+            if include_face else [],
             "hand_left_keypoints_2d": _flat(person.left_hand, False) if include_hands else [],
             "hand_right_keypoints_2d": _flat(person.right_hand, False) if include_hands else [],
         })
@@ -43,7 +45,8 @@ def from_openpose(document: dict[str, Any]) -> list[PoseResult]:
             return np.zeros((points, 3))
         return np.array(values, dtype=np.float64).reshape(points, 3)
 
-    return [PoseResult(body=part(p["pose_keypoints_2d"], 18), face=part(p["face_keypoints_2d"], 68),
+    return [PoseResult(body=part(p["pose_keypoints_2d"], 18),
+                       face=part(p["face_keypoints_2d"], 70)[:68],
                        left_hand=part(p["hand_left_keypoints_2d"], 21),
                        right_hand=part(p["hand_right_keypoints_2d"], 21), feet=np.zeros((6, 3)))
             for p in document["people"]]
