@@ -12,7 +12,7 @@ import binascii
 import io
 import warnings
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 from app.config import Settings
 from app.errors import InvalidInputError, NotAnImageError, TooLargeError
@@ -32,9 +32,11 @@ def parse_data_uri(uri: str, *, max_bytes: int, field: str = FIELD) -> tuple[byt
     if not uri.startswith("data:") or not sep:
         raise InvalidInputError(f"{field} is not a valid data URI (data:<type>;base64,<data>)",
                                 field=field)
-    params = header[5:].split(";")
+    params = [p.strip().lower() for p in header[5:].split(";")]
     media_type = params[0] or "text/plain"
     is_base64 = "base64" in params[1:]
+    if is_base64:  # line-wrapped (as base64(1) writes it) or percent-encoded base64 is fine
+        payload = "".join(unquote(payload).split())
     # base64 is 4 characters per 3 bytes: refuse early without decoding a huge string.
     estimate = len(payload) * 3 // 4 if is_base64 else len(payload)
     if estimate > max_bytes + 3:
@@ -82,19 +84,38 @@ def _open(data: bytes, max_pixels: int, field: str) -> Any:
 def sniff_image(data: bytes, *, max_pixels: int, field: str = FIELD) -> tuple[str, int, int]:
     """Return (content type, width, height) from the header, without decoding pixels."""
     image = _open(data, max_pixels, field)
-    return FORMATS[image.format], image.size[0], image.size[1]
+    width, height = image.size
+    try:
+        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn
+    except Exception:  # noqa: BLE001 - damaged EXIF is ignored, as when decoding
+        turned = False
+    return FORMATS[image.format], *((height, width) if turned else (width, height))
+
+
+def _upright(image: Any) -> Any:
+    """Apply the EXIF orientation; damaged EXIF is ignored rather than failing the photo."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image) or image
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds on bad EXIF; the pixels are fine
+        return image
 
 
 def decode_image(data: bytes, *, max_pixels: int, field: str = FIELD) -> np.ndarray:
     """Decode to an (H, W, 3) uint8 RGB array: EXIF orientation applied, alpha on white."""
     import numpy as np
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     image = _open(data, max_pixels, field)
     try:
         image.seek(0)  # GIF and other animations: the first frame
         image.load()
-        image = ImageOps.exif_transpose(image) or image
+        image = _upright(image)
+        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            # 16-bit grey: keep the top 8 bits (Pillow's conversion would clip to white).
+            grey = np.asarray(image, dtype=np.uint32) >> 8
+            image = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), "L")
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and
                                                   "transparency" in image.info):
             rgba = image.convert("RGBA")

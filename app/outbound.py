@@ -96,10 +96,16 @@ class Guard:
             raise BlockedURLError(f"{field} must use {' or '.join(schemes)}", field=field)
         if parsed.userinfo:
             raise BlockedURLError(f"{field} must not carry a user name or password", field=field)
-        host = parsed.host.lower().rstrip(".")
+        try:
+            host = parsed.host.lower().rstrip(".")
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        except (UnicodeError, ValueError, httpx.InvalidURL) as exc:  # bad IDNA, bad port
+            raise BlockedURLError(f"{field} has a host or port that is not valid",
+                                  field=field) from exc
         if not host:
             raise BlockedURLError(f"{field} has no host", field=field)
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        if not 0 < port < 65536:
+            raise BlockedURLError(f"{field} has a port out of range (1-65535)", field=field)
         addresses = _resolve(host, port, field)
         for ip in addresses:
             if not self._allowed(ip, host):

@@ -306,3 +306,11 @@ def test_webhook_events_are_checked_and_wildcards_match_from_the_first_event(
         assert types == ["request.completed", "request.queued", "request.started"]
     finally:
         sink.stop()
+
+
+@pytest.mark.parametrize("url", ["http://xn--localhost-/a.jpg", "http://xn--ls8h.la/",
+                                 "http://1.1.1.1:99999/a.jpg"])
+def test_malformed_hosts_and_ports_are_422(http, url):
+    answer = http.post("/v1/requests", json={"input": {"image_url": url}})
+    assert answer.status_code == 422, answer.text
+    assert "input.image_url" in answer.json()["errors"]

@@ -44,6 +44,24 @@ def test_exif_orientation_is_applied():
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     data = encode(image, "JPEG", exif=exif.tobytes())
     assert decode_image(data, max_pixels=LIMIT).shape == (40, 10, 3)
+    assert sniff_image(data, max_pixels=LIMIT) == ("image/jpeg", 10, 40)  # as it is shown
+
+
+def test_damaged_exif_is_ignored_not_fatal(sample_bytes):
+    image = Image.new("RGB", (40, 10), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"  # Make, a string...
+    exif[0x0112] = 6  # and a quarter turn, so the EXIF is rewritten when applied
+    data = encode(image, "JPEG", exif=exif.tobytes())
+    # ...relabelled as XResolution (a rational): Pillow's EXIF rewrite then fails.
+    data = data.replace(b"\x01\x0f\x00\x02", b"\x01\x1a\x00\x02")
+    assert decode_image(data, max_pixels=LIMIT).shape[2] == 3
+
+
+@pytest.mark.parametrize("value, grey", [(32768, 128), (1000, 3), (65535, 255)])
+def test_sixteen_bit_grey_keeps_its_tones(value, grey):
+    data = encode(Image.fromarray(np.full((8, 8), value, np.uint16)), "PNG")
+    assert decode_image(data, max_pixels=LIMIT)[0, 0].tolist() == [grey] * 3
 
 
 def test_gif_takes_the_first_frame():
@@ -122,3 +140,9 @@ def test_data_uris():
         parse_data_uri("data:image/png;base64", max_bytes=1000)
     with pytest.raises(InvalidInputError, match="empty"):
         parse_data_uri("data:image/png;base64,", max_bytes=1000)
+    # Line-wrapped (as base64(1) writes it), percent-encoded, or BASE64 in capitals: all fine.
+    wrapped = base64.encodebytes(payload).decode()
+    encoded = base64.b64encode(payload).decode().replace("+", "%2B").replace("/", "%2F")
+    for text in (f"data:image/png;base64,{wrapped}", f"data:Image/PNG;BASE64, {wrapped}",
+                 f"data:image/png;base64,{encoded}"):
+        assert parse_data_uri(text, max_bytes=1000) == (payload, "image/png")

@@ -15,10 +15,22 @@ def test_the_openapi_document_is_valid_and_served(live):
     assert answer.status_code == 200 and b"openapi: 3.1.0" in answer.content
 
 
-def test_health_and_readiness(live):
+def test_health_and_readiness(live, services):
+    import time
+
+    from app.store.keys import key_for_worker_heartbeat
+
     assert httpx.get(f"{live.url}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{live.url}/readyz").json()
-    assert ready["redis"] == "up" and "inference" in ready["queues"]
+    # No inference worker: requests would only queue, so not ready.
+    alone = httpx.get(f"{live.url}/readyz")
+    assert alone.status_code == 503 and "no inference worker" in alone.json()["reason"]
+    services.redis.hset(key_for_worker_heartbeat("w1"), mapping={
+        "name": "w1", "engine": "mediapipe:test", "beat": repr(time.time())})
+    ready = httpx.get(f"{live.url}/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["redis"] == "up" and "inference" in body["queues"]
+    assert body["engine"] == "mediapipe:test"
 
 
 def test_metrics_show_queue_depth_and_the_oldest_pending_delivery(live, services):

@@ -47,6 +47,7 @@ def _literal(address: str) -> str:
     "http://2130706433/x", "http://0x7f000001/x", "http://0177.0.0.1/x", "http://127.1/x",
     "http://[::ffff:7f00:1]/x", "ftp://example.com/x", "file:///etc/passwd", "gopher://x/",
     "http://user:pass@93.184.215.14/x", "http:///x",
+    "http://xn--localhost-/a.jpg", "http://xn--/x", "http://1.1.1.1:99999/x",
 ])
 def test_check_url_refuses(url):
     with pytest.raises(BlockedURLError):

@@ -37,7 +37,7 @@ def upload():
 
     settings = services().settings
     data, name = _upload_bytes(settings.max_upload_bytes)
-    content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels)
+    content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels, field="file")
     stored = services().storage.put(data, content_type, name)
     body = {"key": stored.key, "url": stored.url, "content_type": stored.content_type,
             "file_name": stored.file_name, "file_size": stored.file_size,

@@ -32,7 +32,8 @@ def _queue_depths() -> dict[str, int]:
 
 @bp.get("/readyz")
 def readyz():
-    """Answer 200 when Redis answers; report queues and the inference workers' engines."""
+    """Answer 200 when requests can be served: Redis answers and, with the local provider, an
+    inference worker is alive (its heartbeat); report queues and the workers' engines."""
     svc = services()
     try:
         svc.redis.ping()
@@ -46,10 +47,14 @@ def readyz():
     pending = {"count": deliveries.pending_count(svc.redis),
                "oldest_age_seconds": round(deliveries.oldest_pending_age(svc.redis, time.time()),
                                            3)}
-    return jsonify({"status": "ok", "redis": "up", "queues": _queue_depths(),
-                    "deliveries_pending": pending,
-                    "inference_workers": workers,
-                    "engine": workers[0].get("engine") if workers else None})
+    body = {"status": "ok", "redis": "up", "queues": _queue_depths(),
+            "deliveries_pending": pending, "inference_workers": workers,
+            "engine": workers[0].get("engine") if workers else None}
+    if svc.settings.provider == "local" and not workers:
+        body.update(status="unavailable",
+                    reason="no inference worker is alive: requests would wait in the queue")
+        return jsonify(body), 503
+    return jsonify(body)
 
 
 @bp.get("/metrics")
