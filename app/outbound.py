@@ -206,18 +206,63 @@ def read_limited(response: httpx.Response, max_bytes: int, deadline: float,
     return b"".join(chunks)
 
 
+class _Deadline:
+    """Cut a download's connections when its time is up, slow headers included.
+
+    Read timeouts reset with every byte, so a server trickling its headers could hold a
+    worker far past the limit; at the deadline the sockets are shut down instead.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+        self._timer.daemon = True
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: keep the socket of every connection this download opens."""
+        if event != "connection.connect_tcp.complete" or info.get("return_value") is None:
+            return
+        sock = info["return_value"].get_extra_info("socket")
+        if sock is not None:
+            with self._lock:
+                self._sockets.append(sock)
+            if self.expired:
+                self._expire()
+
+    def _expire(self) -> None:
+        self.expired = True
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+
+
 def fetch(url: str, guard: Guard, *, max_bytes: int, timeout: float, max_redirects: int,
           field: str = "input.image_url") -> tuple[bytes, str]:
     """GET ``url`` (following at most ``max_redirects``, each checked); return (body, type)."""
     deadline = time.monotonic() + timeout
     current = url
-    with client(guard, timeout=timeout, connect_timeout=min(5.0, timeout)) as http:
+    with client(guard, timeout=timeout, connect_timeout=min(5.0, timeout)) as http, \
+            _Deadline(deadline) as watch:
         for _ in range(max_redirects + 1):
             guard.check_url(current, field)
             try:
                 # identity: a compressed body could expand far past max_bytes in one chunk.
-                with http.stream("GET", current,
-                                 headers={"Accept-Encoding": "identity"}) as response:
+                with http.stream("GET", current, headers={"Accept-Encoding": "identity"},
+                                 extensions={"trace": watch.trace}) as response:
                     if response.is_redirect:
                         location = response.headers.get("Location", "")
                         current = urljoin(current, location)
@@ -227,10 +272,10 @@ def fetch(url: str, guard: Guard, *, max_bytes: int, timeout: float, max_redirec
                                          field=field)
                     body = read_limited(response, max_bytes, deadline, field)
                     return body, response.headers.get("Content-Type", "")
-            except httpx.TimeoutException as exc:
-                raise FetchError(f"{field}: the download timed out", field=field) from exc
             except httpx.HTTPError as exc:
+                if watch.expired or isinstance(exc, httpx.TimeoutException):
+                    raise FetchError(f"{field}: the download took longer than allowed "
+                                     f"({timeout:g} s)", field=field) from exc
                 raise FetchError(f"{field}: the download failed ({type(exc).__name__})",
                                  field=field) from exc
     raise FetchError(f"{field}: more than {max_redirects} redirects", field=field)
-

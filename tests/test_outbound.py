@@ -176,8 +176,38 @@ def test_error_statuses_and_slow_servers_fail_with_a_reason(server):
     routes["/slow"] = (200, {}, b"late", 3)
     with pytest.raises(FetchError, match="404"):
         fetch(server.base + "/gone", LOOPBACK, max_bytes=100, timeout=5, max_redirects=0)
-    with pytest.raises(FetchError, match="timed out"):
+    with pytest.raises(FetchError, match="longer than allowed"):
         fetch(server.base + "/slow", LOOPBACK, max_bytes=100, timeout=0.5, max_redirects=0)
+
+
+def test_a_server_trickling_its_headers_is_cut_at_the_download_limit():
+    import socket
+
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        # One byte every 0.1 s: each arrives well within the read timeout, for up to 20 s.
+        for _ in range(200):
+            if stop.wait(0.1):
+                break
+            try:
+                conn.sendall(b"a")
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        with pytest.raises(FetchError, match="longer than allowed"):
+            fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/x", LOOPBACK, max_bytes=100,
+                  timeout=1, max_redirects=0)
+    finally:
+        stop.set()
+        listener.close()
 
 
 def test_unresolvable_hosts_are_refused():
