@@ -9,12 +9,16 @@ measures requests per second with 1 and 2 inference workers (needs a Redis; REDI
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -138,12 +142,12 @@ def memory(jobs: int) -> list[str]:
 
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+PHOTO_URI = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
 
 
-def throughput(requests: int) -> list[str]:
-    """Requests per second through the whole service with 1 and 2 inference workers."""
-    import base64
-
+@contextlib.contextmanager
+def service(inference_workers: int = 1) -> Iterator[tuple[Any, Any]]:
+    """Run the whole service on a Redis database of its own; yield (stack, API client)."""
     import httpx
     from redis import Redis
 
@@ -153,76 +157,57 @@ def throughput(requests: int) -> list[str]:
 
     base, embedded = redis_server.base_url()
     url = redis_server.claim_database(base)
-    uri = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
-    rows = ["| inference workers | requests | seconds | requests/s |", "|---|---|---|---|"]
     try:
-        for workers in (1, 2):
-            Redis.from_url(url).flushdb()
-            with tempfile.TemporaryDirectory() as work, Stack(url, Path(work)) as stack:
-                for extra in range(1, workers):
-                    stack.start_inference(f"inference-{extra}")
-                key = apikeys.create(Redis.from_url(url, decode_responses=True), "bench")[1]
-                with httpx.Client(base_url=stack.url, timeout=60,
-                                  headers={"Authorization": f"Key {key}"}) as client:
-                    client.post("/v1/requests", json={"input": {"image_url": uri}},
-                                headers={"Prefer": "wait=60"})  # warm every process
-                    time.sleep(3)
-                    started = time.perf_counter()
-                    ids = [client.post("/v1/requests", json={"input": {"image_url": uri}}
-                                       ).json()["request_id"] for _ in range(requests)]
-                    completed = 0
-                    for request_id in ids:
-                        while (status := client.get(f"/v1/requests/{request_id}/status"
-                                                    ).json()["status"]) not in TERMINAL:
-                            time.sleep(0.05)
-                        completed += status == "COMPLETED"
-                    elapsed = time.perf_counter() - started
-                rows.append(f"| {workers} | {requests} ({completed} completed) | "
-                            f"{elapsed:.1f} | {requests / elapsed:.2f} |")
+        with tempfile.TemporaryDirectory() as work, Stack(url, Path(work)) as stack:
+            for extra in range(1, inference_workers):
+                stack.start_inference(f"inference-{extra}")
+            key = apikeys.create(Redis.from_url(url, decode_responses=True), "bench")[1]
+            with httpx.Client(base_url=stack.url, timeout=60,
+                              headers={"Authorization": f"Key {key}"}) as client:
+                yield stack, client
     finally:
         redis_server.release_database(url)
         if embedded is not None:
             embedded.stop()
+
+
+def throughput(requests: int) -> list[str]:
+    """Requests per second through the whole service with 1 and 2 inference workers."""
+    rows = ["| inference workers | requests | seconds | requests/s |", "|---|---|---|---|"]
+    for workers in (1, 2):
+        with service(workers) as (_, client):
+            client.post("/v1/requests", json={"input": {"image_url": PHOTO_URI}},
+                        headers={"Prefer": "wait=60"})  # warm every process
+            time.sleep(3)
+            started = time.perf_counter()
+            ids = [client.post("/v1/requests", json={"input": {"image_url": PHOTO_URI}}
+                               ).json()["request_id"] for _ in range(requests)]
+            completed = 0
+            for request_id in ids:
+                while (status := client.get(f"/v1/requests/{request_id}/status"
+                                            ).json()["status"]) not in TERMINAL:
+                    time.sleep(0.05)
+                completed += status == "COMPLETED"
+            elapsed = time.perf_counter() - started
+        rows.append(f"| {workers} | {requests} ({completed} completed) | "
+                    f"{elapsed:.1f} | {requests / elapsed:.2f} |")
     return rows
 
 
 def worker_memory(jobs: int) -> list[str]:
     """RSS of the inference worker process over ``jobs`` requests through the service."""
-    import base64
-
-    import httpx
     import psutil
-    from redis import Redis
 
-    from app.store import apikeys
-    from tests import redis_server
-    from tests.stack import Stack
-
-    base, embedded = redis_server.base_url()
-    url = redis_server.claim_database(base)
-    uri = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
     rows = ["| requests done | inference worker RSS MiB |", "|---|---|"]
-    try:
-        Redis.from_url(url).flushdb()
-        with tempfile.TemporaryDirectory() as work, Stack(url, Path(work)) as stack:
-            worker = psutil.Process(stack.procs["inference"].pid)
-            key = apikeys.create(Redis.from_url(url, decode_responses=True), "bench")[1]
-            with httpx.Client(base_url=stack.url, timeout=60,
-                              headers={"Authorization": f"Key {key}"}) as client:
-                done = 0
-                while True:
-                    if done == 1 or (done and done % 100 == 0):  # after the first: warm
-                        rows.append(f"| {done} | {worker.memory_info().rss / 2**20:.1f} |")
-                    if done == jobs:
-                        break
-                    answer = client.post("/v1/requests", json={"input": {"image_url": uri}},
-                                         headers={"Prefer": "wait=60"})
-                    assert answer.json()["status"] == "COMPLETED", answer.text
-                    done += 1
-    finally:
-        redis_server.release_database(url)
-        if embedded is not None:
-            embedded.stop()
+    with service() as (stack, client):
+        worker = psutil.Process(stack.procs["inference"].pid)
+        for done in range(jobs + 1):
+            if done == 1 or (done and done % 100 == 0):  # after the first: warm
+                rows.append(f"| {done} | {worker.memory_info().rss / 2**20:.1f} |")
+            if done < jobs:
+                answer = client.post("/v1/requests", json={"input": {"image_url": PHOTO_URI}},
+                                     headers={"Prefer": "wait=60"})
+                assert answer.json()["status"] == "COMPLETED", answer.text
     return rows
 
 
