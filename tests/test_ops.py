@@ -51,3 +51,11 @@ def test_jwks_publishes_our_signing_key(live, services):
     from app.signing.keys import jwk
 
     assert keys[0] == jwk(services.signing_key.public_key())
+
+
+def test_metrics_say_redis_is_down_with_a_503(overrides, redis):
+    from app import create_app
+
+    app = create_app({**overrides, "redis_url": "redis://127.0.0.1:9/0"})  # nothing listens
+    answer = app.test_client().get("/metrics")
+    assert answer.status_code == 503 and b"posehook_up 0" in answer.data

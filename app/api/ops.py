@@ -6,6 +6,7 @@ import os
 import time
 
 from flask import Blueprint, Response, jsonify, send_file
+from redis.exceptions import RedisError
 
 from app import queues
 from app.api import services
@@ -59,9 +60,17 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    """Prometheus text: queue depths, queued and running requests."""
+    """Prometheus text: queue depths, queued and running requests (503 while Redis is down)."""
+    try:
+        return Response(_metrics_text(), mimetype="text/plain; version=0.0.4")
+    except RedisError:
+        return Response("# posehook: Redis is unavailable\nposehook_up 0\n", status=503,
+                        mimetype="text/plain; version=0.0.4")
+
+
+def _metrics_text() -> str:
     svc = services()
-    lines = ["# TYPE posehook_queue_depth gauge"]
+    lines = ["# TYPE posehook_up gauge", "posehook_up 1", "# TYPE posehook_queue_depth gauge"]
     for name, depth in _queue_depths().items():
         lines.append(f'posehook_queue_depth{{queue="{name}"}} {depth}')
     lines += ["# TYPE posehook_requests_queued gauge",
@@ -75,7 +84,7 @@ def metrics():
               f"{deliveries.oldest_pending_age(svc.redis, time.time()):.3f}",
               "# TYPE posehook_scrape_time_seconds gauge",
               f"posehook_scrape_time_seconds {time.time():.3f}"]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    return "\n".join(lines) + "\n"
 
 
 @bp.get("/.well-known/jwks.json")
