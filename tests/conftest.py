@@ -20,6 +20,13 @@ DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "dat
 SAMPLE = DATA / "pose_sample.jpg"
 
 
+def pytest_configure(config):
+    """Stop at once, saying why, when the public test images are not beside the checkout."""
+    if not SAMPLE.exists():
+        raise pytest.UsageError(f"posehook's tests need ../shared/data beside the checkout "
+                                f"(looked for {SAMPLE})")
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """URL of a Redis database that this test session owns."""
