@@ -82,6 +82,12 @@ def enqueue_delivery(connection: Redis, settings: Settings, delivery_id: str, jo
                    job_id=job_id, timeout=settings.delivery_job_timeout, delay=delay)
 
 
+def announce(connection: Redis, request_id: str, event_type: str) -> str | None:
+    """Enqueue the fan-out of one event of a request, at most once per (request, event)."""
+    return enqueue(connection, SETTLE, JOB_ANNOUNCE, request_id, event_type,
+                   job_id=f"announce-{event_type.split('.')[-1]}-{request_id}", unique=True)
+
+
 def cancel_job(connection: Redis, job_id: str) -> None:
     """Cancel a queued job if it is still there (no error when it is not)."""
     from rq.job import Job

@@ -20,7 +20,7 @@ from flask import Response, g, request, stream_with_context
 from app import queues
 from app.api import services
 from app.api.fal_queue import FalError
-from app.models import Request
+from app.models import Request, Status
 from app.providers import fal as fal_provider
 from app.store import requests as store
 from app.store.keys import key_for_request
@@ -153,30 +153,26 @@ def _wait_for_callback(request_id: str, cause: str) -> None:
     store.add_log(r, request_id, f"{cause}; waiting for fal's callback", "WARNING")
 
 
+def _end(request_id: str, from_states: tuple[Status, ...], to: Status, fields: dict[str, Any],
+         line: str, level: str) -> None:
+    """End a forwarded request still in ``from_states``, log why, and announce it."""
+    svc = services()
+    fields = {**fields, "completed_at": repr(time.time())}
+    if store.transition(svc.redis, request_id, from_states, to, fields):
+        store.add_log(svc.redis, request_id, line, level)
+        queues.announce(svc.rq, request_id, f"request.{to.value.lower()}")
+
+
 def _fail(request_id: str, reason: str) -> None:
     """Fail a forwarded submit fal did not take, and announce it."""
-    from app.models import Status
-
-    svc = services()
-    if store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
-            "error": {"type": "provider_error", "message": reason},
-            "completed_at": repr(time.time())}):
-        store.add_log(svc.redis, request_id, reason, "ERROR")
-        queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, request_id,
-                       "request.failed", job_id=f"announce-failed-{request_id}", unique=True)
+    _end(request_id, (Status.IN_QUEUE,), Status.FAILED,
+         {"error": {"type": "provider_error", "message": reason}}, reason, "ERROR")
 
 
 def _cancelled(request_id: str) -> None:
     """fal took a forwarded cancel: our record ends CANCELLED too, and says so."""
-    from app.models import Status
-
-    svc = services()
-    if store.transition(svc.redis, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS),
-                        Status.CANCELLED, {"completed_at": repr(time.time())}):
-        store.add_log(svc.redis, request_id, "cancelled at fal through the proxy")
-        queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, request_id,
-                       "request.cancelled", job_id=f"announce-cancelled-{request_id}",
-                       unique=True)
+    _end(request_id, (Status.IN_QUEUE, Status.IN_PROGRESS), Status.CANCELLED, {},
+         "cancelled at fal through the proxy", "INFO")
 
 
 def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:

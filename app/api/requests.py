@@ -190,8 +190,7 @@ def cancel_request(record: Request) -> Request:
                       "WARNING")
         cancel_later(svc, record.id)
     queues.cancel_job(svc.rq, f"submit-{record.id}")
-    queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_ANNOUNCE, record.id, "request.cancelled",
-                   job_id=f"announce-cancelled-{record.id}", unique=True)
+    queues.announce(svc.rq, record.id, "request.cancelled")
     return store.get(svc.redis, record.id) or record
 
 
