@@ -103,7 +103,8 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
     detect = 512 if detect is None else int(detect)
     seen = _resize(image, detect) if detect else image
     seen_h, seen_w = seen.shape[:2]
-    people = engine(_pad64(seen))
+    padded = _pad64(seen)
+    people = engine(padded)
     target = options.get("image_resolution")
     if target:
         k = int(target) / min(height, width)
@@ -115,8 +116,7 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
     from app.engine.draw import draw_pose
     from app.engine.openpose_json import to_openpose
 
-    padded_h, padded_w = -(-seen_h // 64) * 64, -(-seen_w // 64) * 64
-    picture = draw_pose(people, padded_h, padded_w, **parts)[:seen_h, :seen_w]
+    picture = draw_pose(people, *padded.shape[:2], **parts)[:seen_h, :seen_w]
     if (out_w, out_h) != (seen_w, seen_h):
         picture = cv2.resize(picture, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     people = [_scaled(p, out_w / seen_w, out_h / seen_h) for p in people]
