@@ -125,8 +125,7 @@ def announce_owed(services: Services, before: float) -> int:
     owed = store.events_owed(r, before)
     for request_id in owed:
         record = store.get(r, request_id)
-        event_type = next((e for e, s in EVENT_STATUS.items()
-                           if record is not None and s is record.status), None)
+        event_type = f"request.{record.status.value.lower()}" if record else ""
         if event_type in TERMINAL_EVENTS:
             emit(services, request_id, event_type)
         else:

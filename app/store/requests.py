@@ -25,9 +25,6 @@ from app.store.keys import (
 
 MAX_LOG_LINES = 500
 
-# KEYS[1] request hash, KEYS[2] queue zset, KEYS[3] leases zset
-# ARGV[1] allowed from-states (comma list), ARGV[2] new state, ARGV[3] request id,
-# ARGV[4] lease expiry or "" ; ARGV[5..] field/value pairs to set with the change.
 # Create a request and, with an Idempotency-Key, claim the key in the same step: two
 # concurrent requests with one key can never both create (KEYS[4] is the key's hash, or the
 # request itself when there is no key: ARGV[7] == 'none').
@@ -47,6 +44,9 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 return {1, ARGV[1], ARGV[5]}
 """
 
+# KEYS[1] request hash, KEYS[2] queue zset, KEYS[3] leases zset, KEYS[4] events-owed zset
+# ARGV[1] allowed from-states (comma list), ARGV[2] new state, ARGV[3] request id,
+# ARGV[4] lease expiry or "", ARGV[5] now; ARGV[6..] field/value pairs to set with the change.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 'missing' end
