@@ -87,10 +87,7 @@ def reconcile(services: Services, now: float) -> int:
         why = (r.hget(key_for_request(request_id), "fal_submit_lost")
                or "fal's answer to our submission was lost")
         reason = f"{why} and no callback came in {services.settings.reconcile_after} s"
-        if store.transition(r, request_id, (Status.IN_QUEUE,), Status.FAILED, {
-                "error": {"type": "provider_lost", "message": reason},
-                "completed_at": repr(now)}):
-            store.add_log(r, request_id, reason, "ERROR")
+        if store.fail(r, request_id, (Status.IN_QUEUE,), "provider_lost", reason, now):
             from app import events
 
             events.emit(services, request_id, "request.failed")

@@ -78,10 +78,7 @@ def give_up(services: Services, request_id: str, exc: Exception) -> bool:
     if tries < services.settings.settle_tries:
         return False
     reason = f"the result could not be settled after {tries} tries: {message}"
-    if store.transition(r, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS), Status.FAILED, {
-            "error": {"type": "settle_failed", "message": reason},
-            "completed_at": repr(time.time())}):
-        store.add_log(r, request_id, reason, "ERROR")
+    if store.fail(r, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS), "settle_failed", reason):
         events.emit(services, request_id, "request.failed")
     return True
 

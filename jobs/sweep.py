@@ -43,10 +43,7 @@ def recover_lost_workers(svc: Services, now: float) -> int:
         else:
             reason = (f"the inference worker stopped during the job {record.attempts} time(s); "
                       "giving up")
-            if store.transition(r, request_id, (Status.IN_PROGRESS,), Status.FAILED, {
-                    "error": {"type": "worker_lost", "message": reason},
-                    "completed_at": repr(now)}):
-                store.add_log(r, request_id, reason, "ERROR")
+            if store.fail(r, request_id, (Status.IN_PROGRESS,), "worker_lost", reason, now):
                 from jobs.settle import announce
 
                 announce(request_id, "request.failed")

@@ -153,26 +153,19 @@ def _wait_for_callback(request_id: str, cause: str) -> None:
     store.add_log(r, request_id, f"{cause}; waiting for fal's callback", "WARNING")
 
 
-def _end(request_id: str, from_states: tuple[Status, ...], to: Status, fields: dict[str, Any],
-         line: str, level: str) -> None:
-    """End a forwarded request still in ``from_states``, log why, and announce it."""
-    svc = services()
-    fields = {**fields, "completed_at": repr(time.time())}
-    if store.transition(svc.redis, request_id, from_states, to, fields):
-        store.add_log(svc.redis, request_id, line, level)
-        queues.announce(svc.rq, request_id, f"request.{to.value.lower()}")
-
-
 def _fail(request_id: str, reason: str) -> None:
     """Fail a forwarded submit fal did not take, and announce it."""
-    _end(request_id, (Status.IN_QUEUE,), Status.FAILED,
-         {"error": {"type": "provider_error", "message": reason}}, reason, "ERROR")
+    if store.fail(services().redis, request_id, (Status.IN_QUEUE,), "provider_error", reason):
+        queues.announce(services().rq, request_id, "request.failed")
 
 
 def _cancelled(request_id: str) -> None:
     """fal took a forwarded cancel: our record ends CANCELLED too, and says so."""
-    _end(request_id, (Status.IN_QUEUE, Status.IN_PROGRESS), Status.CANCELLED, {},
-         "cancelled at fal through the proxy", "INFO")
+    svc = services()
+    if store.transition(svc.redis, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS),
+                        Status.CANCELLED, {"completed_at": repr(time.time())}):
+        store.add_log(svc.redis, request_id, "cancelled at fal through the proxy")
+        queues.announce(svc.rq, request_id, "request.cancelled")
 
 
 def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:

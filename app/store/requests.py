@@ -165,6 +165,17 @@ def transition(
     return result == "ok"
 
 
+def fail(r: Redis, request_id: str, from_states: Iterable[Status], error_type: str,
+         reason: str, now: float | None = None) -> bool:
+    """Move a request to FAILED with an error saying why, and log the reason; True if it moved."""
+    moved = transition(r, request_id, from_states, Status.FAILED, {
+        "error": {"type": error_type, "message": reason},
+        "completed_at": repr(time.time() if now is None else now)})
+    if moved:
+        add_log(r, request_id, reason, "ERROR")
+    return moved
+
+
 def update(r: Redis, request_id: str, **values: Any) -> None:
     """Set plain fields on a request (no state change)."""
     mapping = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
