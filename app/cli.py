@@ -9,6 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from app import store
 from app.errors import BlockedURLError
 from app.store import apikeys
 
@@ -79,7 +80,7 @@ def dev_banner() -> None:
     deadline = time.time() + 30
     while True:
         try:
-            svc.redis.ping()
+            store.reachable(svc.redis)
             break
         except Exception as exc:  # noqa: BLE001 - Redis is still starting
             if time.time() > deadline:

@@ -24,6 +24,7 @@ class PosehookError(Exception):
     """Base of every error posehook raises on purpose."""
 
     code = "error"
+    http_status = 500
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -35,6 +36,7 @@ class InvalidInputError(PosehookError):
     """The caller sent something we refuse."""
 
     code = "invalid_input"
+    http_status = 422
 
 
 class BlockedURLError(InvalidInputError):
@@ -47,6 +49,7 @@ class TooLargeError(InvalidInputError):
     """A body, a file or an image is past its limit."""
 
     code = "too_large"
+    http_status = 413
 
 
 class NotAnImageError(InvalidInputError):
@@ -59,45 +62,73 @@ class FetchError(PosehookError):
     """An input could not be downloaded."""
 
     code = "fetch_failed"
+    http_status = 422
 
 
 class AuthError(PosehookError):
     """Missing, wrong or revoked API key."""
 
     code = "unauthorized"
+    http_status = 401
 
 
 class SignatureError(PosehookError):
     """A webhook signature or timestamp that does not verify."""
 
     code = "bad_signature"
+    http_status = 401
+
+
+class MissingSignatureHeader(SignatureError):
+    """A header the signature needs is not there."""
+
+
+class MalformedSignature(SignatureError):
+    """The timestamp or signature header cannot be read."""
+
+
+class StaleSignature(SignatureError):
+    """The signed timestamp is outside the allowed window (a replay, or a skewed clock)."""
+
+
+class UnknownSigningKey(SignatureError):
+    """No key we have verifies the signature: another signer, or keys rotated since."""
+
+
+class SigningKeysUnavailable(SignatureError):
+    """The signer's published keys could not be had."""
 
 
 class NotFoundError(PosehookError):
     """No such record, or one that belongs to another key."""
 
     code = "not_found"
+    http_status = 404
 
 
 class ConflictError(PosehookError):
     """The same idempotency key arrived with another body, or the record is busy."""
 
     code = "conflict"
+    http_status = 409
 
 
 class InvalidStateError(PosehookError):
     """The operation does not fit the record's current state."""
 
     code = "invalid_state"
+    http_status = 400
 
 
 class UnavailableError(PosehookError):
     """A dependency we need is not answering."""
 
     code = "unavailable"
+    http_status = 503
 
 
 class ProviderError(PosehookError):
     """The provider refused or failed the job."""
 
     code = "provider_error"
+    http_status = 502

@@ -1,4 +1,4 @@
-"""Accept a validated pose input: check the image URL, store the request, enqueue submit.
+"""Accept a validated pose input: check the image URL, then ``lifecycle.accept`` it.
 
 Shared by the native API and the fal-compatible surface, so both make the same records.
 """
@@ -10,10 +10,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from app import queues
+from app import lifecycle
 from app.models import Request
 from app.services import Services
-from app.store import requests as store
 
 
 def body_hash(payload: Mapping[str, Any]) -> str:
@@ -63,16 +62,11 @@ def accept(
     hashed = body_hash({"input": input, "webhook_url": webhook_url,
                         "webhook_events": webhook_events})
     input = prepare_input(services, input)
-    request, created = store.create(
-        services.redis, key_id=key_id, input=input, provider=settings.provider,
+    return lifecycle.accept(
+        services, key_id=key_id, input=input, provider=settings.provider,
         webhook_url=webhook_url, fal_webhook=fal_webhook, idempotency_key=idempotency_key,
         body_hash=hashed, idempotency_ttl=settings.idempotency_ttl, ttl=settings.request_ttl,
         # Stored with the record, so it already filters the first event.
-        fields={"webhook_events": json.dumps(webhook_events)} if webhook_events else None,
+        extra={"webhook_events": webhook_events} if webhook_events else None,
     )
-    if created:
-        store.add_log(services.redis, request.id, "request received")
-        queues.enqueue(services.rq, queues.SUBMIT, queues.JOB_SUBMIT, request.id,
-                       job_id=f"submit-{request.id}", retry=(1, 5, 30))
-    return request, created
 

@@ -6,6 +6,7 @@ never imports ``jobs`` or the engine, and a non-JSON argument fails at enqueue.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -35,8 +36,48 @@ JOB_INFER = "jobs.infer.infer"
 JOB_SETTLE = "jobs.settle.settle"
 JOB_DELIVER = "jobs.deliver.deliver"
 JOB_SWEEP = "jobs.sweep.sweep"
-JOB_ANNOUNCE = "jobs.settle.announce"
+JOB_SWEEP_DELIVERIES = "jobs.deliver.sweep_overdue"
+JOB_RECONCILE = "jobs.reconcile.reconcile_overdue"
 JOB_FAL_CANCEL = "jobs.reconcile.cancel_at_fal"
+
+RETRIES = (1, 5, 30)
+"""Seconds between RQ's retries of a job that raised (submit, settle)."""
+INFER_RETRIES = (2, 10, 30)
+"""Seconds between retries of an inference job whose callback was not taken."""
+FAL_CANCEL_RETRIES = (10, 60, 300, 900, 3600)
+"""Seconds between tries to tell fal about a cancel it could not take when it was made."""
+SWEEP_TIMEOUT = 120
+
+
+# -- job ids: one builder per job, so a job is never enqueued twice under two names ---------
+
+def submit_job_id(request_id: str) -> str:
+    """The submit job of a request (one: enqueued again only when it was lost)."""
+    return f"submit-{request_id}"
+
+
+def infer_job_id(request_id: str, attempt: int) -> str:
+    """The inference job of one attempt of a request."""
+    return f"infer-{request_id}-{attempt}"
+
+
+def settle_job_id(callback_id: str, again_at: float | None = None) -> str:
+    """The settle job of a callback (``again_at``: the sweeper's later try)."""
+    return f"settle-{callback_id}" + ("" if again_at is None else f"-{int(again_at)}")
+
+
+def deliver_job_id(delivery_id: str, trigger: str, attempt: int, now: float) -> str:
+    """One attempt of a delivery: by its schedule (per attempt), by hand, or by the sweeper."""
+    if trigger == "scheduled":
+        return f"deliver-{delivery_id}-{attempt}"
+    if trigger == "manual":
+        return f"deliver-{delivery_id}-manual-{int(now * 1e9)}"
+    return f"deliver-{delivery_id}-sweep-{int(now)}"
+
+
+def fal_cancel_job_id(request_id: str) -> str:
+    """The job that tells fal about a cancel."""
+    return f"fal-cancel-{request_id}"
 
 
 def rq_connection(url: str) -> Redis:
@@ -75,17 +116,68 @@ def enqueue(
         return None
 
 
-def enqueue_delivery(connection: Redis, settings: Settings, delivery_id: str, job_id: str, *,
-                     retry: bool = False, delay: float = 0) -> str | None:
+def enqueue_submit(connection: Redis, request_id: str, *, again: bool = False) -> str | None:
+    """Enqueue the hand-over of a request to its provider (``again``: only if none is there)."""
+    return enqueue(connection, SUBMIT, JOB_SUBMIT, request_id, job_id=submit_job_id(request_id),
+                   retry=RETRIES, unique=again)
+
+
+def enqueue_infer(connection: Redis, settings: Settings, request_id: str,
+                  attempt: int) -> str | None:
+    """Enqueue one inference attempt of a request, at most once."""
+    return enqueue(connection, INFERENCE, JOB_INFER, request_id,
+                   job_id=infer_job_id(request_id, attempt), timeout=settings.job_timeout,
+                   retry=INFER_RETRIES, unique=True)
+
+
+def enqueue_settle(connection: Redis, callback_id: str,
+                   again_at: float | None = None) -> str | None:
+    """Enqueue the settling of a stored callback (once; the sweeper's tries are new jobs)."""
+    return enqueue(connection, SETTLE, JOB_SETTLE, callback_id,
+                   job_id=settle_job_id(callback_id, again_at), unique=again_at is None,
+                   retry=RETRIES if again_at is None else None)
+
+
+def enqueue_delivery(connection: Redis, settings: Settings, delivery_id: str, *,
+                     trigger: str = "scheduled", attempt: int = 0, retry: bool = False,
+                     delay: float = 0, now: float | None = None) -> str | None:
     """Enqueue one attempt of a delivery, with the job timeout its lease is derived from."""
+    job_id = deliver_job_id(delivery_id, trigger, attempt, time.time() if now is None else now)
     return enqueue(connection, DELIVERY_RETRY if retry else DELIVERY, JOB_DELIVER, delivery_id,
-                   job_id=job_id, timeout=settings.delivery_job_timeout, delay=delay)
+                   trigger, job_id=job_id, timeout=settings.delivery_job_timeout, delay=delay)
 
 
-def announce(connection: Redis, request_id: str, event_type: str) -> str | None:
-    """Enqueue the fan-out of one event of a request, at most once per (request, event)."""
-    return enqueue(connection, SETTLE, JOB_ANNOUNCE, request_id, event_type,
-                   job_id=f"announce-{event_type.split('.')[-1]}-{request_id}", unique=True)
+def enqueue_sweep(connection: Redis) -> str | None:
+    """Enqueue one pass of the sweeper."""
+    return enqueue(connection, MAINTENANCE, JOB_SWEEP, timeout=SWEEP_TIMEOUT)
+
+
+def enqueue_sweep_deliveries(connection: Redis, now: float) -> str | None:
+    """Enqueue the sweeper's pass over overdue deliveries."""
+    return enqueue(connection, MAINTENANCE, JOB_SWEEP_DELIVERIES, now, timeout=SWEEP_TIMEOUT,
+                   job_id=f"sweep-deliveries-{int(now)}")
+
+
+def enqueue_reconcile(connection: Redis, now: float) -> str | None:
+    """Enqueue the sweeper's pass over fal requests whose callback is late."""
+    return enqueue(connection, MAINTENANCE, JOB_RECONCILE, now, timeout=SWEEP_TIMEOUT,
+                   job_id=f"reconcile-{int(now)}")
+
+
+def enqueue_fal_cancel(connection: Redis, request_id: str) -> str | None:
+    """Enqueue the job that tells fal about a cancel, retried until fal answers."""
+    return enqueue(connection, SUBMIT, JOB_FAL_CANCEL, request_id,
+                   job_id=fal_cancel_job_id(request_id), unique=True, retry=FAL_CANCEL_RETRIES)
+
+
+def cancel_submit(connection: Redis, request_id: str) -> None:
+    """Drop a request's submit job if it is still queued."""
+    cancel_job(connection, submit_job_id(request_id))
+
+
+def cancel_infer(connection: Redis, request_id: str, attempt: int) -> None:
+    """Drop a request's inference job if it is still queued."""
+    cancel_job(connection, infer_job_id(request_id, attempt))
 
 
 def cancel_job(connection: Redis, job_id: str) -> None:

@@ -87,7 +87,7 @@ __all__ = ["RequestCreateSchema", "ListQuerySchema", "FalInputSchema", "compact"
 
 def _event_filter(value: str) -> None:
     """Accept known event types and the ``*`` / ``request.*`` wildcards."""
-    from app.store.subscriptions import EVENT_TYPES
+    from app.models import EVENT_TYPES
 
     if value not in (*EVENT_TYPES, "*", "request.*"):
         raise ValidationError(f"unknown event type {value!r}; use one of "

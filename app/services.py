@@ -1,19 +1,30 @@
 """The collaborators one process needs, built once from Settings (no Flask).
 
-The web app keeps its Services in ``app.extensions["posehook"]``; RQ jobs call
-:func:`current`, which builds them from the environment on first use. Tests install
-their own with :func:`install`.
+Every long-lived collaborator lives here, and nowhere else at module level: the Redis
+clients, file storage, our signing key, the pose engine, pooled HTTP clients and the
+cache of fal's keys. The web app keeps its Services in ``app.extensions["posehook"]``; RQ
+jobs call :func:`current`, which builds them from the environment on first use. Tests
+install their own with :func:`install`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 
 from app.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app.engine import Engine
+    from app.signing.fal import JwksCache
+    from app.storage import LocalStorage
 
 
 @dataclass
@@ -23,7 +34,7 @@ class Services:
     settings: Settings
     redis: Redis
     rq: Redis
-    _cache: dict[str, Any] = field(default_factory=dict)
+    _cache: dict[Hashable, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -35,14 +46,14 @@ class Services:
         return cls(settings=settings, redis=connect(settings.redis_url),
                    rq=rq_connection(settings.redis_url))
 
-    def _once(self, name: str, build: Any) -> Any:
+    def _once(self, name: Hashable, build: Callable[[], Any]) -> Any:
         with self._lock:
             if name not in self._cache:
                 self._cache[name] = build()
             return self._cache[name]
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> LocalStorage:
         """Return the file storage."""
         from app.storage import LocalStorage
 
@@ -50,12 +61,43 @@ class Services:
                                                           self.settings.public_base_url))
 
     @property
-    def signing_key(self) -> Any:
+    def signing_key(self) -> Ed25519PrivateKey:
         """Return our ED25519 private key (shared through Redis)."""
         from app.signing.keys import load_signing_key
 
         return self._once("signing_key",
                           lambda: load_signing_key(self.redis, self.settings.signing_key))
+
+    @property
+    def engine(self) -> Engine:
+        """Return the pose engine, loaded on first use (the inference worker preloads it)."""
+        from app.engine import load_engine
+
+        settings = self.settings
+        return self._once(("engine", settings.engine, settings.dwpose_model_dir),
+                          lambda: load_engine(settings.engine,
+                                              settings.dwpose_model_dir or None))
+
+    def client(self, key: Hashable, build: Callable[[], httpx.Client]) -> httpx.Client:
+        """Return the pooled HTTP client made by ``build`` for ``key``, made once."""
+        return self._once(("client", key), build)
+
+    @property
+    def callback_client(self) -> httpx.Client:
+        """Return the client our inference worker calls our own ingress with."""
+        import httpx
+
+        return self.client("callback", lambda: httpx.Client(timeout=15, trust_env=False,
+                                                            follow_redirects=False))
+
+    def fal_keys(self) -> JwksCache:
+        """Return the cache of fal's webhook keys (its JWKS, refreshed at most so often)."""
+        from app.signing.fal import jwks_cache
+
+        settings = self.settings
+        return self._once(("jwks", settings.fal_jwks_url, settings.fal_jwks_min_refresh),
+                          lambda: jwks_cache(settings.fal_jwks_url,
+                                             settings.fal_jwks_min_refresh))
 
 
 _current: Services | None = None

@@ -20,11 +20,10 @@ from rq.serializers import JSONSerializer
 
 from app import queues
 from app.services import current
-from app.store.keys import key_for_last_sweep, key_for_sweep_clock
+from app.store import clock
 
 DEFAULT_INTERVAL = 30.0
 """Seconds between two sweeps."""
-SWEEP_TIMEOUT = 120
 UNFINISHED = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 log = logging.getLogger(__name__)
@@ -32,21 +31,20 @@ log = logging.getLogger(__name__)
 
 def tick(connection: Redis, interval: float) -> str | None:
     """Enqueue one sweep if this interval has none and the last one is done; return its id."""
-    if not connection.set(key_for_sweep_clock(), b"1", nx=True, px=max(1, int(interval * 1000))):
+    if not clock.take_interval(connection, interval):
         return None  # another clock enqueued this interval's sweep
-    last = connection.get(key_for_last_sweep())
+    last = clock.last_sweep(connection)
     if last:
         try:
-            status = Job.fetch(last.decode(), connection=connection,
+            status = Job.fetch(last, connection=connection,
                                serializer=JSONSerializer).get_status()
         except Exception:  # noqa: BLE001 - the job expired or vanished: nothing to wait for
             status = None
         if status in UNFINISHED:
             log.info("the last sweep (%s) is still %s; not enqueuing another", last, status)
             return None
-    job_id = queues.enqueue(connection, queues.MAINTENANCE, queues.JOB_SWEEP,
-                            timeout=SWEEP_TIMEOUT)
-    connection.set(key_for_last_sweep(), job_id or "", ex=3600)
+    job_id = queues.enqueue_sweep(connection)
+    clock.remember_sweep(connection, job_id or "")
     return job_id
 
 

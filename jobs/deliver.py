@@ -24,12 +24,12 @@ from rq.timeouts import BaseTimeoutException
 from app import events, outbound, queues
 from app.backoff import next_delay
 from app.errors import BlockedURLError
+from app.models import Attempt, Delivery, Subscription, Trigger
 from app.services import Services, current
 from app.signing import fal as fal_signing
 from app.signing import standard
 from app.store import deliveries, subscriptions
-from app.store.deliveries import FAILED, PENDING, SUCCEEDED, Delivery
-from app.store.subscriptions import Subscription
+from app.store.deliveries import FAILED, PENDING, SUCCEEDED
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,13 @@ KEEP = 20_000
 IN_PROGRESS, WORKER_LOST = "in_progress", "worker_lost"
 EARLY = 2.0
 """Seconds before its due time a job may still attempt (RQ schedules to the whole second)."""
-_clients: dict[tuple[outbound.Guard, float, float], httpx.Client] = {}
-
-
 def _client(services: Services) -> httpx.Client:
     """Return this process's pooled, guarded client."""
     settings = services.settings
     key = (outbound.Guard.from_settings(settings), settings.delivery_timeout,
            settings.delivery_connect_timeout)
-    if key not in _clients:
-        _clients[key] = outbound.client(key[0], timeout=key[1], connect_timeout=key[2])
-    return _clients[key]
+    return services.client(("deliver", *key), lambda: outbound.client(
+        key[0], timeout=key[1], connect_timeout=key[2]))
 
 
 def _headers(services: Services, delivery: Delivery, secrets: list[str] | None,
@@ -138,12 +134,11 @@ def _schedule(services: Services, delivery: Delivery, delay: float) -> None:
     """Queue the next attempt on the retry queue (sub-second delays: tests' schedules)."""
     delivery.next_attempt_at = time.time() + delay
     deliveries.save(services.redis, delivery)
-    job_id = f"deliver-{delivery.id}-{len(delivery.attempts)}"
     if delay < 1:
         time.sleep(delay)
         delay = 0
-    queues.enqueue_delivery(services.rq, services.settings, delivery.id, job_id, retry=True,
-                            delay=delay)
+    queues.enqueue_delivery(services.rq, services.settings, delivery.id,
+                            attempt=len(delivery.attempts), retry=True, delay=delay)
 
 
 def _mark_lost(delivery: Delivery) -> bool:
@@ -184,12 +179,13 @@ def _conclude(services: Services, delivery: Delivery, sub: Subscription | None,
     return f"retry in {delay:.3f}s"
 
 
-def _attempt(services: Services, delivery: Delivery, lease_until: float) -> str:
+def _attempt(services: Services, delivery: Delivery, lease_until: float,
+             trigger: Trigger) -> str:
     """Log the attempt as in progress, make it, and conclude (the caller holds the lease)."""
     _mark_lost(delivery)
-    entry: dict[str, Any] = {"at": time.time(), "url": delivery.url, "status_code": None,
-                             "error_class": IN_PROGRESS, "response": "", "retry_after": None,
-                             "duration_ms": 0}
+    entry: Attempt = {"at": time.time(), "url": delivery.url, "trigger": trigger,
+                      "status_code": None, "error_class": IN_PROGRESS, "response": "",
+                      "retry_after": None, "duration_ms": 0}
     delivery.attempts.append(entry)
     # Logged before anything else can fail: every run counts against the schedule.
     deliveries.save(services.redis, delivery, due_at=lease_until)
@@ -206,8 +202,12 @@ def _attempt(services: Services, delivery: Delivery, lease_until: float) -> str:
     return _conclude(services, delivery, sub, entry)
 
 
-def deliver(delivery_id: str) -> str:
-    """Make the next attempt of a pending delivery; schedule the one after if it fails."""
+def deliver(delivery_id: str, trigger: Trigger = "scheduled") -> str:
+    """Make the next attempt of a pending delivery; schedule the one after if it fails.
+
+    ``trigger`` says what enqueued it (the schedule, a redeliver, the sweeper); the attempt
+    log keeps it.
+    """
     svc = current()
     r = svc.redis
     token = deliveries.lease(r, delivery_id, svc.settings.delivery_lease)
@@ -221,7 +221,7 @@ def deliver(delivery_id: str) -> str:
         if (delivery.next_attempt_at or 0) > time.time() + EARLY:
             deliveries.save(r, delivery)  # due again when scheduled, not when our lease ends
             return "not due"  # a duplicate job (the sweeper's); the scheduled one comes later
-        return _attempt(svc, delivery, time.time() + svc.settings.delivery_lease)
+        return _attempt(svc, delivery, time.time() + svc.settings.delivery_lease, trigger)
     finally:
         deliveries.release(r, delivery_id, token)
 
@@ -259,8 +259,8 @@ def _revive(services: Services, delivery_id: str, now: float) -> int:
         # Before the enqueue: a worker quick to start the job must find the lease free.
         deliveries.release(services.redis, delivery_id, token)
     if wanted:
-        queues.enqueue_delivery(services.rq, services.settings, delivery_id,
-                                f"deliver-{delivery_id}-sweep-{int(now)}", retry=True)
+        queues.enqueue_delivery(services.rq, services.settings, delivery_id, trigger="sweep",
+                                retry=True, now=now)
     return int(wanted)
 
 
@@ -273,3 +273,8 @@ def sweep_deliveries(services: Services, now: float) -> int:
         except Exception:  # noqa: BLE001 - one broken record must not stop the sweep
             log.exception("sweep: cannot look at delivery %s", delivery_id)
     return count
+
+
+def sweep_overdue(now: float) -> int:
+    """The sweeper's pass (its own job): revive deliveries overdue at ``now``."""
+    return sweep_deliveries(current(), now)

@@ -1,41 +1,35 @@
-"""Run the pose engine for one request, store the picture, call our own webhook like fal does."""
+"""Run the pose engine for one request, store the picture, call our own webhook like fal does.
+
+A cancel is honoured at every step boundary (after the download, after the engine, before
+storing): the job stops there, stores nothing and sends no callback.
+"""
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from typing import Any
 
-import httpx
 from rq.timeouts import JobTimeoutException
 
+from app import fal_protocol, lifecycle
 from app.errors import PosehookError
 from app.models import Status
 from app.services import Services, current
 from app.signing import fal as fal_signing
 from app.store import requests as store
-from app.store.keys import key_for_request
 
 log = logging.getLogger(__name__)
 
 LOCAL_USER_ID = "posehook-local"
 FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp"),
            "jpeg": ("JPEG", "image/jpeg")}
+INPUT_ERRORS = fal_protocol.INPUT_ERRORS
 
-_engines: dict[tuple[str, str], Any] = {}
 
-
-def engine_for(services: Services) -> Any:
-    """Return this process's engine, loaded once (the inference worker preloads it)."""
-    from app.engine import load_engine
-
-    settings = services.settings
-    key = (settings.engine, settings.dwpose_model_dir)
-    if key not in _engines:
-        _engines[key] = load_engine(settings.engine, settings.dwpose_model_dir or None)
-    return _engines[key]
+class Cancelled(Exception):
+    """The request was cancelled while it ran: stop, store nothing."""
 
 
 def encode(image: Any, output_format: str) -> tuple[bytes, str]:
@@ -47,6 +41,12 @@ def encode(image: Any, output_format: str) -> tuple[bytes, str]:
     options = {"quality": 95} if pil_format in ("JPEG", "WEBP") else {"optimize": False}
     Image.fromarray(image).save(buffer, format=pil_format, **options)
     return buffer.getvalue(), content_type
+
+
+def _checkpoint(services: Services, request_id: str, step: str) -> None:
+    """Stop here if the request was cancelled since the job started."""
+    if lifecycle.is_cancelled(services, request_id):
+        raise Cancelled(step)
 
 
 def run_pose(services: Services, request_id: str, input: dict[str, Any]) -> dict[str, Any]:
@@ -62,12 +62,14 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any]) -> dict
                             services.storage)
     image = decode_image(data, max_pixels=settings.max_pixels)
     store.add_log(r, request_id, f"image loaded: {image.shape[1]}x{image.shape[0]}")
-    engine = engine_for(services)
-    rendering = render(engine, image, input)
+    _checkpoint(services, request_id, "after the download")
+    rendering = render(services.engine, image, input)
     people = len(rendering.keypoints.get("people", []))
     store.add_log(r, request_id, f"{rendering.engine} found {people} person(s)")
+    _checkpoint(services, request_id, "after the engine")
     output_format = input.get("output_format") or "png"
     encoded, content_type = encode(rendering.image, output_format)
+    _checkpoint(services, request_id, "before storing")
     stored = services.storage.put(encoded, content_type, f"pose.{output_format}")
     height, width = rendering.image.shape[:2]
     output: dict[str, Any] = {"image": {
@@ -82,15 +84,12 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any]) -> dict
     return output
 
 
-def callback_body(request_id: str, output: dict[str, Any] | None, error: str = "") -> bytes:
-    """Return a callback body in fal's webhook format."""
-    if output is not None:
-        body: dict[str, Any] = {"request_id": request_id, "gateway_request_id": request_id,
-                                "status": "OK", "payload": output}
-    else:
-        body = {"request_id": request_id, "gateway_request_id": request_id, "status": "ERROR",
-                "error": error, "payload": {"detail": [{"msg": error, "type": "inference_error"}]}}
-    return json.dumps(body, separators=(",", ":")).encode()
+def error_of(exc: PosehookError) -> dict[str, Any]:
+    """Return the error object a failed run reports: the caller's input, or the engine."""
+    if exc.code in INPUT_ERRORS:
+        return {"type": "input_error", "message": exc.message,
+                "field": exc.field or "input.image_url"}
+    return {"type": exc.code, "message": exc.message}
 
 
 def send_callback(services: Services, request_id: str, body: bytes) -> None:
@@ -98,49 +97,56 @@ def send_callback(services: Services, request_id: str, body: bytes) -> None:
     headers = fal_signing.sign(services.signing_key, request_id, LOCAL_USER_ID, body)
     headers["Content-Type"] = "application/json"
     url = services.settings.callback_base_url + "/webhooks/fal"
-    answer = httpx.post(url, content=body, headers=headers, timeout=15)
+    answer = services.callback_client.post(url, content=body, headers=headers)
     if answer.status_code != 200:
         raise RuntimeError(f"callback to {url} answered {answer.status_code}")
+
+
+def _run(services: Services, record: Any) -> bytes | None:
+    """Run a started request; return its callback body (None when it was cancelled)."""
+    request_id = record.id
+    r = services.redis
+    try:
+        output = run_pose(services, request_id, record.input)
+        return fal_protocol.callback_body(request_id, output)
+    except Cancelled as stop:
+        store.add_log(r, request_id, f"inference stopped {stop}: the request was cancelled")
+        return None
+    except PosehookError as exc:
+        error = error_of(exc)
+    except JobTimeoutException:
+        error = {"type": "timeout",
+                 "message": f"inference took longer than the limit of "
+                            f"{services.settings.job_timeout} s"}
+    except Exception:  # noqa: BLE001 - a bug must fail the request, not the worker
+        log.exception("inference failed for %s", request_id)
+        error = {"type": "engine_error",
+                 "message": "internal error while running the pose engine; it has been logged"}
+    store.add_log(r, request_id, f"failed: {error['message']}", "ERROR")
+    return fal_protocol.callback_body(request_id, None, error)
 
 
 def infer(request_id: str) -> str:
     """Run one request: IN_QUEUE → IN_PROGRESS, engine, storage, callback (retried by RQ)."""
     svc = current()
-    r = svc.redis
-    record = store.get(r, request_id)
+    record = store.get(svc.redis, request_id)
     if record is None or record.status.is_terminal:
         return "skipped"
-    pending = r.hget(key_for_request(request_id), "local_result")
-    if pending is None:
+    if not record.local_result:
         # Only the job that moves the request to IN_PROGRESS runs it; a request left
         # IN_PROGRESS by a dead worker is the sweeper's to retry when its lease runs out.
+        attempt = record.attempts + 1
         lease = time.time() + svc.settings.job_timeout + svc.settings.lease_grace
-        if record.status is not Status.IN_QUEUE or not store.transition(
-                r, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
-                {"started_at": repr(time.time()), "attempts": str(record.attempts + 1)},
-                lease_until=lease):
+        if record.status is not Status.IN_QUEUE or not lifecycle.start(
+                svc, record, lease_until=lease, fields={"attempts": attempt},
+                note=f"inference started (attempt {attempt})"):
             return "skipped"
-        from jobs.settle import announce
-
-        announce(request_id, "request.started")
-        store.add_log(r, request_id, f"inference started (attempt {record.attempts + 1})")
-        try:
-            body = callback_body(request_id, run_pose(svc, request_id, record.input))
-        except PosehookError as exc:
-            store.add_log(r, request_id, f"failed: {exc.message}", "ERROR")
-            body = callback_body(request_id, None, exc.message)
-        except JobTimeoutException:
-            message = f"inference took longer than the limit of {svc.settings.job_timeout} s"
-            store.add_log(r, request_id, message, "ERROR")
-            body = callback_body(request_id, None, message)
-        except Exception:  # noqa: BLE001 - a bug must fail the request, not the worker
-            log.exception("inference failed for %s", request_id)
-            message = "internal error while running the pose engine; it has been logged"
-            store.add_log(r, request_id, message, "ERROR")
-            body = callback_body(request_id, None, message)
+        body = _run(svc, record)
+        if body is None:
+            return "cancelled"
         # Kept so a retry after a failed callback re-sends instead of re-running the model.
-        store.update(r, request_id, local_result=body.decode())
+        store.update(svc.redis, request_id, local_result=body.decode())
     else:
-        body = pending.encode()
+        body = record.local_result.encode()
     send_callback(svc, request_id, body)
     return "called back"

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 
+from app import fal_protocol, lifecycle
 from app.errors import ProviderError
 from app.models import Status
 from app.providers.fal import FalProvider, FalRequestUnknown
-from app.services import Services
+from app.services import Services, current
 from app.store import requests as store
-from app.store.keys import key_for_leases, key_for_request
-from jobs.settle import apply, give_up
+from app.store import tracking
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _poll(services: Services, request_id: str, ref: str, now: float) -> str:
     try:
         state = provider.status(services, ref)
         if state.get("status") != "COMPLETED":
-            r.zadd(key_for_leases(), {request_id: later})
+            tracking.extend_lease(r, request_id, later)
             return "still running"
         code, body = provider.result(services, ref)
     except FalRequestUnknown as exc:
@@ -39,15 +39,9 @@ def _poll(services: Services, request_id: str, ref: str, now: float) -> str:
         code, body = 404, {"detail": str(exc)}
     except ProviderError as exc:
         log.warning("reconciling %s: %s", request_id, exc)
-        r.zadd(key_for_leases(), {request_id: later})
+        tracking.extend_lease(r, request_id, later)
         return "fal unreachable"
-    if code < 400 and isinstance(body, dict):
-        payload = {"status": "OK", "payload": body}
-    else:
-        detail = body.get("detail") if isinstance(body, dict) else body
-        payload = {"status": "ERROR", "error": f"fal answered {code}",
-                   "payload": {"detail": detail}}
-    event = apply(services, request_id, payload, "fal")
+    event = lifecycle.settle(services, request_id, fal_protocol.status_payload(code, body), "fal")
     if event != "ignored":
         store.add_log(r, request_id, "no callback came; settled from fal's status API",
                       "WARNING")
@@ -63,47 +57,47 @@ def reconcile(services: Services, now: float) -> int:
     """Poll fal for every fal request past its lease; fail lost submissions; return how many."""
     r = services.redis
     count = 0
-    for request_id in store.expired_leases(r, now):
+    for request_id in tracking.expired_leases(r, now):
         record = store.get(r, request_id)
         if record is None or record.provider != "fal":
             continue
         if record.status is not Status.IN_PROGRESS:
-            r.zrem(key_for_leases(), request_id)
+            tracking.forget_lease(r, request_id)
             continue
         try:
             _poll(services, request_id, record.provider_ref, now)
         except Exception as exc:  # noqa: BLE001 - one bad request must not stop the others
             log.exception("reconciling %s failed", request_id)
-            if not give_up(services, request_id, exc):
-                r.zadd(key_for_leases(), {request_id: _later(services, now)})
+            if not lifecycle.settle_failed(services, request_id, exc):
+                tracking.extend_lease(r, request_id, _later(services, now))
         count += 1
-    for request_id in store.stale_queued(r, now - services.settings.reconcile_after):
+    for request_id in tracking.stale_queued(r, now - services.settings.reconcile_after):
         record = store.get(r, request_id)
-        sent = r.hget(key_for_request(request_id), "fal_submitted_at")
-        if record is None or record.provider != "fal" or record.provider_ref or not sent:
+        if (record is None or record.provider != "fal" or record.provider_ref
+                or record.fal_submitted_at is None):
             continue
-        if float(sent) > now - services.settings.reconcile_after:
+        if record.fal_submitted_at > now - services.settings.reconcile_after:
             continue
-        why = (r.hget(key_for_request(request_id), "fal_submit_lost")
-               or "fal's answer to our submission was lost")
+        why = record.fal_submit_lost or "fal's answer to our submission was lost"
         reason = f"{why} and no callback came in {services.settings.reconcile_after} s"
-        if store.fail(r, request_id, (Status.IN_QUEUE,), "provider_lost", reason, now):
-            from app import events
-
-            events.emit(services, request_id, "request.failed")
+        lifecycle.fail(services, request_id, {"type": "provider_lost", "message": reason},
+                       sources=(Status.IN_QUEUE,), now=now)
         count += 1
     return count
 
 
+def reconcile_overdue(now: float) -> int:
+    """The sweeper's pass (its own job): reconcile fal requests overdue at ``now``."""
+    return reconcile(current(), now)
+
+
 def cancel_at_fal(request_id: str) -> str:
     """Tell fal about a cancel it could not take when it was asked; raise to be retried."""
-    from app.services import current
-
     services = current()
     record = store.get(services.redis, request_id)
     if record is None or not record.provider_ref:
         return "nothing to cancel at fal"
-    code = FalProvider().cancel(services, record)
+    code = FalProvider().send_cancel(services, record)
     if code in (200, 202, 400, 404):  # cancelled, or fal has finished or forgotten it
         store.add_log(services.redis, request_id, f"fal answered the cancel with {code}")
         return f"fal answered {code}"

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
+from app import lifecycle
 from app.errors import PosehookError
 from app.models import Status
 from app.providers import get_provider
@@ -23,20 +22,12 @@ def submit(request_id: str) -> str:
     try:
         ref = provider.submit(svc, record)
     except PosehookError as exc:
-        store.transition(svc.redis, request_id, (Status.IN_QUEUE,), Status.FAILED, {
-            "error": {"type": exc.code, "message": exc.message},
-            "completed_at": repr(time.time())})
-        store.add_log(svc.redis, request_id, f"provider refused the request: {exc.message}",
-                      "ERROR")
-        from jobs.settle import announce
-
-        announce(request_id, "request.failed")
+        lifecycle.fail(svc, request_id, {"type": exc.code, "message": exc.message},
+                       f"provider refused the request: {exc.message}",
+                       sources=(Status.IN_QUEUE,))
         return "failed"
     if not ref:
         store.add_log(svc.redis, request_id, "handed to the provider; waiting for its callback")
         return "awaiting"
     store.add_log(svc.redis, request_id, f"submitted to the {provider.name} provider")
-    from app import events
-
-    events.emit(svc, request_id, "request.queued")
     return ref

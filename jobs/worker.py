@@ -10,15 +10,13 @@ import logging
 import os
 import socket
 import threading
-import time
 
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from app import queues
 from app.services import current
-from app.store.keys import key_for_worker_heartbeat
-from jobs.infer import engine_for
+from app.store import workers
 
 HEARTBEAT_SECONDS = 10
 
@@ -26,12 +24,9 @@ HEARTBEAT_SECONDS = 10
 def _beat(name: str, engine: str, stop: threading.Event) -> None:
     """Refresh this worker's heartbeat until stopped (expires 3 beats after a crash)."""
     svc = current()
-    key = key_for_worker_heartbeat(name)
     while not stop.is_set():
         try:
-            svc.redis.hset(key, mapping={"name": name, "engine": engine,
-                                         "beat": repr(time.time())})
-            svc.redis.expire(key, HEARTBEAT_SECONDS * 3)
+            workers.beat(svc.redis, name, engine, HEARTBEAT_SECONDS * 3)
         except Exception:  # noqa: BLE001 - Redis blips must not kill the worker
             logging.getLogger(__name__).warning("heartbeat failed", exc_info=True)
         stop.wait(HEARTBEAT_SECONDS)
@@ -41,7 +36,7 @@ def main() -> None:
     """Preload the engine, then work the inference queue until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     svc = current()
-    engine = engine_for(svc)
+    engine = svc.engine
     name = f"inference-{socket.gethostname()}-{os.getpid()}"
     logging.getLogger(__name__).info("engine %s %s loaded", engine.name, engine.version)
     stop = threading.Event()
@@ -56,7 +51,7 @@ def main() -> None:
         worker.work(with_scheduler=True)
     finally:
         stop.set()
-        svc.redis.delete(key_for_worker_heartbeat(name))
+        workers.forget(svc.redis, name)
 
 
 if __name__ == "__main__":

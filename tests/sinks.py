@@ -74,3 +74,27 @@ class Sink:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def serve_photo(data: bytes, delay: float = 0.0,
+                before: Callable[[], None] | None = None) -> tuple[http.server.HTTPServer, str]:
+    """Serve ``data`` as a JPEG on 127.0.0.1 after ``delay`` s (``before`` runs first, while
+    the downloader waits); return the server and the photo's URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            if before is not None:
+                before()
+            time.sleep(delay)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"

@@ -12,7 +12,7 @@ import pytest
 
 from app.models import Status
 from app.signing import fal as fal_signing
-from app.store import apikeys
+from app.store import apikeys, tracking
 from app.store import requests as store
 from app.store.keys import key_for_queue
 from tests.conftest import SAMPLE
@@ -57,7 +57,7 @@ def test_a_proxy_token_stands_for_its_key_on_the_proxy_only(live, http, services
                 f"pht_key_other.{expires}.{mac}", "pht_", f"pht_{key_id}.{expires}"):
         answer = call(live, SUBMIT, bad, json={"image_url": DATA_URI})
         assert answer.status_code == 401 and "detail" in answer.json(), bad
-    from app.api import auth
+    import app.api as auth
 
     with app.app_context():
         old = auth.proxy_token(key_id, int(time.time()) - 1)
@@ -225,7 +225,7 @@ def test_forward_mode_a_cancel_fal_takes_cancels_our_record_too(fal, live, api_k
     request_id = store.find_by_provider_ref(services.redis, "fal", fal_id)
     assert store.get(services.redis, request_id).status is Status.CANCELLED
     run_jobs()  # the announcement
-    assert store.events_owed(services.redis, time.time() + 1) == []
+    assert tracking.events_owed(services.redis, time.time() + 1) == []
 
 
 def test_forward_mode_passes_the_storage_upload_initiate_on(fal, live, api_key):
@@ -260,9 +260,11 @@ def test_forward_mode_a_submit_fal_refuses_is_failed_and_announced(fal, live, ht
         assert answer.status_code == 500  # fal's own answer, passed on
         run_jobs()
         events = [json.loads(got.body) for got in sink.received]
-        assert [e["type"] for e in events] == ["request.failed"]
-        assert events[0]["data"]["status"] == "FAILED"
-        assert "fal refused" in events[0]["data"]["error"]["message"]
+        events.sort(key=lambda e: e["data"]["sequence"])
+        assert [(e["type"], e["data"]["sequence"]) for e in events] == [
+            ("request.queued", 1), ("request.failed", 2)]
+        assert events[1]["data"]["status"] == "FAILED"
+        assert "fal refused" in events[1]["data"]["error"]["message"]
     finally:
         sink.stop()
 

@@ -181,7 +181,7 @@ def test_cancel_while_queued_is_202_and_the_job_never_runs(http, services, body,
 
 def test_cancel_after_finish_is_400(http, services, body):
     request_id = http.post("/v1/requests", json=body).json()["request_id"]
-    store.transition(services.redis, request_id, (Status.IN_QUEUE,), Status.FAILED,
+    store.transition(services.redis, request_id, Status.FAILED, (Status.IN_QUEUE,),
                      {"error": {"type": "x", "message": "y"}})
     answer = http.put(f"/v1/requests/{request_id}/cancel")
     assert answer.status_code == 400

@@ -54,6 +54,24 @@ def submit(http) -> str:
     return answer.json()["request_id"]
 
 
+def fal_finished(fal, seconds: float = 10) -> None:
+    """Wait until the stand-in fal has finished every request it holds (its own work)."""
+    deadline = time.monotonic() + seconds
+    while any(job.status != "COMPLETED" for job in fal.jobs.values()):
+        assert time.monotonic() < deadline, "fal did not finish its requests"
+        time.sleep(0.05)
+
+
+def reconciled(services, run_jobs, swept: dict) -> int:
+    """Run the reconcile pass a sweep enqueued; return how many requests it looked at."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    run_jobs()
+    job = Job.fetch(swept["reconciled"], connection=services.rq, serializer=JSONSerializer)
+    return job.return_value()
+
+
 def wait_terminal(services, run_jobs, request_id: str, seconds: float = 15) -> store.Request:
     """Run jobs until the request ends (callbacks arrive from the stand-in's thread)."""
     deadline = time.time() + seconds
@@ -136,9 +154,8 @@ def test_a_lost_callback_is_reconciled_from_fals_status_api(http, services, run_
     fal.callback = "drop"
     request_id = submit(http)
     run_jobs()
-    time.sleep(1.5)  # past reconcile_after
-    result = sweep()
-    assert result["reconciled"] == 1
+    fal_finished(fal)
+    assert reconciled(services, run_jobs, sweep(now=time.time() + 1.5)) == 1  # past its lease
     record = store.get(services.redis, request_id)
     assert record.status is Status.COMPLETED
     assert httpx.get(record.output["image"]["url"]).content == fal.result_image()
@@ -151,9 +168,7 @@ def test_a_request_fal_has_forgotten_fails_with_the_reason(http, services, run_j
     request_id = submit(http)
     run_jobs()
     fal.jobs.clear()  # fal lost it: its status API answers 404
-    time.sleep(1.5)
-    assert sweep()["reconciled"] == 1
-    run_jobs()
+    assert reconciled(services, run_jobs, sweep(now=time.time() + 1.5)) == 1
     record = store.get(services.redis, request_id)
     assert record.status is Status.FAILED
     assert "404" in record.error["message"] and "does not know" in json.dumps(record.error)
@@ -193,7 +208,7 @@ def test_a_retried_submit_job_never_sends_twice(http, services, run_jobs, fal):
     fal.callback = "drop"
     request_id = submit(http)
     run_jobs()
-    store.transition(services.redis, request_id, (Status.IN_PROGRESS,), Status.IN_QUEUE)
+    store.transition(services.redis, request_id, Status.IN_QUEUE, (Status.IN_PROGRESS,))
     store.update(services.redis, request_id, provider_ref="")
     assert submit_job(request_id) == "awaiting"
     assert len(fal.submits) == 1
@@ -254,8 +269,7 @@ def test_a_lost_submit_answer_with_no_callback_fails_with_the_reason(impatient, 
     request_id = submit(http)
     run_jobs()
     assert store.get(services.redis, request_id).status is Status.IN_QUEUE
-    time.sleep(1.2)  # past reconcile_after
-    assert sweep()["reconciled"] == 1
+    assert reconciled(services, run_jobs, sweep(now=time.time() + 1.2)) == 1
     record = store.get(services.redis, request_id)
     assert record.status is Status.FAILED and record.error["type"] == "provider_lost"
     assert record.error["message"] == ("fal's answer was lost (ReadTimeout) and no callback "
@@ -379,14 +393,14 @@ def test_a_cancel_while_the_submit_is_in_flight_is_sent_to_fal(http, services, r
 
 def test_a_cancel_that_read_the_record_just_before_the_link_is_sent_to_fal(
         app, http, services, run_jobs, fal):
-    from app.api.requests import cancel_request
+    from app.lifecycle import cancel
 
     fal.delay = 30
     request_id = submit(http)
     before_link = store.get(services.redis, request_id)  # what the cancel read: no fal id yet
     run_jobs()  # the submit links fal's id and marks the request running
     with app.app_context():
-        cancel_request(before_link)  # its change comes after the link
+        cancel(services, before_link)  # its change comes after the link
     run_jobs()
     assert store.get(services.redis, request_id).status is Status.CANCELLED
     assert next(iter(fal.jobs.values())).cancelled is True

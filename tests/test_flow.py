@@ -19,33 +19,15 @@ from PIL import Image
 
 from app import queues
 from app.store import apikeys
+from tests import sinks
 from tests.conftest import SAMPLE
 from tests.contract import check
 from tests.stack import Stack
 
 
-class _PhotoHandler(http.server.BaseHTTPRequestHandler):
-    delay = 0.0
-
-    def do_GET(self):  # noqa: N802 - the stdlib's name
-        time.sleep(self.delay)
-        data = SAMPLE.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-def serve_photo(delay: float = 0.0) -> tuple[http.server.ThreadingHTTPServer, str]:
+def serve_photo(delay: float = 0.0):
     """Serve the sample photo on 127.0.0.1 (after ``delay`` seconds)."""
-    handler = type("Handler", (_PhotoHandler,), {"delay": delay})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
+    return sinks.serve_photo(SAMPLE.read_bytes(), delay)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
-"""The layout rules of STYLE.md, checked on every run."""
+"""The layout rules of docs/architecture.md, checked on every run."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,68 @@ def test_only_config_reads_the_environment(path):
     if _rel(path) == "app/config.py":
         return
     assert "os.environ" not in path.read_text() and "getenv(" not in path.read_text()
+
+
+REDIS_ONLY = re.compile(
+    r"\.(hget|hgetall|hset|hsetnx|hincrby|hmget|zadd|zrem|zcard|zrank|zrange|zrangebyscore|"
+    r"zrevrange|zrevrangebyscore|eval|evalsha|register_script|scan_iter|rpush|lrange|ltrim|"
+    r"sadd|srem|smembers|mget|pipeline|ping|expire|incr|incrby)\(")
+REDIS_CLIENT = re.compile(r"\b(r|redis|rq|connection|client)\.(get|set|delete|exists)\(")
+REDIS_ALLOWED = {"app/embedded_redis.py"}
+"""It starts the server it pings, before any Services exist."""
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if not _rel(p).startswith("app/store/")],
+                         ids=_rel)
+def test_only_the_store_talks_to_redis(path):
+    if _rel(path) in REDIS_ALLOWED:
+        return
+    text = path.read_text()
+    found = REDIS_ONLY.findall(text) + [m[1] for m in REDIS_CLIENT.findall(text)]
+    assert not found, f"{_rel(path)} calls Redis ({found}); add a function to app/store"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_rel)
+def test_only_the_lifecycle_moves_a_request(path):
+    if _rel(path) in ("app/lifecycle.py", "app/store/requests.py"):
+        return
+    assert "transition(" not in path.read_text(), _rel(path)
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if _rel(p).startswith("jobs/")], ids=_rel)
+def test_jobs_import_no_other_job_module(path):
+    own = "jobs." + path.stem
+    for module in _imports(path):
+        assert not module.startswith("jobs") or module == own, module
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if _rel(p).startswith("app/api/")], ids=_rel)
+def test_blueprints_import_only_the_api_package_and_their_own_parts(path):
+    # app/api/<x>.py may import app.api; app/api/<pkg>/<y>.py also its own app.api.<pkg>.*
+    rel = _rel(path)
+    own = "app.api." + rel.split("/")[2].removesuffix(".py") if rel.count("/") > 2 else None
+    for module in _imports(path):
+        if module.startswith("app.api") and module != "app.api":
+            assert rel == "app/api/__init__.py" or (own and module.startswith(own)), (
+                f"{rel} imports {module}")
+
+
+def test_enqueues_and_job_ids_only_in_queues():
+    for path in SOURCES:
+        if _rel(path) == "app/queues.py":
+            continue
+        text = path.read_text()
+        assert "queues.enqueue(" not in text, _rel(path)
+        for prefix in ("submit-", "infer-", "settle-", "deliver-", "fal-cancel-"):
+            assert f'"{prefix}' not in text and f"'{prefix}" not in text, (_rel(path), prefix)
+
+
+def test_no_module_level_caches_outside_services():
+    for path in SOURCES:
+        if _rel(path) in ("app/services.py",) or _rel(path).startswith("app/engine/"):
+            continue
+        text = path.read_text()
+        assert not re.search(r"^_\w*(clients|caches|engines)\b\s*[:=]", text, re.M), _rel(path)
 
 
 def _loaded_after(statement: str) -> set[str]:

@@ -6,7 +6,7 @@ import time
 
 from app import queues
 from app.models import Status
-from app.store import callbacks
+from app.store import callbacks, tracking
 from app.store import requests as store
 from jobs import sweep
 
@@ -15,7 +15,7 @@ def _running(services, attempts: int, lease_until: float) -> str:
     record, _ = store.create(services.redis, key_id="k", input={"image_url": "x"},
                              provider="local")
     store.update(services.redis, record.id, provider_ref=record.id)
-    store.transition(services.redis, record.id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
+    store.transition(services.redis, record.id, Status.IN_PROGRESS, (Status.IN_QUEUE,),
                      {"attempts": str(attempts), "started_at": repr(time.time())},
                      lease_until=lease_until)
     return record.id
@@ -26,7 +26,7 @@ def test_lost_worker_with_attempts_left_is_queued_again(services):
     assert sweep.recover_lost_workers(services, time.time()) == 1
     record = store.get(services.redis, request_id)
     assert record.status is Status.IN_QUEUE
-    assert store.queue_position(services.redis, request_id) == 0
+    assert tracking.queue_position(services.redis, request_id) == 0
     jobs = queues.queue(services.rq, queues.INFERENCE).job_ids
     assert jobs == [f"infer-{request_id}-1"]
 
@@ -37,7 +37,7 @@ def test_lost_worker_out_of_attempts_fails_with_the_reason(services):
     record = store.get(services.redis, request_id)
     assert record.status is Status.FAILED
     assert record.error["type"] == "worker_lost"
-    assert store.expired_leases(services.redis, time.time()) == []
+    assert tracking.expired_leases(services.redis, time.time()) == []
 
 
 def test_a_live_lease_is_left_alone(services):
@@ -115,8 +115,8 @@ def test_a_terminal_event_lost_in_a_crash_is_sent_by_the_sweeper_once(services, 
     import json
 
     from app import events
+    from app.lifecycle import settle as apply
     from app.store import subscriptions
-    from jobs.settle import apply
     from tests.sinks import Sink
 
     sink = Sink().start()
@@ -124,9 +124,10 @@ def test_a_terminal_event_lost_in_a_crash_is_sent_by_the_sweeper_once(services, 
         subscriptions.create(services.redis, "k", sink.url, ["request.completed"])
         request_id = _running(services, attempts=1, lease_until=time.time() + 60)
         # The settle worker dies right after the state change, before the fan-out.
-        assert store.transition(services.redis, request_id, (Status.IN_PROGRESS,),
-                                Status.COMPLETED, {"output": {"image": {"url": "u"}}})
-        assert store.events_owed(services.redis, time.time() + 1) == [request_id]
+        assert store.transition(services.redis, request_id, Status.COMPLETED,
+                                (Status.IN_PROGRESS,), {"output": {"image": {"url": "u"}}},
+                                announce=False) is not None
+        assert tracking.events_owed(services.redis, time.time() + 1) == [request_id]
         assert apply(services, request_id, {"status": "OK", "payload": {}}, "local") == "ignored"
         assert events.announce_owed(services, time.time() + 1) == 1
         assert events.announce_owed(services, time.time() + 1) == 0  # paid
@@ -138,6 +139,6 @@ def test_a_terminal_event_lost_in_a_crash_is_sent_by_the_sweeper_once(services, 
         other = _running(services, attempts=1, lease_until=time.time() + 60)
         assert apply(services, other, {"status": "OK", "payload": {}}, "local") == \
             "request.completed"
-        assert store.events_owed(services.redis, time.time() + 1) == []
+        assert tracking.events_owed(services.redis, time.time() + 1) == []
     finally:
         sink.stop()

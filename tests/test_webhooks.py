@@ -21,7 +21,7 @@ def _linked_request(services) -> str:
     record, _ = store.create(services.redis, key_id="key_x", input={"image_url": "x"},
                              provider="local")
     store.link_provider_ref(services.redis, "local", record.id, record.id, 3600)
-    store.transition(services.redis, record.id, (Status.IN_QUEUE,), Status.IN_PROGRESS)
+    store.transition(services.redis, record.id, Status.IN_PROGRESS, (Status.IN_QUEUE,))
     return record.id
 
 

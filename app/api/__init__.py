@@ -1,10 +1,27 @@
-"""HTTP in: one blueprint per resource, all registered here."""
+"""HTTP in: one blueprint per resource, all registered here, and what they share.
+
+Blueprint modules import nothing of each other: what two of them need (the Services, API-key
+authentication) lives here, and domain logic lives outside ``app/api`` (``app.lifecycle``).
+
+Authentication is ``Authorization: Key <key>`` (fal's form) or ``Bearer <key>``. The fal
+proxy also takes short-lived proxy tokens (``pht_<key id>.<expiry>.<mac>``), which a backend
+makes for its browser code, so the page never holds the API key itself: the "session" of
+fal's server-side proxy pattern, without cookies.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
 
+from flask import Flask, current_app, g, request
+
+from app.errors import AuthError
 from app.services import Services
+from app.signing.keys import check_url_token, url_token
+from app.store import apikeys
 
 
 def services() -> Services:
@@ -19,3 +36,61 @@ def register(app: Flask) -> None:
     for module in (ops, requests, files, webhooks, subscriptions, fal):
         app.register_blueprint(module.bp)
     errors.register(app)
+
+
+PROXY_TOKEN_PREFIX = "pht_"
+
+
+def presented_key() -> str:
+    """Return the key in the Authorization header, or ''."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("key", "bearer"):
+        return value.strip()
+    return ""
+
+
+def proxy_token(key_id: str, expires_at: int) -> str:
+    """Return a proxy token for an API key, good until ``expires_at`` (epoch seconds)."""
+    value = f"{key_id}.{expires_at}"
+    return f"{PROXY_TOKEN_PREFIX}{value}.{url_token(services().signing_key, 'proxy', value)}"
+
+
+def _from_proxy_token(token: str) -> apikeys.ApiKey:
+    """Return the key a proxy token stands for, or raise AuthError (expired, forged, revoked)."""
+    key_id, _, rest = token[len(PROXY_TOKEN_PREFIX):].partition(".")
+    expires, _, mac = rest.partition(".")
+    value = f"{key_id}.{expires}"
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or \
+            not check_url_token(services().signing_key, "proxy", value, mac):
+        raise AuthError("Invalid proxy token")
+    if int(expires) < time.time():
+        raise AuthError("Proxy token expired: ask your backend for a new one")
+    record = apikeys.get_live(services().redis, key_id)
+    if record is None:
+        raise AuthError("Invalid or revoked API key")
+    return record
+
+
+def authenticate(proxy_tokens: bool = False) -> apikeys.ApiKey:
+    """Return the caller's key record or raise AuthError."""
+    key = presented_key()
+    if not key:
+        raise AuthError("Missing API key: send 'Authorization: Key <your key>'")
+    if proxy_tokens and key.startswith(PROXY_TOKEN_PREFIX):
+        return _from_proxy_token(key)
+    record = apikeys.authenticate(services().redis, key)
+    if record is None:
+        raise AuthError("Invalid or revoked API key")
+    return record
+
+
+def require_api_key(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Run the view only for a valid key; the record is ``g.api_key``."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        g.api_key = authenticate()
+        return view(*args, **kwargs)
+
+    return wrapped

@@ -12,26 +12,9 @@ from app import errors as e
 
 log = logging.getLogger(__name__)
 
-STATUS = {
-    e.TooLargeError: 413,
-    e.InvalidInputError: 422,
-    e.FetchError: 422,
-    e.AuthError: 401,
-    e.SignatureError: 401,
-    e.NotFoundError: 404,
-    e.ConflictError: 409,
-    e.InvalidStateError: 400,
-    e.UnavailableError: 503,
-    e.ProviderError: 502,
-}
-
-
 def status_for(error: e.PosehookError) -> int:
-    """Return the HTTP status of a posehook error (most specific class first)."""
-    for kind in type(error).__mro__:
-        if kind in STATUS:
-            return STATUS[kind]
-    return 500
+    """Return the HTTP status of a posehook error (each class says its own)."""
+    return error.http_status
 
 
 def body(code: str, status: int, message: str, errors: dict | None = None):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request, send_file
 
-from app.api import services
-from app.api.auth import require_api_key
+from app.api import require_api_key, services
 from app.errors import InvalidInputError, NotFoundError, TooLargeError
 
 bp = Blueprint("files", __name__)

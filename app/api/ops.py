@@ -8,11 +8,11 @@ import time
 from flask import Blueprint, Response, jsonify, send_file
 from redis.exceptions import RedisError
 
-from app import queues
+from app import queues, store
 from app.api import services
 from app.signing.keys import jwks
-from app.store import deliveries
-from app.store.keys import key_for_leases, key_for_queue, key_for_worker_heartbeat
+from app.store import deliveries, tracking
+from app.store import workers as inference_workers
 
 bp = Blueprint("ops", __name__)
 
@@ -37,14 +37,10 @@ def readyz():
     inference worker is alive (its heartbeat); report queues and the workers' engines."""
     svc = services()
     try:
-        svc.redis.ping()
+        store.reachable(svc.redis)
     except Exception:  # noqa: BLE001 - any Redis failure means "not ready"
         return jsonify({"status": "unavailable", "redis": "down"}), 503
-    workers = []
-    for key in svc.redis.scan_iter(key_for_worker_heartbeat("*"), count=100):
-        info = svc.redis.hgetall(key)
-        if info:
-            workers.append(info)
+    workers = inference_workers.alive(svc.redis)
     pending = {"count": deliveries.pending_count(svc.redis),
                "oldest_age_seconds": round(deliveries.oldest_pending_age(svc.redis, time.time()),
                                            3)}
@@ -73,10 +69,11 @@ def _metrics_text() -> str:
     lines = ["# TYPE posehook_up gauge", "posehook_up 1", "# TYPE posehook_queue_depth gauge"]
     for name, depth in _queue_depths().items():
         lines.append(f'posehook_queue_depth{{queue="{name}"}} {depth}')
+    counts = tracking.counts(svc.redis)
     lines += ["# TYPE posehook_requests_queued gauge",
-              f"posehook_requests_queued {svc.redis.zcard(key_for_queue())}",
+              f"posehook_requests_queued {counts['queued']}",
               "# TYPE posehook_requests_running gauge",
-              f"posehook_requests_running {svc.redis.zcard(key_for_leases())}",
+              f"posehook_requests_running {counts['running']}",
               "# TYPE posehook_deliveries_pending gauge",
               f"posehook_deliveries_pending {deliveries.pending_count(svc.redis)}",
               "# TYPE posehook_delivery_oldest_pending_seconds gauge",

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
 
-from app import intake, queues
-from app.api import services
-from app.api.auth import require_api_key
-from app.errors import InvalidInputError, InvalidStateError, ProviderError
+from app import intake, lifecycle
+from app.api import require_api_key, services
+from app.errors import InvalidInputError
 from app.models import Request, Status
 from app.schemas import ListQuerySchema, RequestCreateSchema, compact, load
 from app.store import requests as store
+from app.store import tracking
 
 bp = Blueprint("requests", __name__, url_prefix="/v1/requests")
 
@@ -43,7 +42,7 @@ def status_body(record: Request, with_logs: bool) -> dict[str, Any]:
     r = services().redis
     body: dict[str, Any] = {"request_id": record.id, "status": record.status.value}
     if record.status is Status.IN_QUEUE:
-        position = store.queue_position(r, record.id)
+        position = tracking.queue_position(r, record.id)
         body["queue_position"] = position if position is not None else 0
     body.update(urls(record.id))
     body["metrics"] = metrics(record)
@@ -85,17 +84,6 @@ def prefer_wait() -> int:
     return int(digits)
 
 
-def wait_until_done(request_id: str, seconds: float) -> Request | None:
-    """Poll the record until it is terminal or ``seconds`` pass; return it."""
-    r = services().redis
-    deadline = time.monotonic() + seconds
-    record = store.get(r, request_id)
-    while record is not None and not record.status.is_terminal and time.monotonic() < deadline:
-        time.sleep(0.1)
-        record = store.get(r, request_id)
-    return record
-
-
 @bp.post("")
 @require_api_key
 def create():
@@ -108,7 +96,7 @@ def create():
         idempotency_key=_idempotency_key(), webhook_events=data.get("webhook_events"),
     )
     if wait:
-        record = wait_until_done(record.id, wait) or record
+        record = lifecycle.wait(services(), record.id, wait) or record
     body = record_body(record) if record.status.is_terminal else status_body(record, False)
     response = jsonify(body)
     response.status_code = 200 if record.status.is_terminal else 202
@@ -155,51 +143,12 @@ def result(request_id: str):
     return jsonify(record_body(record))
 
 
-def cancel_request(record: Request) -> Request:
-    """Cancel a queued or running request; raise InvalidStateError once it has finished."""
-    svc = services()
-    tell_fal_later = False
-    if record.provider == "fal" and not record.status.is_terminal:
-        from app.providers.fal import FalProvider
-
-        try:  # one quick try: the caller is waiting
-            answer = FalProvider().cancel(svc, record, retry=False)
-        except ProviderError:
-            answer = 0
-        if answer == 400:
-            raise InvalidStateError(f"fal already finished request {record.id}; "
-                                    "its result arrives by callback")
-        tell_fal_later = answer not in (200, 202)
-    moved = store.transition(svc.redis, record.id, (Status.IN_QUEUE, Status.IN_PROGRESS),
-                             Status.CANCELLED, {"completed_at": repr(time.time())})
-    if not moved:
-        current = store.get(svc.redis, record.id) or record
-        raise InvalidStateError(
-            f"Request {record.id} already finished with status {current.status.value}; "
-            "only queued or running requests can be cancelled")
-    store.add_log(svc.redis, record.id, "request cancelled")
-    if record.provider == "fal" and not record.provider_ref and not tell_fal_later:
-        # The submit may have linked fal's id since we looked (and before our change, so it
-        # saw nothing to cancel): then fal must be told.
-        tell_fal_later = bool((store.get(svc.redis, record.id) or record).provider_ref)
-    if tell_fal_later:
-        # fal could not be told now; a job keeps telling it (its late result changes nothing).
-        from app.providers.fal import cancel_later
-
-        store.add_log(svc.redis, record.id, "fal did not take the cancel yet; retrying it",
-                      "WARNING")
-        cancel_later(svc, record.id)
-    queues.cancel_job(svc.rq, f"submit-{record.id}")
-    queues.announce(svc.rq, record.id, "request.cancelled")
-    return store.get(svc.redis, record.id) or record
-
-
 @bp.put("/<request_id>/cancel")
 @require_api_key
 def cancel(request_id: str):
     """Cancel a request: 202 while queued or running, 400 once finished."""
     record = store.get_for_key(services().redis, request_id, g.api_key.id)
-    record = cancel_request(record)
+    record = lifecycle.cancel(services(), record)
     response = jsonify(status_body(record, False))
     response.status_code = 202
     return response

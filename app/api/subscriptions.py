@@ -8,9 +8,9 @@ import time
 from flask import Blueprint, g, jsonify, request
 
 from app import events, queues
-from app.api import services
-from app.api.auth import proxy_token, require_api_key
+from app.api import proxy_token, require_api_key, services
 from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.models import Delivery
 from app.outbound import Guard
 from app.schemas import RecoverSchema, SubscriptionCreateSchema, SubscriptionUpdateSchema, load
 from app.store import deliveries, subscriptions
@@ -128,7 +128,7 @@ def list_deliveries(subscription_id: str):
     return jsonify({"deliveries": [d.public() for d in found]})
 
 
-def _own_delivery(delivery_id: str) -> deliveries.Delivery:
+def _own_delivery(delivery_id: str) -> Delivery:
     found = deliveries.get(services().redis, delivery_id)
     if found is None or found.key_id != g.api_key.id:
         raise NotFoundError(f"No delivery {delivery_id!r}")
@@ -142,13 +142,12 @@ def get_delivery(delivery_id: str):
     return jsonify(_own_delivery(delivery_id).public())
 
 
-def redeliver_one(delivery_id: str) -> deliveries.Delivery | None:
+def redeliver_one(delivery_id: str) -> Delivery | None:
     """Send a delivery again now, with the same webhook-id; None while an attempt runs."""
     svc = services()
     reopened = deliveries.reopen(svc.redis, delivery_id)
     if reopened is not None:
-        queues.enqueue_delivery(svc.rq, svc.settings, delivery_id,
-                                f"deliver-{delivery_id}-manual-{time.time_ns()}")
+        queues.enqueue_delivery(svc.rq, svc.settings, delivery_id, trigger="manual")
     return reopened
 
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 
-import httpx
 from flask import Blueprint, jsonify, request
 
 from app import queues
 from app.api import services
-from app.errors import InvalidInputError, SignatureError, TooLargeError
+from app.errors import InvalidInputError, SignatureError, TooLargeError, UnknownSigningKey
 from app.signing import fal as fal_signing
 from app.signing.keys import check_url_token
 from app.store import callbacks
@@ -24,40 +22,24 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
-_jwks_lock = threading.Lock()
-_jwks_caches: dict[str, fal_signing.JwksCache] = {}
-
-
-def fal_keys(url: str, min_refresh: float = 60) -> fal_signing.JwksCache:
-    """Return the process-wide cache of fal's JWKS at ``url``."""
-    with _jwks_lock:
-        if url not in _jwks_caches:
-            def fetch() -> object:
-                answer = httpx.get(url, timeout=10, follow_redirects=False)
-                answer.raise_for_status()
-                return answer.json()
-
-            _jwks_caches[url] = fal_signing.JwksCache(fetch, min_refresh=min_refresh)
-        return _jwks_caches[url]
-
-
 def verify(body: bytes, headers: dict[str, str]) -> tuple[str, str]:
-    """Return (provider request id, source) of a verified callback, else raise SignatureError."""
+    """Return (provider request id, source) of a verified callback, else raise SignatureError.
+
+    Our own key first (the local provider), then fal's; a key neither knows may mean fal
+    rotated its keys, so they are fetched again once (rate-limited) before refusing.
+    """
     svc = services()
     tolerance = svc.settings.webhook_tolerance
     own = [svc.signing_key.public_key()]
     try:
         return fal_signing.verify(body, headers, own, tolerance=tolerance), "local"
-    except SignatureError as exc:
-        if str(exc) != "no key verifies the signature":
-            raise
-    cache = fal_keys(svc.settings.fal_jwks_url, svc.settings.fal_jwks_min_refresh)
+    except UnknownSigningKey:
+        pass
+    cache = svc.fal_keys()
     try:
         return fal_signing.verify(body, headers, cache.keys(), tolerance=tolerance), "fal"
-    except SignatureError as exc:
-        if str(exc) != "no key verifies the signature":
-            raise
-    # An unknown key may mean fal rotated: re-fetch once (rate-limited) and try again.
+    except UnknownSigningKey:
+        pass
     return fal_signing.verify(body, headers, cache.keys(refresh=True), tolerance=tolerance), "fal"
 
 
@@ -103,6 +85,5 @@ def fal_callback():
     cid, is_new = callbacks.persist(svc.redis, provider_request_id, body, headers, source,
                                     request_id=named)
     if is_new:
-        queues.enqueue(svc.rq, queues.SETTLE, queues.JOB_SETTLE, cid, job_id=f"settle-{cid}",
-                       unique=True, retry=(1, 5, 30))
+        queues.enqueue_settle(svc.rq, cid)
     return jsonify({"ok": True, "callback_id": cid, "duplicate": not is_new})

@@ -14,7 +14,21 @@ class Provider(Protocol):
     name: str
 
     def submit(self, services: Services, request: Request) -> str:
-        """Hand the request over; return the provider's request id (linked before return)."""
+        """Hand the request over; return the provider's request id (linked before return).
 
-    def cancel(self, services: Services, request: Request) -> None:
-        """Ask the provider to stop the request (best effort)."""
+        Returns "" when the provider may have taken it without our seeing its answer: its
+        callback (or reconciliation) settles it.
+        """
+
+    def cancel(self, services: Services, request: Request) -> bool:
+        """Ask the provider to stop the request, before our record moves to CANCELLED.
+
+        Returns:
+            True when the provider could not be told now and must be told later.
+
+        Raises:
+            InvalidStateError: the provider has already finished the request.
+        """
+
+    def cancelled(self, services: Services, request: Request, pending: bool) -> None:
+        """Finish a cancel once the record is CANCELLED (``pending``: what ``cancel`` said)."""

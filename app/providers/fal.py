@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from app.errors import ProviderError
-from app.models import Request, Status
+from app import lifecycle, queues
+from app.errors import InvalidStateError, ProviderError
+from app.models import Request
 from app.services import Services
 from app.signing.keys import url_token
 from app.store import requests as store
-from app.store.keys import key_for_request
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +33,6 @@ GATEWAY_STATUSES = (502, 504)
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Failures before any byte of the request left (ConnectTimeout is not a ConnectError)."""
 BACKOFF = (0.5, 1.0, 2.0, 4.0)
-CANCEL_RETRIES = (10, 60, 300, 900, 3600)
-"""Seconds between tries to tell fal about a cancel it could not take when it was made."""
-_clients: dict[tuple[str, float, float], httpx.Client] = {}
-_lock = threading.Lock()
 
 
 class FalRequestUnknown(ProviderError):
@@ -51,15 +46,12 @@ class FalAnswerLost(ProviderError):
 def fal_client(services: Services) -> httpx.Client:
     """Return this process's client for fal (our key, timeouts, no redirects)."""
     settings = services.settings
-    key = (settings.fal_key, settings.fal_timeout, settings.fal_connect_timeout)
-    with _lock:
-        if key not in _clients:
-            _clients[key] = httpx.Client(
-                timeout=httpx.Timeout(settings.fal_timeout, connect=settings.fal_connect_timeout),
-                follow_redirects=False, trust_env=False,
-                headers={"Authorization": f"Key {settings.fal_key}",
-                         "User-Agent": "posehook/0.1"})
-        return _clients[key]
+    return services.client(
+        ("fal", settings.fal_key, settings.fal_timeout, settings.fal_connect_timeout),
+        lambda: httpx.Client(
+            timeout=httpx.Timeout(settings.fal_timeout, connect=settings.fal_connect_timeout),
+            follow_redirects=False, trust_env=False,
+            headers={"Authorization": f"Key {settings.fal_key}", "User-Agent": "posehook/0.1"}))
 
 
 def app_url(services: Services, *parts: str) -> str:
@@ -146,7 +138,7 @@ class FalProvider:
         r = services.redis
         # Recorded before sending: a crash after this point is left to reconciliation,
         # never answered by a second submission.
-        if not r.hsetnx(key_for_request(request.id), "fal_submitted_at", repr(time.time())):
+        if not store.mark_submitting(r, request.id, time.time()):
             log.warning("request %s was sent to fal before; not sending twice", request.id)
             return ""
         try:
@@ -165,7 +157,7 @@ class FalProvider:
         ref = answer.json().get("request_id")
         if not ref:
             raise ProviderError("fal's answer has no request_id")
-        link(services, request.id, ref)
+        link(services, request, ref)
         return ref
 
     def status(self, services: Services, ref: str) -> dict[str, Any]:
@@ -186,7 +178,7 @@ class FalProvider:
         except ValueError:
             return answer.status_code, {"detail": answer.text[:500]}
 
-    def cancel(self, services: Services, request: Request, retry: bool = True) -> int:
+    def send_cancel(self, services: Services, request: Request, retry: bool = True) -> int:
         """Ask fal to cancel; return fal's HTTP status (202 cancelled, 400 already done)."""
         if not request.provider_ref:
             return 202
@@ -194,32 +186,49 @@ class FalProvider:
                                                 "cancel"), retry=retry)
         return answer.status_code
 
+    def cancel(self, services: Services, request: Request) -> bool:
+        """One quick try at fal (the caller is waiting); True when fal must be told later."""
+        try:
+            answer = self.send_cancel(services, request, retry=False)
+        except ProviderError:
+            answer = 0
+        if answer == 400:
+            raise InvalidStateError(f"fal already finished request {request.id}; "
+                                    "its result arrives by callback")
+        return answer not in (200, 202)
 
-def link(services: Services, request_id: str, ref: str) -> None:
+    def cancelled(self, services: Services, request: Request, pending: bool) -> None:
+        """Keep telling fal when it did not take the cancel, or when its id came since.
+
+        ``request`` is the record as the cancel found it. The submit may have linked fal's
+        id after that (and before our move, so it saw nothing to cancel): then fal must be
+        told too. Its late result changes nothing.
+        """
+        if not pending and not request.provider_ref:
+            now = store.get(services.redis, request.id)
+            pending = bool(now is not None and now.provider_ref)
+        if pending:
+            store.add_log(services.redis, request.id,
+                          "fal did not take the cancel yet; retrying it", "WARNING")
+            queues.enqueue_fal_cancel(services.rq, request.id)
+
+
+def link(services: Services, request: Request, ref: str) -> None:
     """Keep fal's id with our request and mark it running; cancel at fal if it was cancelled.
 
     A cancel that came while the submit was in flight found no fal id to cancel: it is
-    sent now (the API's cancel checks the other order, a link just before its change).
+    sent now (the API's cancel checks the other order, a link just before its move).
     """
     r = services.redis
-    store.link_provider_ref(r, "fal", ref, request_id, services.settings.request_ttl)
-    store.update(r, request_id, provider_ref=ref)
-    if store.transition(r, request_id, (Status.IN_QUEUE,), Status.IN_PROGRESS,
-                        {"started_at": repr(time.time())},
-                        lease_until=time.time() + services.settings.reconcile_after):
+    store.link_provider_ref(r, "fal", ref, request.id, services.settings.request_ttl)
+    store.update(r, request.id, provider_ref=ref)
+    if lifecycle.start(services, request, note=f"running at fal as {ref}",
+                       lease_until=time.time() + services.settings.reconcile_after):
         return
-    record = store.get(r, request_id)
-    if record is not None and record.status is Status.CANCELLED:
-        store.add_log(r, request_id, "cancelled while being submitted; telling fal", "WARNING")
-        cancel_later(services, request_id)
-
-
-def cancel_later(services: Services, request_id: str) -> None:
-    """Enqueue the job that tells fal about a cancel, retried until fal answers."""
-    from app import queues
-
-    queues.enqueue(services.rq, queues.SUBMIT, queues.JOB_FAL_CANCEL, request_id,
-                   job_id=f"fal-cancel-{request_id}", unique=True, retry=CANCEL_RETRIES)
+    record = store.get(r, request.id)
+    if record is not None and record.status.value == "CANCELLED":
+        store.add_log(r, request.id, "cancelled while being submitted; telling fal", "WARNING")
+        queues.enqueue_fal_cancel(services.rq, request.id)
 
 
 def copy_output(services: Services, output: dict[str, Any]) -> dict[str, Any]:

@@ -8,11 +8,6 @@ from app.services import Services
 from app.store import requests as store
 
 
-def infer_job_id(request: Request) -> str:
-    """Return the RQ job id of a request's inference attempt."""
-    return f"infer-{request.id}-{request.attempts}"
-
-
 class LocalProvider:
     """Enqueue ``jobs.infer`` on the inference queue; the request id is the provider's id."""
 
@@ -20,15 +15,16 @@ class LocalProvider:
 
     def submit(self, services: Services, request: Request) -> str:
         """Link our id as the provider id, then enqueue the inference job."""
-        settings = services.settings
         store.link_provider_ref(services.redis, self.name, request.id, request.id,
-                                settings.request_ttl)
+                                services.settings.request_ttl)
         store.update(services.redis, request.id, provider_ref=request.id)
-        queues.enqueue(services.rq, queues.INFERENCE, queues.JOB_INFER, request.id,
-                       job_id=infer_job_id(request), timeout=settings.job_timeout,
-                       retry=(2, 10, 30), unique=True)
+        queues.enqueue_infer(services.rq, services.settings, request.id, request.attempts)
         return request.id
 
-    def cancel(self, services: Services, request: Request) -> None:
-        """Drop the queued inference job; a running one sees CANCELLED and its result is ignored."""
-        queues.cancel_job(services.rq, infer_job_id(request))
+    def cancel(self, services: Services, request: Request) -> bool:
+        """Nothing to ask before the record moves: our own worker reads the record."""
+        return False
+
+    def cancelled(self, services: Services, request: Request, pending: bool) -> None:
+        """Drop the queued inference job; a running one stops at its next step (jobs.infer)."""
+        queues.cancel_infer(services.rq, request.id, request.attempts)

@@ -15,7 +15,13 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from app.errors import SignatureError
+from app.errors import (
+    MalformedSignature,
+    MissingSignatureHeader,
+    SigningKeysUnavailable,
+    StaleSignature,
+    UnknownSigningKey,
+)
 from app.signing.keys import public_keys_from_jwks
 
 HEADER_REQUEST_ID = "X-Fal-Webhook-Request-Id"
@@ -44,7 +50,7 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     lowered = {k.lower(): v for k, v in headers.items()}
     value = lowered.get(name.lower(), "")
     if not value:
-        raise SignatureError(f"missing header {name}")
+        raise MissingSignatureHeader(f"missing header {name}")
     return value
 
 
@@ -70,10 +76,10 @@ def verify(
         sent_at = int(timestamp)
         signature = bytes.fromhex(signature_hex)
     except ValueError as exc:
-        raise SignatureError("malformed timestamp or signature") from exc
+        raise MalformedSignature("malformed timestamp or signature") from exc
     current = time.time() if now is None else now
     if abs(current - sent_at) > tolerance:
-        raise SignatureError("timestamp outside the allowed window")
+        raise StaleSignature("timestamp outside the allowed window")
     signed = message(request_id, user_id, timestamp, body)
     for key in keys:
         try:
@@ -81,7 +87,7 @@ def verify(
             return request_id
         except InvalidSignature:
             continue
-    raise SignatureError("no key verifies the signature")
+    raise UnknownSigningKey("no key verifies the signature")
 
 
 class JwksCache:
@@ -116,5 +122,17 @@ class JwksCache:
                 elif stale:
                     self._keys = []
             if not self._keys:
-                raise SignatureError("signing keys unavailable")
+                raise SigningKeysUnavailable("signing keys unavailable")
             return list(self._keys)
+
+
+def jwks_cache(url: str, min_refresh: float = 60) -> JwksCache:
+    """Return a cache of the keys published at ``url`` (a JWKS), fetched with httpx."""
+    import httpx
+
+    def fetch() -> object:
+        answer = httpx.get(url, timeout=10, follow_redirects=False)
+        answer.raise_for_status()
+        return answer.json()
+
+    return JwksCache(fetch, min_refresh=min_refresh)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from redis import Redis
 
-from app.store.keys import key_for_signing_key
+from app.store import clock
 
 
 def b64url(data: bytes) -> str:
@@ -54,8 +54,7 @@ def load_signing_key(r: Redis, configured: str = "") -> Ed25519PrivateKey:
     if configured:
         return parse_private_key(configured)
     fresh = base64.b64encode(raw_private(Ed25519PrivateKey.generate())).decode()
-    r.set(key_for_signing_key(), fresh, nx=True)
-    return parse_private_key(r.get(key_for_signing_key()) or fresh)
+    return parse_private_key(clock.shared_signing_key(r, fresh))
 
 
 def key_id(public: Ed25519PublicKey) -> str:

@@ -1,12 +1,29 @@
-"""Redis-backed records: requests, callbacks, API keys, subscriptions, deliveries.
+"""Redis-backed records: the only package that talks to Redis.
 
-No Flask here. Every function takes the Redis client first; the client decodes
-responses to ``str`` (RQ keeps its own byte-level connection, see ``app.queues``).
+No Flask here. Every function takes the Redis client first; the records' client decodes
+responses to ``str`` (RQ keeps its own byte-level connection, see ``app.queues``). Every Lua
+script is made once with :func:`script` and opens with a comment naming its KEYS and ARGV.
+
+Where a request is, by state (``app/models.py`` has the table of allowed moves; the
+transition script in ``app/store/requests.py`` keeps these sets in the same step):
+
+| state       | queued (position) | leases (expiry) | events-owed (since) |
+|-------------|-------------------|-----------------|---------------------|
+| IN_QUEUE    | member            | —               | —                   |
+| IN_PROGRESS | —                 | member          | —                   |
+| COMPLETED   | —                 | —               | member until its event is fanned out |
+| FAILED      | —                 | —               | member until its event is fanned out |
+| CANCELLED   | —                 | —               | member until its event is fanned out |
+
+``queued`` gives queue positions and lets the sweeper find a queued request whose job was
+lost; ``leases`` lets it find a running one whose worker died (local) or whose callback never
+came (fal); ``events-owed`` lets it announce a terminal event a crash left unsent.
 """
 
 from __future__ import annotations
 
 from redis import Redis
+from redis.commands.core import Script
 
 
 def connect(url: str) -> Redis:
@@ -15,3 +32,13 @@ def connect(url: str) -> Redis:
         url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
         health_check_interval=30,
     )
+
+
+def script(source: str) -> Script:
+    """Return a Lua script, loaded once per server and run by SHA (``script(keys, args, r)``)."""
+    return Script(None, source.encode())  # type: ignore[arg-type] - bound at each call
+
+
+def reachable(r: Redis) -> bool:
+    """Return True when Redis answers (raises when it does not)."""
+    return bool(r.ping())

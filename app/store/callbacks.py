@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from redis import Redis
 
+from app.models import Callback
+from app.store import script
 from app.store.keys import key_for_callback, key_for_callbacks_pending, key_for_callbacks_unmatched
 
 CALLBACK_TTL = 7 * 86400
 
 # First writer wins, and writes everything at once: a crash can never leave a stub that
 # would make every retry of the callback look like a duplicate.
-_PERSIST = """
+_PERSIST = script("""
+-- Store a callback unless it is stored already, and mark it pending.
+-- KEYS[1] callback hash, KEYS[2] pending zset
+-- ARGV[1] ttl, ARGV[2] received at, ARGV[3] callback id, ARGV[4..] field/value pairs
+-- Returns 1 when stored, 0 for a duplicate.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
-"""
+""")
 
 
 def callback_id(provider_request_id: str, body: bytes) -> str:
@@ -37,29 +41,22 @@ def persist(
 ) -> tuple[str, bool]:
     """Store a verified callback; return (callback id, is_new). A duplicate changes nothing."""
     cid = callback_id(provider_request_id, body)
-    key = key_for_callback(cid)
-    record = {
-        "provider_request_id": provider_request_id,
-        "body": body.decode("utf-8", "replace"),
-        "headers": json.dumps(dict(headers)),
-        "source": source,
-        "received_at": repr(time.time()),
-        "settled": "0",
-        "request_id": request_id,
-    }
-    args = [x for pair in record.items() for x in pair]
-    is_new = r.eval(_PERSIST, 2, key, key_for_callbacks_pending(), CALLBACK_TTL,
-                    repr(time.time()), cid, *args)
+    now = time.time()
+    record = Callback(id=cid, provider_request_id=provider_request_id,
+                      body=body.decode("utf-8", "replace"), headers=dict(headers), source=source,
+                      received_at=now, request_id=request_id)
+    args = [x for pair in record.to_redis().items() if pair[0] != "id" for x in pair]
+    is_new = _PERSIST([key_for_callback(cid), key_for_callbacks_pending()],
+                      [CALLBACK_TTL, repr(now), cid, *args], r)
     return cid, bool(is_new)
 
 
-def get(r: Redis, cid: str) -> dict[str, Any] | None:
-    """Return a stored callback with its body parsed, or None."""
+def get(r: Redis, cid: str) -> Callback | None:
+    """Return a stored callback, or None."""
     raw = r.hgetall(key_for_callback(cid))
     if not raw or "body" not in raw:
         return None
-    raw["payload"] = json.loads(raw["body"])
-    return raw
+    return Callback.from_redis({**raw, "id": cid})
 
 
 def mark_settled(r: Redis, cid: str, outcome: str) -> None:

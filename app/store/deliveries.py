@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from redis import Redis
 
+from app.models import Delivery
 from app.store.keys import (
     key_for_deliveries_due,
     key_for_deliveries_of,
@@ -22,32 +20,6 @@ TTL = 90 * 86400
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 
-@dataclass
-class Delivery:
-    """An event bound for one URL; ``kind`` is subscription, request (webhook_url) or fal."""
-
-    id: str
-    event_id: str
-    event_type: str
-    kind: str
-    url: str
-    key_id: str
-    body: str
-    created_at: float
-    subscription_id: str = ""
-    request_id: str = ""
-    status: str = PENDING
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    next_attempt_at: float | None = None
-
-    def public(self) -> dict[str, Any]:
-        """Return the API view of the delivery and its attempt log."""
-        view = asdict(self)
-        view["payload"] = json.loads(view.pop("body"))
-        view.pop("key_id")
-        return view
-
-
 def new_id() -> str:
     """Return a delivery id (RQ-safe characters)."""
     return "dlv_" + secrets.token_hex(10)
@@ -56,7 +28,7 @@ def new_id() -> str:
 def create(r: Redis, delivery: Delivery) -> None:
     """Write a delivery and mark it due now (before any job is enqueued for it)."""
     pipe = r.pipeline(transaction=True)
-    pipe.set(key_for_delivery(delivery.id), json.dumps(asdict(delivery)), ex=TTL)
+    pipe.set(key_for_delivery(delivery.id), delivery.to_json(), ex=TTL)
     pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
     pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.created_at})
     if delivery.subscription_id:
@@ -68,14 +40,14 @@ def create(r: Redis, delivery: Delivery) -> None:
 def get(r: Redis, delivery_id: str) -> Delivery | None:
     """Return a delivery, or None."""
     raw = r.get(key_for_delivery(delivery_id)) if len(delivery_id) < 64 else None
-    return Delivery(**json.loads(raw)) if raw else None
+    return Delivery.from_json(raw) if raw else None
 
 
 def save(r: Redis, delivery: Delivery, *, due_at: float | None = None) -> None:
     """Store a delivery's state; pending ones are due at ``due_at`` (default next_attempt_at),
     others leave the sets."""
     pipe = r.pipeline(transaction=True)
-    pipe.set(key_for_delivery(delivery.id), json.dumps(asdict(delivery)), ex=TTL)
+    pipe.set(key_for_delivery(delivery.id), delivery.to_json(), ex=TTL)
     if delivery.status == PENDING:
         due = due_at if due_at is not None else delivery.next_attempt_at or time.time()
         pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
@@ -184,6 +156,6 @@ def failed_for_subscription(r: Redis, subscription_id: str, since: float, *, lim
             if len(found) >= limit or seen >= scan:
                 return found, score
             seen += 1
-            delivery = Delivery(**json.loads(raw)) if raw else None
+            delivery = Delivery.from_json(raw) if raw else None
             if delivery is not None and delivery.status == FAILED:
                 found.append(delivery)

@@ -11,7 +11,8 @@ from typing import Any
 from redis import Redis
 
 from app.errors import ConflictError, NotFoundError
-from app.models import Request, Status
+from app.models import TRANSITIONS, Request, Status
+from app.store import script
 from app.store.keys import (
     key_for_events_owed,
     key_for_idempotency,
@@ -25,10 +26,15 @@ from app.store.keys import (
 
 MAX_LOG_LINES = 500
 
-# Create a request and, with an Idempotency-Key, claim the key in the same step: two
-# concurrent requests with one key can never both create (KEYS[4] is the key's hash, or the
-# request itself when there is no key: ARGV[7] == 'none').
-_CREATE = """
+_CREATE = script("""
+-- Create a request and, with an Idempotency-Key, claim the key in the same step: two
+-- concurrent requests with one key can never both create.
+-- KEYS[1] request hash, KEYS[2] the key's requests zset, KEYS[3] queued zset,
+-- KEYS[4] the idempotency hash (the request hash itself when there is no key)
+-- ARGV[1] request id, ARGV[2] ttl, ARGV[3] created (ms), ARGV[4] created (s),
+-- ARGV[5] body hash, ARGV[6] idempotency ttl, ARGV[7] 'none' (no key) | '' | 'retake',
+-- ARGV[8..] field/value pairs of the record
+-- Returns {created 0|1, request id, body hash}.
 if ARGV[7] ~= 'none' then
   local known = redis.call('HMGET', KEYS[4], 'request_id', 'body_hash')
   if known[1] and ARGV[7] ~= 'retake' then
@@ -42,32 +48,40 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 return {1, ARGV[1], ARGV[5]}
-"""
+""")
 
-# KEYS[1] request hash, KEYS[2] queue zset, KEYS[3] leases zset, KEYS[4] events-owed zset
-# ARGV[1] allowed from-states (comma list), ARGV[2] new state, ARGV[3] request id,
-# ARGV[4] lease expiry or "", ARGV[5] now; ARGV[6..] field/value pairs to set with the change.
-_TRANSITION = """
+_TRANSITION = script("""
+-- Move a request from one of the allowed states to a new one, keeping its sets in step.
+-- KEYS[1] request hash, KEYS[2] queued zset, KEYS[3] leases zset, KEYS[4] events-owed zset
+-- ARGV[1] allowed from-states (comma list), ARGV[2] new state, ARGV[3] request id,
+-- ARGV[4] lease expiry or '', ARGV[5] now, ARGV[6] '1' when the new state is queued,
+-- ARGV[7] '1' when it is terminal, ARGV[8] '1' when the move is announced (it takes the
+-- next event sequence number), ARGV[9..] field/value pairs to set with the change
+-- Returns {1, sequence taken or 0} when it moved, {0, current state or 'missing'} when not.
 local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return 'missing' end
+if not current then return {0, 'missing'} end
 local allowed = false
 for state in string.gmatch(ARGV[1], '[^,]+') do
   if state == current then allowed = true end
 end
-if not allowed then return current end
+if not allowed then return {0, current} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if ARGV[2] ~= 'IN_QUEUE' then redis.call('ZREM', KEYS[2], ARGV[3]) end
+for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[6] == '1' then
+  redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created_at'), ARGV[3])
+else
+  redis.call('ZREM', KEYS[2], ARGV[3])
+end
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 else
   redis.call('ZREM', KEYS[3], ARGV[3])
 end
-if ARGV[2] == 'COMPLETED' or ARGV[2] == 'FAILED' or ARGV[2] == 'CANCELLED' then
-  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
-end
-return 'ok'
-"""
+if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3]) end
+local sequence = 0
+if ARGV[8] == '1' then sequence = redis.call('HINCRBY', KEYS[1], 'event_seq', 1) end
+return {1, sequence}
+""")
 
 
 def new_request_id() -> str:
@@ -87,7 +101,7 @@ def create(
     body_hash: str = "",
     idempotency_ttl: int = 86400,
     ttl: int = 30 * 86400,
-    fields: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Request, bool]:
     """Store a new IN_QUEUE request; return (request, created).
 
@@ -98,16 +112,16 @@ def create(
     request = Request(
         id=new_request_id(), key_id=key_id, status=Status.IN_QUEUE, input=dict(input),
         created_at=now, provider=provider, webhook_url=webhook_url, fal_webhook=fal_webhook,
+        **(extra or {}),
     )
     idem = key_for_idempotency(key_id, idempotency_key) if idempotency_key else ""
-    stored = {**request.to_redis(), **(fields or {})}
-    values = [x for pair in stored.items() for x in pair]
+    values = [x for pair in request.to_redis().items() for x in pair]
     for retake in ("", "retake"):
-        created, known_id, known_hash = r.eval(
-            _CREATE, 4, key_for_request(request.id), key_for_requests_of(key_id),
-            key_for_queue(), idem or key_for_request(request.id), request.id, ttl,
-            int(now * 1000), repr(now), body_hash, idempotency_ttl, retake if idem else "none",
-            *values)
+        created, known_id, known_hash = _CREATE(
+            [key_for_request(request.id), key_for_requests_of(key_id), key_for_queue(),
+             idem or key_for_request(request.id)],
+            [request.id, ttl, int(now * 1000), repr(now), body_hash, idempotency_ttl,
+             retake if idem else "none", *values], r)
         if created:
             return request, True
         if known_hash != body_hash:
@@ -143,48 +157,57 @@ def _is_id(text: str) -> bool:
 def transition(
     r: Redis,
     request_id: str,
-    from_states: Iterable[Status],
     to: Status,
+    sources: Iterable[Status],
     fields: Mapping[str, Any] | None = None,
+    *,
     lease_until: float | None = None,
-) -> bool:
-    """Move a request to ``to`` if it is in one of ``from_states``; return True if it moved.
+    announce: bool = True,
+    now: float | None = None,
+) -> int | None:
+    """Move a request to ``to`` if it is in one of ``sources``; only ``app.lifecycle`` calls it.
 
     The check and the write are one Lua script, so two workers never both win. Reaching a
-    terminal state also records, in the same step, that its event is owed (see events.emit),
-    so a crash before the fan-out is healed by the sweeper, never lost.
+    terminal state also records, in the same step, that its event is owed, so a crash
+    before the fan-out is healed by the sweeper, never lost; an announced move takes the
+    next event sequence number in the same step, so events are numbered in the order the
+    moves happened.
+
+    Returns:
+        None when it did not move; else the sequence number its event takes (0 when the
+        move is not announced).
     """
-    values: list[str] = []
-    for name, value in (fields or {}).items():
-        values += [name, value if isinstance(value, str) else json.dumps(value)]
-    result = r.eval(
-        _TRANSITION, 4, key_for_request(request_id), key_for_queue(), key_for_leases(),
-        key_for_events_owed(), ",".join(s.value for s in from_states), to.value, request_id,
-        "" if lease_until is None else repr(lease_until), repr(time.time()), *values,
-    )
-    return result == "ok"
-
-
-def fail(r: Redis, request_id: str, from_states: Iterable[Status], error_type: str,
-         reason: str, now: float | None = None) -> bool:
-    """Move a request to FAILED with an error saying why, and log the reason; True if it moved."""
-    moved = transition(r, request_id, from_states, Status.FAILED, {
-        "error": {"type": error_type, "message": reason},
-        "completed_at": repr(time.time() if now is None else now)})
-    if moved:
-        add_log(r, request_id, reason, "ERROR")
-    return moved
+    sources = tuple(sources)
+    if not set(sources) <= TRANSITIONS[to]:
+        raise ValueError(f"{to.value} cannot be reached from {[s.value for s in sources]}")
+    values = [x for pair in Request.encode_fields(dict(fields or {})).items() for x in pair]
+    moved, value = _TRANSITION(
+        [key_for_request(request_id), key_for_queue(), key_for_leases(), key_for_events_owed()],
+        [",".join(s.value for s in sources), to.value, request_id,
+         "" if lease_until is None else repr(lease_until),
+         repr(time.time() if now is None else now), "1" if to is Status.IN_QUEUE else "0",
+         "1" if to.is_terminal else "0", "1" if announce else "0", *values], r)
+    return int(value) if moved else None
 
 
 def update(r: Redis, request_id: str, **values: Any) -> None:
-    """Set plain fields on a request (no state change)."""
-    mapping = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-    r.hset(key_for_request(request_id), mapping=mapping)
+    """Set plain fields on a request (no state change; the fields of ``models.Request``)."""
+    r.hset(key_for_request(request_id), mapping=Request.encode_fields(values))
 
 
-def queue_position(r: Redis, request_id: str) -> int | None:
-    """Return how many queued requests are ahead of this one, or None if not queued."""
-    return r.zrank(key_for_queue(), request_id)
+def mark_submitting(r: Redis, request_id: str, now: float) -> bool:
+    """Record that a submit to fal is being sent; False when one was sent before."""
+    return bool(r.hsetnx(key_for_request(request_id), "fal_submitted_at", repr(now)))
+
+
+def count_settle_failure(r: Redis, request_id: str) -> int:
+    """Count one more failed try to settle a request; return how many there were."""
+    return int(r.hincrby(key_for_request(request_id), "settle_failures", 1))
+
+
+def next_event_seq(r: Redis, request_id: str) -> int:
+    """Take the next event sequence number of a request (an event no move made)."""
+    return int(r.hincrby(key_for_request(request_id), "event_seq", 1))
 
 
 def add_log(r: Redis, request_id: str, message: str, level: str = "INFO") -> None:
@@ -255,16 +278,6 @@ def find_by_provider_ref(r: Redis, provider: str, ref: str) -> str | None:
     return r.get(key_for_provider_ref(provider, ref))
 
 
-def expired_leases(r: Redis, now: float) -> list[str]:
-    """Return in-progress requests whose lease ran out."""
-    return list(r.zrangebyscore(key_for_leases(), "-inf", now))
-
-
-def stale_queued(r: Redis, older_than: float) -> list[str]:
-    """Return queued requests created before ``older_than`` (epoch seconds)."""
-    return list(r.zrangebyscore(key_for_queue(), "-inf", older_than))
-
-
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
@@ -272,11 +285,3 @@ def _iso(ts: float) -> str:
 iso = _iso
 
 
-def events_owed(r: Redis, before: float, limit: int = 200) -> list[str]:
-    """Return finished requests whose terminal event has not been fanned out since ``before``."""
-    return list(r.zrangebyscore(key_for_events_owed(), "-inf", before, start=0, num=limit))
-
-
-def event_paid(r: Redis, request_id: str) -> None:
-    """Record that a request's terminal event has been fanned out."""
-    r.zrem(key_for_events_owed(), request_id)

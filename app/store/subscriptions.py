@@ -2,66 +2,22 @@
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis import Redis
 from redis.exceptions import WatchError
 
 from app.errors import NotFoundError, UnavailableError
+from app.models import Subscription
 from app.signing.standard import new_secret
 from app.store.keys import key_for_key_secret, key_for_subscription, key_for_subscriptions_of
 
-EVENT_TYPES = ("request.queued", "request.started", "request.completed", "request.failed",
-               "request.cancelled")
 MAX_OLD_SECRETS = 10
 MAX_TRIES = 50
 """Read-modify-write rounds before a change under constant contention gives up."""
-
-
-def matches(event_type: str, patterns: list[str] | tuple[str, ...]) -> bool:
-    """Return True when one of the event filters (``*``, ``request.*``, exact) matches."""
-    return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in patterns)
-
-
-@dataclass
-class Subscription:
-    """One subscriber endpoint; ``secrets`` are [{"secret", "expires_at"}], newest first."""
-
-    id: str
-    key_id: str
-    url: str
-    events: list[str]
-    description: str = ""
-    enabled: bool = True
-    created_at: float = 0.0
-    failing_since: float | None = None
-    # When the last failed attempt was (internal: forgives a failing period gone quiet).
-    last_failure_at: float | None = None
-    disabled_reason: str = ""
-    secrets: list[dict[str, Any]] = field(default_factory=list)
-
-    def live_secrets(self, now: float) -> list[str]:
-        """Return the secrets that still sign: the current one and those in their grace time."""
-        return [s["secret"] for s in self.secrets
-                if s.get("expires_at") is None or s["expires_at"] > now]
-
-    def wants(self, event_type: str) -> bool:
-        """Return True when one of the filters (``*``, ``request.*``, exact) matches."""
-        return matches(event_type, self.events)
-
-    def public(self) -> dict[str, Any]:
-        """Return the API view (never the secrets)."""
-        view = asdict(self)
-        view.pop("secrets")
-        view.pop("key_id")
-        view.pop("last_failure_at")
-        return view
 
 
 def create(r: Redis, key_id: str, url: str, events: list[str],
@@ -71,7 +27,7 @@ def create(r: Redis, key_id: str, url: str, events: list[str],
                        description=description, created_at=time.time(),
                        secrets=[{"secret": new_secret(), "expires_at": None}])
     pipe = r.pipeline(transaction=True)
-    pipe.set(key_for_subscription(sub.id), json.dumps(asdict(sub)))
+    pipe.set(key_for_subscription(sub.id), sub.to_json())
     pipe.sadd(key_for_subscriptions_of(key_id), sub.id)
     pipe.execute()
     return sub
@@ -80,7 +36,7 @@ def create(r: Redis, key_id: str, url: str, events: list[str],
 def get(r: Redis, subscription_id: str) -> Subscription | None:
     """Return a subscription, or None."""
     raw = r.get(key_for_subscription(subscription_id))
-    return Subscription(**json.loads(raw)) if raw else None
+    return Subscription.from_json(raw) if raw else None
 
 
 def get_for_key(r: Redis, subscription_id: str, key_id: str) -> Subscription:
@@ -117,11 +73,11 @@ def _change(r: Redis, subscription_id: str,
                 raw = pipe.get(key)
                 if raw is None:
                     return None
-                sub = Subscription(**json.loads(raw))
+                sub = Subscription.from_json(raw)
                 if mutate(sub) is False:
                     return sub
                 pipe.multi()
-                pipe.set(key, json.dumps(asdict(sub)))
+                pipe.set(key, sub.to_json())
                 pipe.execute()
                 return sub
             except WatchError:

@@ -17,13 +17,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 from flask import Response, g, request, stream_with_context
 
-from app import queues
+from app import lifecycle
 from app.api import services
-from app.api.fal_queue import FalError
+from app.errors import InvalidStateError
+from app.fal_protocol import FalError, parse_target
 from app.models import Request, Status
 from app.providers import fal as fal_provider
 from app.store import requests as store
-from app.store.keys import key_for_request
 
 TARGET_HEADER = "x-fal-target-url"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -33,12 +33,6 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 # decodes (its own Accept-Encoding, not the caller's), and the answer says no encoding.
 NOT_SENT = HOP_BY_HOP | {"accept-encoding"}
 NOT_ANSWERED = HOP_BY_HOP | {"content-encoding", "set-cookie"}
-STORAGE_HOSTS = ("rest.fal.ai", "rest.alpha.fal.ai")
-NAMESPACES = ("workflows", "comfy")
-"""fal's endpoint namespaces: a first path segment that comes before owner/alias."""
-REQUEST_CALLS = {("GET", ()), ("GET", ("status",)), ("GET", ("status", "stream")),
-                 ("PUT", ("cancel",))}
-"""(method, path after requests/{id}) of the queue calls on one request."""
 
 
 def route(target: str, method: str, fal_app: str) -> tuple[str, str]:
@@ -47,22 +41,11 @@ def route(target: str, method: str, fal_app: str) -> tuple[str, str]:
     Raises:
         FalError: 404 for any target this posehook does not forward.
     """
-    parts = urlsplit(target)
-    host = (parts.hostname or "").lower()
-    path = [p for p in parts.path.split("/") if p]
-    app = [p for p in fal_app.split("/") if p]
-    # Queue calls on a request name only owner/alias (after a namespace), as fal's client does.
-    base = app[:3] if app and app[0] in NAMESPACES else app[:2]
-    if method == "POST" and host in STORAGE_HOSTS and path == ["storage", "upload", "initiate"]:
-        return "upload", ""
-    if method == "POST" and path == app and host in ("queue.fal.run", "fal.run"):
-        return ("submit" if host == "queue.fal.run" else "run"), ""
-    rest = path[len(base):]
-    if (host == "queue.fal.run" and path[:len(base)] == base and len(rest) >= 2
-            and rest[0] == "requests" and (method, tuple(rest[2:])) in REQUEST_CALLS):
-        return "request", rest[1]
-    raise FalError(404, f"{method} {host}{parts.path} is not forwarded: this posehook passes "
-                        f"on only {fal_app} and fal's storage upload")
+    found = parse_target(target, method, fal_app)
+    if found.kind == "other":
+        raise FalError(404, f"{method} {found.host}{found.path} is not forwarded: this "
+                            f"posehook passes on only {fal_app} and fal's storage upload")
+    return found.kind, found.request_id
 
 
 def owned_record(fal_id: str) -> Request:
@@ -126,10 +109,10 @@ def _record_forwarded(caller_webhook: str) -> Request:
     """Make the record of a forwarded submit (provider fal), before fal sees it."""
     svc = services()
     body = request.get_json(silent=True)
-    record, _ = store.create(svc.redis, key_id=g.api_key.id,
-                             input=body if isinstance(body, dict) else {}, provider="fal",
-                             fal_webhook=caller_webhook, ttl=svc.settings.request_ttl)
-    svc.redis.hset(key_for_request(record.id), "fal_submitted_at", repr(time.time()))
+    record, _ = lifecycle.accept(svc, submit=False, key_id=g.api_key.id,
+                                 input=body if isinstance(body, dict) else {}, provider="fal",
+                                 fal_webhook=caller_webhook, ttl=svc.settings.request_ttl,
+                                 extra={"fal_submitted_at": time.time()})
     return record
 
 
@@ -154,18 +137,22 @@ def _wait_for_callback(request_id: str, cause: str) -> None:
 
 
 def _fail(request_id: str, reason: str) -> None:
-    """Fail a forwarded submit fal did not take, and announce it."""
-    if store.fail(services().redis, request_id, (Status.IN_QUEUE,), "provider_error", reason):
-        queues.announce(services().rq, request_id, "request.failed")
+    """Fail a forwarded submit fal did not take."""
+    lifecycle.fail(services(), request_id, {"type": "provider_error", "message": reason},
+                   sources=(Status.IN_QUEUE,))
 
 
 def _cancelled(request_id: str) -> None:
     """fal took a forwarded cancel: our record ends CANCELLED too, and says so."""
     svc = services()
-    if store.transition(svc.redis, request_id, (Status.IN_QUEUE, Status.IN_PROGRESS),
-                        Status.CANCELLED, {"completed_at": repr(time.time())}):
-        store.add_log(svc.redis, request_id, "cancelled at fal through the proxy")
-        queues.announce(svc.rq, request_id, "request.cancelled")
+    record = store.get(svc.redis, request_id)
+    if record is None:
+        return
+    try:
+        lifecycle.cancel(svc, record, ask_provider=False,
+                         note="cancelled at fal through the proxy")
+    except InvalidStateError:
+        pass  # it had ended already: fal's answer changes nothing
 
 
 def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
@@ -181,4 +168,6 @@ def _link_forwarded(request_id: str, upstream: httpx.Response) -> None:
     if not ref:
         _fail(request_id, f"fal refused the request ({upstream.status_code})")
         return
-    fal_provider.link(svc, request_id, ref)
+    record = store.get(svc.redis, request_id)
+    if record is not None:
+        fal_provider.link(svc, record, ref)

@@ -13,27 +13,17 @@ from typing import Any
 
 from flask import Response, g, jsonify, stream_with_context
 
-from app import intake
+from app import intake, lifecycle
 from app.api import services
-from app.api.requests import cancel_request, wait_until_done
 from app.errors import InvalidStateError, PosehookError
+from app.fal_protocol import APP, FalError, field_detail, is_input_error, shown_status
 from app.models import Request, Status
 from app.schemas import FalInputSchema, compact, load
 from app.store import requests as store
+from app.store import tracking
 
-APP = "fal-ai/dwpose"
 QUEUE_BASE = "https://queue.fal.run/" + APP
-INPUT_ERRORS = ("invalid_input", "blocked_url", "too_large", "not_an_image", "fetch_failed")
 STREAM_SECONDS = 600
-
-
-class FalError(Exception):
-    """An answer in fal's error shape."""
-
-    def __init__(self, status: int, detail: Any) -> None:
-        super().__init__(str(detail))
-        self.status = status
-        self.detail = detail
 
 
 def fal_error_response(status: int, detail: Any) -> Response:
@@ -41,11 +31,6 @@ def fal_error_response(status: int, detail: Any) -> Response:
     response = jsonify({"detail": detail})
     response.status_code = status
     return response
-
-
-def field_detail(field: str, message: str, kind: str = "value_error") -> list[dict[str, Any]]:
-    """Return FastAPI-style validation detail for one input field."""
-    return [{"loc": ["body", field], "msg": message, "type": kind}]
 
 
 def urls(request_id: str) -> dict[str, str]:
@@ -77,7 +62,7 @@ def submit(body: Any, fal_webhook: str) -> Request:
 
 def submit_answer(record: Request) -> Response:
     """Answer a queue submit as fal does."""
-    position = store.queue_position(services().redis, record.id)
+    position = tracking.queue_position(services().redis, record.id)
     return jsonify({"request_id": record.id, "status": "IN_QUEUE",
                     "queue_position": position or 0, **urls(record.id)})
 
@@ -85,10 +70,10 @@ def submit_answer(record: Request) -> Response:
 def status_body(record: Request, with_logs: bool) -> dict[str, Any]:
     """Return fal's status document for a request."""
     r = services().redis
-    shown = "COMPLETED" if record.status.is_terminal else record.status.value
-    body: dict[str, Any] = {"status": shown, "request_id": record.id, **urls(record.id)}
+    body: dict[str, Any] = {"status": shown_status(record.status), "request_id": record.id,
+                            **urls(record.id)}
     if record.status is Status.IN_QUEUE:
-        body["queue_position"] = store.queue_position(r, record.id) or 0
+        body["queue_position"] = tracking.queue_position(r, record.id) or 0
     if record.metrics.get("inference_time") is not None:
         body["metrics"] = {"inference_time": record.metrics["inference_time"]}
     if with_logs:
@@ -136,8 +121,9 @@ def result_response(record: Request) -> Response:
         raise FalError(400, "Request was cancelled")
     if record.status is Status.FAILED:
         error = record.error or {}
-        if error.get("type") in INPUT_ERRORS or "image" in error.get("message", ""):
-            raise FalError(422, field_detail("image_url", error.get("message", "invalid input")))
+        if is_input_error(error) or "image" in error.get("message", ""):
+            field = (error.get("field") or "image_url").split(".")[-1]
+            raise FalError(422, field_detail(field, error.get("message", "invalid input")))
         raise FalError(500, error.get("message", "Internal error"))
     response = jsonify(record.output)
     response.headers["x-fal-request-id"] = record.id
@@ -153,7 +139,7 @@ def cancel(request_id: str) -> Response:
     """PUT .../requests/{id}/cancel: 202 while queued or running, 400 once done."""
     record = own(request_id)
     try:
-        cancel_request(record)
+        lifecycle.cancel(services(), record)
     except InvalidStateError:
         response = jsonify({"status": "ALREADY_COMPLETED"})
         response.status_code = 400
@@ -166,7 +152,7 @@ def cancel(request_id: str) -> Response:
 def run(body: Any, wait: float) -> Response:
     """POST fal.run/fal-ai/dwpose: submit and answer with the result (sync run)."""
     record = submit(body, "")
-    done = wait_until_done(record.id, wait) or record
+    done = lifecycle.wait(services(), record.id, wait) or record
     if not done.status.is_terminal:
         raise FalError(504, "The request did not finish in time; use the queue")
     return result_response(done)

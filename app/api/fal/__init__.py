@@ -10,16 +10,17 @@ the caller's key or cookies.
 from __future__ import annotations
 
 import secrets
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 
-from app.api import fal_queue, services
-from app.api.auth import authenticate
-from app.api.fal_forward import TARGET_HEADER, forward
+from app.api import authenticate, services
+from app.api.fal import queue as fal_queue
+from app.api.fal.forward import TARGET_HEADER, forward
 from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError
-from app.store.keys import key_for_upload_slot
+from app.fal_protocol import APP, FalError, parse_target
+from app.store import uploads
 
 bp = Blueprint("fal", __name__)
 
@@ -29,8 +30,8 @@ SYNC_WAIT = 60
 UPLOAD_TTL = 3600
 
 
-@bp.errorhandler(fal_queue.FalError)
-def _fal_error(error: fal_queue.FalError):
+@bp.errorhandler(FalError)
+def _fal_error(error: FalError):
     return fal_queue.fal_error_response(error.status, error.detail)
 
 
@@ -45,9 +46,7 @@ def _validation(error: ValidationError):
 
 @bp.errorhandler(PosehookError)
 def _posehook(error: PosehookError):
-    from app.api.errors import status_for
-
-    return fal_queue.fal_error_response(status_for(error), error.message)
+    return fal_queue.fal_error_response(error.http_status, error.message)
 
 
 def is_fal_target(url: str) -> bool:
@@ -62,50 +61,41 @@ def proxy():
     """Serve (local mode) or forward (fal mode) one call of @fal-ai/client."""
     target = request.headers.get(TARGET_HEADER, "")
     if not target:
-        raise fal_queue.FalError(400, f"Missing the {TARGET_HEADER} header")
+        raise FalError(400, f"Missing the {TARGET_HEADER} header")
     if not is_fal_target(target):
-        raise fal_queue.FalError(412, f"Invalid {TARGET_HEADER} header: not a fal URL")
+        raise FalError(412, f"Invalid {TARGET_HEADER} header: not a fal URL")
     try:
         g.api_key = authenticate(proxy_tokens=True)
     except AuthError as exc:
-        raise fal_queue.FalError(401, exc.message) from exc
+        raise FalError(401, exc.message) from exc
     if services().settings.provider == "fal":
         return forward(target)
     return serve_locally(target)
 
 
-def serve_locally(target: str) -> Response:
+def serve_locally(target_url: str) -> Response:
     """Route a fal URL to our own handlers for fal-ai/dwpose and storage."""
-    parts = urlsplit(target)
-    host = (parts.hostname or "").lower()
-    path = [p for p in parts.path.split("/") if p]
     method = request.method
-    logs = "logs=1" in (parts.query or "")
-    if host == "rest.fal.ai" and path[:3] == ["storage", "upload", "initiate"]:
+    target = parse_target(target_url, method)
+    logs = target.query.get("logs", "").lower() in ("1", "true")
+    if target.kind == "upload":
         return initiate_upload()
-    app_id = "/".join(path[:2])
-    if app_id != fal_queue.APP:
-        raise fal_queue.FalError(404, f"Application '{app_id}' is not served here: this "
-                                      f"posehook serves only {fal_queue.APP}")
-    rest = path[2:]
-    if host == "queue.fal.run":
-        if not rest and method == "POST":
-            webhook = dict(parse_qsl(parts.query)).get("fal_webhook", "")
-            record = fal_queue.submit(request.get_json(silent=True), webhook)
-            return fal_queue.submit_answer(record)
-        if len(rest) >= 2 and rest[0] == "requests":
-            request_id, tail = rest[1], rest[2:]
-            if tail == ["status"] and method == "GET":
-                return fal_queue.status(request_id, logs)
-            if tail == ["status", "stream"] and method == "GET":
-                return fal_queue.stream(request_id, logs)
-            if tail == [] and method == "GET":
-                return fal_queue.result(request_id)
-            if tail == ["cancel"] and method == "PUT":
-                return fal_queue.cancel(request_id)
-    elif host == "fal.run" and not rest and method == "POST":
+    if target.kind == "submit":
+        webhook = target.query.get("fal_webhook", "")
+        record = fal_queue.submit(request.get_json(silent=True), webhook)
+        return fal_queue.submit_answer(record)
+    if target.kind == "run":
         return fal_queue.run(request.get_json(silent=True), SYNC_WAIT)
-    raise fal_queue.FalError(404, f"{method} {parts.path} is not part of fal's queue protocol")
+    if target.kind == "request":
+        handler = {(): fal_queue.result, ("cancel",): fal_queue.cancel}.get(target.call)
+        if handler is not None:
+            return handler(target.request_id)
+        return (fal_queue.status if target.call == ("status",) else fal_queue.stream)(
+            target.request_id, logs)
+    if target.app != APP:
+        raise FalError(404, f"Application '{target.app}' is not served here: this "
+                            f"posehook serves only {APP}")
+    raise FalError(404, f"{method} {target.path} is not part of fal's queue protocol")
 
 
 def initiate_upload() -> Response:
@@ -115,10 +105,9 @@ def initiate_upload() -> Response:
     storage = services().storage
     slot = secrets.token_urlsafe(24)
     key = secrets.token_urlsafe(24)
-    services().redis.hset(key_for_upload_slot(slot), mapping={
+    uploads.open_slot(services().redis, slot, {
         "key": key, "content_type": content_type, "key_id": g.api_key.id,
-        "file_name": str(body.get("file_name") or "upload")[:200]})
-    services().redis.expire(key_for_upload_slot(slot), UPLOAD_TTL)
+        "file_name": str(body.get("file_name") or "upload")[:200]}, UPLOAD_TTL)
     base = services().settings.public_base_url.rstrip("/")
     return jsonify({"upload_url": f"{base}/files/uploads/{slot}", "file_url": storage.url_for(key)})
 
@@ -128,9 +117,8 @@ def upload(slot: str):
     """Take the bytes of an initiated upload (the slot in the URL is the permission)."""
     from app.images import sniff_image
 
-    r = services().redis
-    details = r.hgetall(key_for_upload_slot(slot)) if len(slot) < 64 else {}
-    if not details or not r.delete(key_for_upload_slot(slot)):
+    details = uploads.take(services().redis, slot)
+    if details is None:
         raise NotFoundError("No such upload slot (it was used already or has expired)")
     settings = services().settings
     data = request.get_data(cache=False)

@@ -1,0 +1,165 @@
+"""fal's protocol, in one place: callback bodies, the three-status view, its URL space.
+
+Pure functions over dicts and strings (no Flask, no Redis, no network), used by the local
+provider (our inference worker calls back in fal's format), settling (reads callbacks from
+fal and from us alike), the fal-compatible surface and forward mode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from app.models import Status
+
+APP = "fal-ai/dwpose"
+QUEUE_HOST = "queue.fal.run"
+RUN_HOST = "fal.run"
+STORAGE_HOSTS = ("rest.fal.ai", "rest.alpha.fal.ai")
+NAMESPACES = ("workflows", "comfy")
+"""fal's endpoint namespaces: a first path segment that comes before owner/alias."""
+INPUT_ERRORS = ("invalid_input", "blocked_url", "too_large", "not_an_image", "fetch_failed",
+                "input_error")
+"""Error types that mean the caller's input, not the provider, failed."""
+REQUEST_CALLS = {("GET", ()), ("GET", ("status",)), ("GET", ("status", "stream")),
+                 ("PUT", ("cancel",))}
+"""(method, path after requests/{id}) of the queue calls on one request."""
+
+
+class FalError(Exception):
+    """An answer in fal's error shape: ``{"detail": ...}`` with an HTTP status."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(str(detail))
+        self.status = status
+        self.detail = detail
+
+
+def field_detail(field: str, message: str, kind: str = "value_error") -> list[dict[str, Any]]:
+    """Return FastAPI-style validation detail for one input field."""
+    return [{"loc": ["body", field], "msg": message, "type": kind}]
+
+
+# -- callbacks ---------------------------------------------------------------------------
+
+def callback_body(request_id: str, output: dict[str, Any] | None = None,
+                  error: dict[str, Any] | None = None) -> bytes:
+    """Return a callback body in fal's webhook format: OK with the output, else ERROR.
+
+    ``error`` is our error object (``type``, ``message``, ``field``); an input error names its
+    field in ``detail[].loc`` as fal's validation errors do.
+    """
+    body: dict[str, Any] = {"request_id": request_id, "gateway_request_id": request_id}
+    if output is not None:
+        body.update(status="OK", payload=output)
+    else:
+        error = error or {"type": "request_error", "message": "request cancelled"}
+        item: dict[str, Any] = {"msg": error["message"], "type": error["type"]}
+        if error.get("field"):
+            item["loc"] = ["body", error["field"].split(".")[-1]]
+        body.update(status="ERROR", error=error["message"], payload={"detail": [item]})
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def parse_callback(payload: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Return (output, None) for an OK callback, (None, our error object) for any other.
+
+    An error whose detail names an input field (``loc: ["body", field]``) is the caller's
+    input failing (``input_error``); anything else is the provider's (``provider_error``).
+    """
+    if not isinstance(payload, dict):
+        payload = {}
+    if payload.get("status") == "OK" and isinstance(payload.get("payload"), dict):
+        return payload["payload"], None
+    inner = payload.get("payload") or payload.get("payload_error")
+    message = str(payload.get("error") or "the provider reported an error")
+    error: dict[str, Any] = {"type": "provider_error", "message": message}
+    items = inner.get("detail") if isinstance(inner, dict) else None
+    for item in items if isinstance(items, list) else ():
+        loc = item.get("loc") if isinstance(item, dict) else None
+        if (isinstance(loc, list) and len(loc) >= 2 and loc[0] == "body"
+                or isinstance(item, dict) and item.get("type") in INPUT_ERRORS):
+            error["type"] = "input_error"
+            error["field"] = "input." + str(loc[-1] if isinstance(loc, list) else "image_url")
+            break
+    if inner:
+        error["detail"] = inner
+    return None, error
+
+
+def status_payload(code: int, body: Any) -> dict[str, Any]:
+    """Return the callback a finished fal request would have sent, from its result call."""
+    if code < 400 and isinstance(body, dict):
+        return {"status": "OK", "payload": body}
+    detail = body.get("detail") if isinstance(body, dict) else body
+    return {"status": "ERROR", "error": f"fal answered {code}", "payload": {"detail": detail}}
+
+
+def outcome_body(caller_id: str, status: Status, output: dict[str, Any] | None,
+                 error: dict[str, Any] | None) -> str:
+    """Return the fal callback a fal-protocol caller's own webhook gets for a finished record."""
+    if status is Status.COMPLETED and output is not None:
+        return callback_body(caller_id, output).decode()
+    error = {"message": "request cancelled", **(error or {}), "type": "request_error"}
+    return callback_body(caller_id, None, error).decode()
+
+
+# -- the queue's views --------------------------------------------------------------------
+
+def shown_status(status: Status) -> str:
+    """Return the one of fal's three statuses a request shows: every end is COMPLETED."""
+    return Status.COMPLETED.value if status.is_terminal else status.value
+
+
+def is_input_error(error: dict[str, Any]) -> bool:
+    """Return True when a failed request failed on the caller's input."""
+    return error.get("type") in INPUT_ERRORS
+
+
+# -- the URL space -------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    """What one ``x-fal-target-url`` names.
+
+    ``kind`` is ``submit`` (queue), ``run`` (sync), ``upload`` (storage initiate), ``request``
+    (a queue call on one request: ``call`` is the path after its id), or ``other``.
+    """
+
+    host: str
+    path: str
+    kind: str
+    app: str = ""
+    request_id: str = ""
+    call: tuple[str, ...] = ()
+    query: dict[str, str] = field(default_factory=dict)
+
+
+def parse_target(url: str, method: str, app: str = APP) -> Target:
+    """Read a fal URL against one app (``owner/alias``, maybe under a namespace).
+
+    Queue calls on a request name only owner/alias (after a namespace), as fal's client
+    builds them; submits and runs name the whole app id.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    path = [p for p in parts.path.split("/") if p]
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    wanted = [p for p in app.split("/") if p]
+    base = wanted[:3] if wanted and wanted[0] in NAMESPACES else wanted[:2]
+    target = Target(host=host, path=parts.path, kind="other", query=query)
+    if method == "POST" and host in STORAGE_HOSTS and path == ["storage", "upload", "initiate"]:
+        target.kind = "upload"
+        return target
+    target.app = "/".join(path[:len(base)])
+    if method == "POST" and path == wanted and host in (QUEUE_HOST, RUN_HOST):
+        target.kind = "submit" if host == QUEUE_HOST else "run"
+        target.app = app
+        return target
+    rest = path[len(base):]
+    if (host == QUEUE_HOST and path[:len(base)] == base and len(rest) >= 2
+            and rest[0] == "requests" and (method, tuple(rest[2:])) in REQUEST_CALLS):
+        target.kind, target.request_id, target.call = "request", rest[1], tuple(rest[2:])
+    return target
