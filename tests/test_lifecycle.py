@@ -170,3 +170,18 @@ def test_a_cancel_while_running_stops_at_the_next_step_and_stores_nothing(
         server.shutdown()
         server.server_close()
         sink.stop()
+
+
+def test_an_input_url_that_answers_404_fails_as_the_callers_input(http, services, run_jobs,
+                                                                   live):
+    from tests.contract import check
+
+    request_id = http.post("/v1/requests", json={"input": {"image_url": f"{live.url}/nope.jpg"}}
+                           ).json()["request_id"]
+    run_jobs()
+    answer = http.get(f"/v1/requests/{request_id}")
+    check(answer, "GET", "/v1/requests/{request_id}")
+    error = answer.json()["error"]
+    assert answer.json()["status"] == "FAILED"
+    assert error["type"] == "input_error" and error["field"] == "input.image_url", error
+    assert "404" in error["message"]
