@@ -142,7 +142,7 @@ def test_replayed_or_forged_callbacks_are_refused_and_nothing_is_stored(
     request_id = submit(http)
     run_jobs()
     job = next(iter(fal.jobs.values()))
-    time.sleep(fal.delay + 0.5)
+    fal_finished(fal)
     assert fal.send_callback(job) == [401]
     assert services.redis.zcard(key_for_callbacks_pending()) == 0
     assert store.get(services.redis, request_id).status is Status.IN_PROGRESS
