@@ -20,6 +20,11 @@ def key_for_requests_of(key_id: str) -> str:
     return f"{PREFIX}:requests:by-key:{key_id}"
 
 
+def key_for_requests_of_status(key_id: str, status: str) -> str:
+    """Sorted set of one API key's requests now in ``status``, by creation time (ms)."""
+    return f"{key_for_requests_of(key_id)}:status:{status}"
+
+
 def key_for_queue() -> str:
     """Sorted set of queued request ids by creation time: queue positions."""
     return f"{PREFIX}:requests:queued"

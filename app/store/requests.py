@@ -22,6 +22,7 @@ from app.store.keys import (
     key_for_request,
     key_for_request_logs,
     key_for_requests_of,
+    key_for_requests_of_status,
 )
 
 MAX_LOG_LINES = 500
@@ -30,7 +31,8 @@ _CREATE = script("""
 -- Create a request and, with an Idempotency-Key, claim the key in the same step: two
 -- concurrent requests with one key can never both create.
 -- KEYS[1] request hash, KEYS[2] the key's requests zset, KEYS[3] queued zset,
--- KEYS[4] the idempotency hash (the request hash itself when there is no key)
+-- KEYS[4] the idempotency hash (the request hash itself when there is no key),
+-- KEYS[5] the key's IN_QUEUE requests zset
 -- ARGV[1] request id, ARGV[2] ttl, ARGV[3] created (ms), ARGV[4] created (s),
 -- ARGV[5] body hash, ARGV[6] idempotency ttl, ARGV[7] 'none' (no key) | '' | 'retake',
 -- ARGV[8..] field/value pairs of the record
@@ -47,6 +49,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 return {1, ARGV[1], ARGV[5]}
 """)
 
@@ -56,7 +59,9 @@ _TRANSITION = script("""
 -- ARGV[1] allowed from-states (comma list), ARGV[2] new state, ARGV[3] request id,
 -- ARGV[4] lease expiry or '', ARGV[5] now, ARGV[6] '1' when the new state is queued,
 -- ARGV[7] '1' when it is terminal, ARGV[8] '1' when the move is announced (it takes the
--- next event sequence number), ARGV[9..] field/value pairs to set with the change
+-- next event sequence number), ARGV[9] the prefix of the per-key indexes (the key's
+-- requests zset is prefix..key_id, its per-status ones that plus ':status:'..state),
+-- ARGV[10..] field/value pairs to set with the change
 -- Returns {1, sequence taken or 0} when it moved, {0, current state or 'missing'} when not.
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {0, 'missing'} end
@@ -66,7 +71,11 @@ for state in string.gmatch(ARGV[1], '[^,]+') do
 end
 if not allowed then return {0, current} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local by_key = ARGV[9] .. redis.call('HGET', KEYS[1], 'key_id')
+local created = redis.call('ZSCORE', by_key, ARGV[3])
+redis.call('ZREM', by_key .. ':status:' .. current, ARGV[3])
+if created then redis.call('ZADD', by_key .. ':status:' .. ARGV[2], created, ARGV[3]) end
 if ARGV[6] == '1' then
   redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created_at'), ARGV[3])
 else
@@ -119,7 +128,8 @@ def create(
     for retake in ("", "retake"):
         created, known_id, known_hash = _CREATE(
             [key_for_request(request.id), key_for_requests_of(key_id), key_for_queue(),
-             idem or key_for_request(request.id)],
+             idem or key_for_request(request.id),
+             key_for_requests_of_status(key_id, Status.IN_QUEUE.value)],
             [request.id, ttl, int(now * 1000), repr(now), body_hash, idempotency_ttl,
              retake if idem else "none", *values], r)
         if created:
@@ -186,7 +196,8 @@ def transition(
         [",".join(s.value for s in sources), to.value, request_id,
          "" if lease_until is None else repr(lease_until),
          repr(time.time() if now is None else now), "1" if to is Status.IN_QUEUE else "0",
-         "1" if to.is_terminal else "0", "1" if announce else "0", *values], r)
+         "1" if to.is_terminal else "0", "1" if announce else "0", key_for_requests_of(""),
+         *values], r)
     return int(value) if moved else None
 
 
@@ -234,7 +245,8 @@ def list_for_key(
     The cursor is ``<ms>-<request id>`` of the last one given: requests made in the same
     millisecond (same score, then ordered by id) are neither skipped nor repeated.
     """
-    index = key_for_requests_of(key_id)
+    # Each status has its own index: a filtered page reads what it returns, not every record.
+    index = key_for_requests_of_status(key_id, status) if status else key_for_requests_of(key_id)
     top, after = "+inf", None
     if cursor:
         score, _, after = cursor.partition("-")
@@ -247,17 +259,21 @@ def list_for_key(
         if not batch:
             break
         offset += len(batch)
-        for request_id, score in batch:
+        pipe = r.pipeline(transaction=False)
+        for request_id, _ in batch:
+            pipe.hgetall(key_for_request(request_id))
+        records = pipe.execute()
+        for (request_id, score), raw in zip(batch, records, strict=True):
             # Same millisecond as the cursor: members come in falling id order.
             if after is not None and int(score) == int(top) and request_id >= after:
                 continue
-            request = get(r, request_id)
+            request = Request.from_redis(raw) if raw else None
             if request is None:
                 r.zrem(index, request_id)
                 offset -= 1
                 continue
             if status and request.status.value != status:
-                continue
+                continue  # it moved on since the index was read
             found.append((request, int(score)))
             if len(found) > limit:
                 break
