@@ -85,11 +85,31 @@ def sniff_image(data: bytes, *, max_pixels: int, field: str = FIELD) -> tuple[st
     """Return (content type, width, height) from the header, without decoding pixels."""
     image = _open(data, max_pixels, field)
     width, height = image.size
+    return FORMATS[image.format], *((height, width) if _turned(image) else (width, height))
+
+
+def _turned(image: Any) -> bool:
+    """Return True when the EXIF read with the header asks for a quarter turn.
+
+    Only EXIF that comes before the pixels is read: for PNG, Pillow's ``getexif`` would
+    decode the whole image to look for an eXIf chunk after the pixel data, which is what a
+    web process must never do (a small file can hold a huge flat picture). The worker's
+    decode still applies every orientation.
+    """
+    from PIL import Image
+
     try:
-        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn
+        if image.format == "PNG":
+            raw = image.info.get("exif")
+            if not raw:
+                return False
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = image.getexif()  # JPEG and WebP keep EXIF in their headers
+        return exif.get(0x0112) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn
     except Exception:  # noqa: BLE001 - damaged EXIF is ignored, as when decoding
-        turned = False
-    return FORMATS[image.format], *((height, width) if turned else (width, height))
+        return False
 
 
 def _upright(image: Any) -> Any:
