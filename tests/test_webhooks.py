@@ -83,6 +83,9 @@ def test_bad_signature_is_401_and_nothing_is_stored(live, services):
     answer = _post(live, body, fal.sign(stranger, request_id, "u", body))
     assert answer.status_code == 401
     check(answer, "POST", "/webhooks/fal")
+    # It says which check failed, not merely that keys are missing.
+    assert "not ours" in answer.json()["message"], answer.json()
+    assert "could not be fetched" in answer.json()["message"]
     assert services.redis.zcard(key_for_callbacks_pending()) == 0
     assert callbacks.get(services.redis, callbacks.callback_id(request_id, body)) is None
 

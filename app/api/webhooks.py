@@ -13,7 +13,13 @@ from flask import Blueprint, jsonify, request
 
 from app import queues
 from app.api import services
-from app.errors import InvalidInputError, SignatureError, TooLargeError, UnknownSigningKey
+from app.errors import (
+    InvalidInputError,
+    SignatureError,
+    SigningKeysUnavailable,
+    TooLargeError,
+    UnknownSigningKey,
+)
 from app.signing import fal as fal_signing
 from app.signing.keys import check_url_token
 from app.store import callbacks
@@ -37,10 +43,15 @@ def verify(body: bytes, headers: dict[str, str]) -> tuple[str, str]:
         pass
     cache = svc.fal_keys()
     try:
-        return fal_signing.verify(body, headers, cache.keys(), tolerance=tolerance), "fal"
-    except UnknownSigningKey:
-        pass
-    return fal_signing.verify(body, headers, cache.keys(refresh=True), tolerance=tolerance), "fal"
+        try:
+            return fal_signing.verify(body, headers, cache.keys(), tolerance=tolerance), "fal"
+        except UnknownSigningKey:
+            pass
+        return (fal_signing.verify(body, headers, cache.keys(refresh=True), tolerance=tolerance),
+                "fal")
+    except SigningKeysUnavailable as exc:
+        raise UnknownSigningKey("the signature is not ours, and fal's published keys could "
+                                "not be fetched to check it against them") from exc
 
 
 def _read_at_most(size: int) -> bytes:
