@@ -25,8 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SAMPLE = next(p / "shared" / "data" / "pose_sample.jpg" for p in ROOT.parents
-              if (p / "shared" / "data" / "pose_sample.jpg").exists())
+SAMPLE = ROOT / "tests" / "data" / "pose_sample.jpg"  # the suite's photo, in the repository
 
 
 def photo(short_side: int) -> np.ndarray:

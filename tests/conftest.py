@@ -14,17 +14,12 @@ sys.path.insert(0, str(ROOT))
 
 from tests import redis_server  # noqa: E402
 
-# ../shared beside the checkout (CI, a clean clone); searched upward from worktrees.
-DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
-            ROOT.parent / "shared" / "data")
-SAMPLE = DATA / "pose_sample.jpg"
-
-
-def pytest_configure(config):
-    """Stop at once, saying why, when the public test images are not beside the checkout."""
-    if not SAMPLE.exists():
-        raise pytest.UsageError(f"posehook's tests need ../shared/data beside the checkout "
-                                f"(looked for {SAMPLE})")
+# The test images, in the repository (their sources and licences: tests/data/NOTICE.md).
+DATA = ROOT / "tests" / "data"
+SAMPLE = DATA / "pose_sample.jpg"  # one woman standing, 194x259
+TWO_PEOPLE = DATA / "two_people.jpg"  # the sample, a white gap, the sample mirrored: 448x259
+NOBODY = DATA / "nobody.jpg"  # wall and mat only, 194x259
+LARGE = DATA / "large.jpg"  # the sample ten times larger, 1940x2590
 
 
 @pytest.fixture(scope="session")

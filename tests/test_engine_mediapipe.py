@@ -7,6 +7,14 @@ import pytest
 
 from app.engine import load_engine, render
 from app.images import decode_image
+from tests.conftest import LARGE, NOBODY, TWO_PEOPLE
+
+LIMIT = 40_000_000
+
+
+def read(path) -> np.ndarray:
+    """One of the test images as RGB."""
+    return decode_image(path.read_bytes(), max_pixels=LIMIT)
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +26,7 @@ def engine():
 @pytest.fixture
 def photo(sample_bytes):
     """The sample photo as RGB."""
-    return decode_image(sample_bytes, max_pixels=40_000_000)
+    return decode_image(sample_bytes, max_pixels=LIMIT)
 
 
 def test_body_points_are_ordered_top_to_bottom_and_on_her(engine, photo):
@@ -36,8 +44,8 @@ def test_body_points_are_ordered_top_to_bottom_and_on_her(engine, photo):
 
 def test_two_people_side_by_side_are_both_found(engine, photo):
     # The photo beside its mirror image, a white gap between: one woman on each side.
-    gap = np.full((photo.shape[0], 60, 3), 255, np.uint8)
-    pair = np.hstack([photo, gap, photo[:, ::-1]])
+    pair = read(TWO_PEOPLE)
+    assert pair.shape == (photo.shape[0], 2 * photo.shape[1] + 60, 3)
     people = engine(pair)
     assert len(people) == 2
     width = photo.shape[1]
@@ -75,6 +83,28 @@ def test_an_empty_picture_gives_a_black_image_not_an_error(engine):
     result = render(engine, blank, {})
     assert result.image.shape == (240, 320, 3) and result.image.max() == 0
     assert result.keypoints["people"] == []
+
+
+def test_a_photo_of_an_empty_room_finds_nobody(engine):
+    room = read(NOBODY)
+    assert len(engine(room)) == 0
+    result = render(engine, room, {"return_keypoints": True})
+    assert result.image.shape == room.shape and result.image.max() == 0
+    assert result.keypoints["people"] == []
+
+
+def test_a_large_photo_is_drawn_at_its_size_with_her_where_she_stands(engine, photo):
+    # The sample ten times larger: seen at 512 px, drawn at 1940x2590, points scaled up.
+    large = read(LARGE)
+    assert large.shape == (photo.shape[0] * 10, photo.shape[1] * 10, 3)
+    result = render(engine, large, {"return_keypoints": True})
+    assert result.image.shape == large.shape
+    assert (result.image.max(axis=2) > 0).sum() > 10_000
+    (person,) = result.keypoints["people"]
+    small = render(engine, photo, {"return_keypoints": True}).keypoints["people"][0]
+    big_nose = np.array(person["pose_keypoints_2d"][:2])
+    small_nose = np.array(small["pose_keypoints_2d"][:2])
+    assert np.allclose(big_nose, small_nose * 10, atol=0.02 * large.shape[1])
 
 
 def test_auto_picks_mediapipe_without_weights(tmp_path):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from app.errors import InvalidInputError, NotAnImageError, TooLargeError
 from app.images import decode_image, parse_data_uri, sniff_image
+from tests.conftest import LARGE
 
 LIMIT = 40_000_000
 
@@ -126,6 +127,17 @@ def test_the_pixel_limit_is_a_setting():
     with pytest.raises(TooLargeError):
         sniff_image(data, max_pixels=9_999)
     assert sniff_image(data, max_pixels=10_000)[1:] == (100, 100)
+
+
+def test_a_large_photo_is_read_whole_under_the_limit_and_refused_over_it():
+    data = LARGE.read_bytes()
+    pixels = 1940 * 2590
+    assert sniff_image(data, max_pixels=pixels) == ("image/jpeg", 1940, 2590)
+    assert decode_image(data, max_pixels=pixels).shape == (2590, 1940, 3)
+    with pytest.raises(TooLargeError, match="pixels"):
+        sniff_image(data, max_pixels=pixels - 1)
+    with pytest.raises(TooLargeError):
+        decode_image(data, max_pixels=pixels - 1)
 
 
 def test_data_uris():
