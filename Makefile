@@ -12,14 +12,15 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
 	@cp requirements.txt $(STAMP)
 
-# Embedded Redis (AOF on, in ./data/redis) unless REDIS_URL is set; private URLs allowed
-# for local development (a photo served from your own machine), said out loud.
+# Embedded Redis (AOF on, in $POSEHOOK_DATA_DIR/redis, by default ./data/redis) unless
+# REDIS_URL is set; private URLs allowed for local development (a photo served from your own
+# machine), said out loud.
 # Shorthands: PROVIDER, PUBLIC_BASE_URL, ENGINE set their POSEHOOK_ settings
 # (PROVIDER=fal FAL_KEY=... PUBLIC_BASE_URL=https://... make run puts posehook in front of fal).
 run: $(STAMP)
-	@mkdir -p data
+	@mkdir -p "$${POSEHOOK_DATA_DIR:-data}"
 	@if [ -z "$$REDIS_URL" ]; then \
-	  echo "posehook: no REDIS_URL, starting the embedded Redis on 127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380} (data in ./data/redis)"; \
+	  echo "posehook: no REDIS_URL, starting the embedded Redis on 127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380} (data in $${POSEHOOK_DATA_DIR:-data}/redis)"; \
 	  export REDIS_URL=redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0; procs=""; \
 	else procs="web worker inference cron"; fi; \
 	if [ -n "$$PROVIDER" ]; then export POSEHOOK_PROVIDER="$$PROVIDER"; fi; \
@@ -29,7 +30,7 @@ run: $(STAMP)
 	  echo "posehook: POSEHOOK_ALLOW_PRIVATE_URLS=1 for development: URLs on private and loopback addresses are accepted"; \
 	  export POSEHOOK_ALLOW_PRIVATE_URLS=1; fi; \
 	export REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0}; \
-	exec $(BIN)/honcho start -f Procfile $$procs
+	exec $(BIN)/python -m app.procfile start -f Procfile $$procs
 
 # The pinned @fal-ai/client for the fal-compatibility test.
 node_modules/.installed: package-lock.json

