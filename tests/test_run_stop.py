@@ -142,7 +142,7 @@ def _assert_clean_stop(run: Run, output: str) -> None:
     assert sorted(name for _, name, _ in stops) == sorted(NAMES), output
     assert all(rc == "0" for _, _, rc in stops), output
     assert max(stops)[1] == "redis", output  # Redis stopped after every other process
-    for name, pid in run.started_pids().items():
+    for pid in run.started_pids().values():
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)  # nothing of the process group is left
     with pytest.raises(RedisConnectionError):

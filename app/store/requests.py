@@ -224,7 +224,7 @@ def next_event_seq(r: Redis, request_id: str) -> int:
 def add_log(r: Redis, request_id: str, message: str, level: str = "INFO") -> None:
     """Append one timestamped log line to a request (bounded)."""
     line = json.dumps({"message": message, "level": level, "source": "worker",
-                       "timestamp": _iso(time.time())})
+                       "timestamp": iso(time.time())})
     pipe = r.pipeline()
     pipe.rpush(key_for_request_logs(request_id), line)
     pipe.ltrim(key_for_request_logs(request_id), -MAX_LOG_LINES, -1)
@@ -294,10 +294,6 @@ def find_by_provider_ref(r: Redis, provider: str, ref: str) -> str | None:
     return r.get(key_for_provider_ref(provider, ref))
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
+    """Return an epoch time as ISO 8601 UTC with milliseconds."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-iso = _iso
-
-
