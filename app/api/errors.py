@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 STATUS = {
     e.TooLargeError: 413,
+    e.NotJSONError: 400,
+    e.WrongContentTypeError: 415,
     e.InvalidInputError: 422,
     e.FetchError: 422,
     e.AuthError: 401,

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 
-from app.api import fal_queue, services
+from app.api import fal_queue, json_body, services
 from app.api.auth import authenticate
 from app.api.fal_forward import TARGET_HEADER, forward
 from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError
@@ -91,7 +91,7 @@ def serve_locally(target: str) -> Response:
     if host == "queue.fal.run":
         if not rest and method == "POST":
             webhook = dict(parse_qsl(parts.query)).get("fal_webhook", "")
-            record = fal_queue.submit(request.get_json(silent=True), webhook)
+            record = fal_queue.submit(json_body(), webhook)
             return fal_queue.submit_answer(record)
         if len(rest) >= 2 and rest[0] == "requests":
             request_id, tail = rest[1], rest[2:]
@@ -104,13 +104,13 @@ def serve_locally(target: str) -> Response:
             if tail == ["cancel"] and method == "PUT":
                 return fal_queue.cancel(request_id)
     elif host == "fal.run" and not rest and method == "POST":
-        return fal_queue.run(request.get_json(silent=True), SYNC_WAIT)
+        return fal_queue.run(json_body(), SYNC_WAIT)
     raise fal_queue.FalError(404, f"{method} {parts.path} is not part of fal's queue protocol")
 
 
 def initiate_upload() -> Response:
     """Answer ``{upload_url, file_url}``: a one-time PUT slot and the file's future URL."""
-    body = request.get_json(silent=True) or {}
+    body = json_body(optional=True) or {}
     content_type = str(body.get("content_type") or "application/octet-stream")[:100]
     storage = services().storage
     slot = secrets.token_urlsafe(24)

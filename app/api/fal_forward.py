@@ -18,7 +18,7 @@ import httpx
 from flask import Response, g, request, stream_with_context
 
 from app import queues
-from app.api import services
+from app.api import json_body, services
 from app.api.fal_queue import FalError
 from app.models import Request, Status
 from app.providers import fal as fal_provider
@@ -125,7 +125,7 @@ def forward(target: str) -> Response:
 def _record_forwarded(caller_webhook: str) -> Request:
     """Make the record of a forwarded submit (provider fal), before fal sees it."""
     svc = services()
-    body = request.get_json(silent=True)
+    body = json_body()
     record, _ = store.create(svc.redis, key_id=g.api_key.id,
                              input=body if isinstance(body, dict) else {}, provider="fal",
                              fal_webhook=caller_webhook, ttl=svc.settings.request_ttl)

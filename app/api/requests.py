@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 
 from app import intake, queues
-from app.api import services
+from app.api import json_body, services
 from app.api.auth import require_api_key
 from app.errors import InvalidInputError, InvalidStateError, ProviderError
 from app.models import Request, Status
@@ -101,7 +101,7 @@ def wait_until_done(request_id: str, seconds: float) -> Request | None:
 def create():
     """Submit a photo; 202 with the request's URLs (200 with the result under Prefer: wait)."""
     wait = prefer_wait()
-    data = load(RequestCreateSchema(), request.get_json(silent=True))
+    data = load(RequestCreateSchema(), json_body())
     record, created = intake.accept(
         services(), key_id=g.api_key.id, input=compact(data["input"]),
         webhook_url=data.get("webhook_url") or "",
