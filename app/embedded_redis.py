@@ -5,9 +5,10 @@ last. ``make run`` (``app.procfile``) signals this process only once the others 
 exited; when something signals everything at once (plain ``honcho start``, a signal to a
 process group), this process still waits on the first SIGTERM or SIGINT until the service's
 other clients have disconnected (at most ``GRACE_SECONDS``; a second signal cuts the wait
-short), then stops Redis, which flushes its append-only file on the way out. ``python -m app.embedded_redis wait URL [SECONDS]``
-waits until the Redis at URL answers, so the other Procfile processes start only once it
-is up.
+short), then stops Redis, which flushes its append-only file on the way out.
+
+``python -m app.embedded_redis wait URL [SECONDS]`` waits until the Redis at URL answers,
+so the other Procfile processes start only once it is up.
 """
 
 from __future__ import annotations
