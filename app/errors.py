@@ -6,7 +6,9 @@
     ├── InvalidInputError         the caller sent something we refuse (HTTP 422)
     │   ├── BlockedURLError       an outbound URL points where we never connect
     │   ├── TooLargeError         a body, file or image past its limit (HTTP 413)
-    │   └── NotAnImageError       bytes that no image decoder accepts
+    │   ├── NotAnImageError       bytes that no image decoder accepts
+    │   ├── NotJSONError          a JSON body that does not parse (HTTP 400)
+    │   └── WrongContentTypeError a body that should be JSON sent as another type (HTTP 415)
     ├── FetchError                an input could not be downloaded (HTTP 422)
     ├── AuthError                 missing, wrong or revoked API key (HTTP 401)
     ├── SignatureError            a webhook signature or timestamp that does not verify (HTTP 401)
@@ -56,6 +58,20 @@ class NotAnImageError(InvalidInputError):
     """Bytes that no image decoder accepts, or a format we do not take."""
 
     code = "not_an_image"
+
+
+class NotJSONError(InvalidInputError):
+    """A body sent as JSON that does not parse."""
+
+    code = "not_json"
+    http_status = 400
+
+
+class WrongContentTypeError(InvalidInputError):
+    """A body that must be JSON, sent without ``Content-Type: application/json``."""
+
+    code = "wrong_content_type"
+    http_status = 415
 
 
 class FetchError(PosehookError):

@@ -49,3 +49,11 @@ def check(response, method: str, path: str) -> None:
     body = response.json()
     schema = _rewrite(content["application/json"]["schema"])
     jsonschema.Draft202012Validator(schema, registry=_registry()).validate(body)
+
+
+def check_error(response) -> None:
+    """Assert that a response to a path or method openapi.yaml does not list is its Error."""
+    assert response.headers["Content-Type"] == "application/json", response.text
+    schema = _rewrite({"$ref": "#/components/schemas/Error"})
+    jsonschema.Draft202012Validator(schema, registry=_registry()).validate(response.json())
+    assert response.json()["status"] == response.status_code

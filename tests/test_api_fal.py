@@ -218,7 +218,7 @@ def test_forward_mode_serves_a_request_only_to_the_key_that_submitted_it(
 
 def test_forward_mode_a_cancel_fal_takes_cancels_our_record_too(fal, live, api_key, services,
                                                                  run_jobs):
-    fal.callback = "drop"
+    fal.callback, fal.delay = "drop", 30  # still running at fal when the cancel comes
     fal_id = forwarded_submit(live, api_key)
     answer = call(live, f"{SUBMIT}/requests/{fal_id}/cancel", api_key, method="PUT")
     assert answer.status_code == 202 and fal.jobs[fal_id].cancelled

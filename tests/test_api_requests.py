@@ -87,9 +87,10 @@ def test_bad_input_is_422_naming_the_field(http, payload, field):
     assert field in answer.text
 
 
-def test_a_body_that_is_not_json_is_422(http):
+def test_a_body_sent_as_text_is_415(http):
     answer = http.post("/v1/requests", content=b"nope", headers={"Content-Type": "text/plain"})
-    assert answer.status_code == 422
+    assert answer.status_code == 415
+    assert answer.json()["code"] == "wrong_content_type"
 
 
 def test_private_address_is_refused_unless_allowed(live, redis_url, tmp_path, redis, body):

@@ -142,9 +142,12 @@ def _assert_clean_stop(run: Run, output: str) -> None:
     assert sorted(name for _, name, _ in stops) == sorted(NAMES), output
     assert all(rc == "0" for _, _, rc in stops), output
     assert max(stops)[1] == "redis", output  # Redis stopped after every other process
-    for pid in run.started_pids().values():
+    pids = run.started_pids()
+    assert sorted(pids) == sorted(NAMES), output
+    for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)  # nothing of the process group is left
+    # redis-server runs in a group of its own: gone when its port takes no connection
     with pytest.raises(RedisConnectionError):
         Redis(host="127.0.0.1", port=run.redis_port, socket_connect_timeout=1).ping()
 

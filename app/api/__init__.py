@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 
-from app.errors import AuthError
+from app.errors import AuthError, InvalidInputError, NotJSONError, WrongContentTypeError
 from app.services import Services
 from app.signing.keys import check_url_token, url_token
 from app.store import apikeys
@@ -27,6 +27,47 @@ from app.store import apikeys
 def services() -> Services:
     """Return the app's Services (settings, Redis, storage, keys)."""
     return current_app.extensions["posehook"]
+
+
+def json_body(optional: bool = False) -> Any:
+    """Return the request's JSON body, parsed; ``optional``: an empty body is None.
+
+    Raises:
+        WrongContentTypeError: a body without ``Content-Type: application/json``.
+        NotJSONError: a body that does not parse, with the parser's position message.
+    """
+    data = request.get_data()
+    if optional and not data:
+        return None
+    if not request.is_json:
+        raise WrongContentTypeError("send the body with Content-Type: application/json")
+    try:
+        body = current_app.json.loads(data)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise NotJSONError(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInputError(TOO_DEEP, field="body") from exc
+    if _too_deep(body):
+        raise InvalidInputError(TOO_DEEP, field="body")
+    return body
+
+
+MAX_JSON_DEPTH = 32
+"""How deep a JSON body may nest: ours nest 3 levels; a deeper one only costs us work."""
+TOO_DEEP = f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _too_deep(body: Any) -> bool:
+    """Return True when ``body`` nests past MAX_JSON_DEPTH (checked without recursion)."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            stack.extend((x, depth + 1) for x in (value.values() if isinstance(value, dict)
+                                                  else value))
+    return False
 
 
 def register(app: Flask) -> None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from marshmallow import ValidationError
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import RequestRedirect
 
 from app import errors as e
 
 log = logging.getLogger(__name__)
+
+REDIS_RETRY_AFTER = 5
+"""Seconds a caller is told to wait when Redis cannot be reached."""
 
 def status_for(error: e.PosehookError) -> int:
     """Return the HTTP status of a posehook error (each class says its own)."""
@@ -51,13 +56,48 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
-        return body(error.name.lower().replace(" ", "_"), error.code or 500,
-                    error.description or error.name)
+        return http_error(error)
+
+    @app.before_request
+    def _redirect():
+        # Flask answers routing redirects (a merged "//", a missing trailing slash) itself,
+        # in HTML, without asking error handlers; answer them here, before dispatch.
+        if isinstance(request.routing_exception, RequestRedirect):
+            return http_error(request.routing_exception)
+        return None
+
+    @app.errorhandler(RedisError)
+    def _redis_down(error: RedisError):
+        # An outage is not the caller's fault nor a bug: say so, and when to try again.
+        log.warning("Redis is unavailable: %s", type(error).__name__)
+        response = body("unavailable", 503, "The service's database is unavailable; try again "
+                        "shortly")
+        response.headers["Retry-After"] = str(REDIS_RETRY_AFTER)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error")
         return body("internal_error", 500, "Internal error; it has been logged")
+
+
+def http_error(error: HTTPException):
+    """Return werkzeug's HTTP error (404, 405, a routing 308...) as our JSON error body.
+
+    Its headers come along (``Allow`` on a 405, ``Location`` on a redirect), but not its
+    HTML Content-Type.
+    """
+    status = error.code or 500
+    message = error.description or error.name
+    if isinstance(error, RequestRedirect):
+        message = f"This resource is at {error.new_url}; send the request there"
+    response = body(error.name.lower().replace(" ", "_"), status, message)
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    if isinstance(error, RequestRedirect):
+        response.headers["Location"] = error.new_url
+    return response
 
 
 def _summary(messages: dict) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 
 from app import intake, lifecycle
-from app.api import require_api_key, services
+from app.api import json_body, require_api_key, services
 from app.errors import InvalidInputError
 from app.models import Request, Status
 from app.schemas import ListQuerySchema, RequestCreateSchema, compact, load
@@ -89,7 +89,7 @@ def prefer_wait() -> int:
 def create():
     """Submit a photo; 202 with the request's URLs (200 with the result under Prefer: wait)."""
     wait = prefer_wait()
-    data = load(RequestCreateSchema(), request.get_json(silent=True))
+    data = load(RequestCreateSchema(), json_body())
     record, created = intake.accept(
         services(), key_id=g.api_key.id, input=compact(data["input"]),
         webhook_url=data.get("webhook_url") or "",

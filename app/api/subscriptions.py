@@ -8,7 +8,7 @@ import time
 from flask import Blueprint, g, jsonify, request
 
 from app import events, queues
-from app.api import proxy_token, require_api_key, services
+from app.api import json_body, proxy_token, require_api_key, services
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.models import Delivery
 from app.outbound import Guard
@@ -45,7 +45,7 @@ def _found(sub: subscriptions.Subscription | None,
 @require_api_key
 def create():
     """Register a callback URL; the answer shows its secret (this once)."""
-    data = load(SubscriptionCreateSchema(), request.get_json(silent=True))
+    data = load(SubscriptionCreateSchema(), json_body())
     _check_url(data["url"])
     sub = subscriptions.create(services().redis, g.api_key.id, data["url"], data["events"],
                                data["description"])
@@ -76,7 +76,7 @@ def update(subscription_id: str):
     """Change url, events, description or enabled."""
     r = services().redis
     sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
-    data = load(SubscriptionUpdateSchema(), request.get_json(silent=True))
+    data = load(SubscriptionUpdateSchema(), json_body())
     if "url" in data:
         _check_url(data["url"])
     if data.get("enabled"):
@@ -171,7 +171,7 @@ def recover(subscription_id: str):
     """
     r = services().redis
     sub = subscriptions.get_for_key(r, subscription_id, g.api_key.id)
-    since = load(RecoverSchema(), request.get_json(silent=True))["since"].timestamp()
+    since = load(RecoverSchema(), json_body())["since"].timestamp()
     if since < time.time() - RECOVER_WINDOW:
         raise InvalidInputError("since must be within the last 14 days", field="since")
     failed, resume = deliveries.failed_for_subscription(r, sub.id, since, limit=RECOVER_MAX,
@@ -197,7 +197,7 @@ PROXY_TOKEN_TTL = (60, 3600, 900)
 def create_proxy_token():
     """Make a short-lived token that authorises only /api/fal/proxy, for browser code."""
     least, most, default = PROXY_TOKEN_TTL
-    body = request.get_json(silent=True) or {}
+    body = json_body(optional=True) or {}
     ttl = body.get("ttl_seconds", default) if isinstance(body, dict) else None
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not least <= ttl <= most:
         raise InvalidInputError(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 
-from app.api import authenticate, services
+from app.api import authenticate, json_body, services
 from app.api.fal import queue as fal_queue
 from app.api.fal.forward import TARGET_HEADER, forward
 from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError
@@ -82,10 +82,10 @@ def serve_locally(target_url: str) -> Response:
         return initiate_upload()
     if target.kind == "submit":
         webhook = target.query.get("fal_webhook", "")
-        record = fal_queue.submit(request.get_json(silent=True), webhook)
+        record = fal_queue.submit(json_body(), webhook)
         return fal_queue.submit_answer(record)
     if target.kind == "run":
-        return fal_queue.run(request.get_json(silent=True), SYNC_WAIT)
+        return fal_queue.run(json_body(), SYNC_WAIT)
     if target.kind == "request":
         handler = {(): fal_queue.result, ("cancel",): fal_queue.cancel}.get(target.call)
         if handler is not None:
@@ -100,7 +100,7 @@ def serve_locally(target_url: str) -> Response:
 
 def initiate_upload() -> Response:
     """Answer ``{upload_url, file_url}``: a one-time PUT slot and the file's future URL."""
-    body = request.get_json(silent=True) or {}
+    body = json_body(optional=True) or {}
     content_type = str(body.get("content_type") or "application/octet-stream")[:100]
     storage = services().storage
     slot = secrets.token_urlsafe(24)

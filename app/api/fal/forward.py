@@ -18,7 +18,7 @@ import httpx
 from flask import Response, g, request, stream_with_context
 
 from app import lifecycle
-from app.api import services
+from app.api import json_body, services
 from app.errors import InvalidStateError
 from app.fal_protocol import FalError, parse_target
 from app.models import Request, Status
@@ -108,7 +108,7 @@ def forward(target: str) -> Response:
 def _record_forwarded(caller_webhook: str) -> Request:
     """Make the record of a forwarded submit (provider fal), before fal sees it."""
     svc = services()
-    body = request.get_json(silent=True)
+    body = json_body()
     record, _ = lifecycle.accept(svc, submit=False, key_id=g.api_key.id,
                                  input=body if isinstance(body, dict) else {}, provider="fal",
                                  fal_webhook=caller_webhook, ttl=svc.settings.request_ttl,
