@@ -22,7 +22,7 @@ run: $(STAMP)
 	@if [ -z "$$REDIS_URL" ]; then \
 	  echo "posehook: no REDIS_URL, starting the embedded Redis on 127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380} (data in $${POSEHOOK_DATA_DIR:-data}/redis)"; \
 	  export REDIS_URL=redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0; procs=""; \
-	else procs="web worker inference cron"; fi; \
+	else procs=$$(sed -n 's/^\([a-z]*\):.*/\1/p' Procfile | grep -vx redis | tr '\n' ' '); fi; \
 	if [ -n "$$PROVIDER" ]; then export POSEHOOK_PROVIDER="$$PROVIDER"; fi; \
 	if [ -n "$$PUBLIC_BASE_URL" ]; then export POSEHOOK_PUBLIC_BASE_URL="$$PUBLIC_BASE_URL"; fi; \
 	if [ -n "$$ENGINE" ]; then export POSEHOOK_ENGINE="$$ENGINE"; fi; \

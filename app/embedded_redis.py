@@ -13,13 +13,14 @@ so the other Procfile processes start only once it is up.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+
+from app.supervise import die_with_parent
 
 GRACE_SECONDS = 4.0
 """Longest wait, after a stop signal, for the other clients to go. honcho SIGKILLs whatever
@@ -63,13 +64,6 @@ def _say(message: str) -> None:
     print(f"embedded redis: {message}", flush=True)
 
 
-def _stop_with_parent() -> None:
-    """In the child: get SIGTERM when this process dies, even by SIGKILL (Linux only)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def wait_for_other_clients(port: int, deadline: float, signals: list[int]) -> None:
     """Return when no client but this one is connected, at ``deadline``, or on a 2nd signal."""
     from redis import Redis
@@ -107,7 +101,7 @@ def serve(port: int, directory: str, grace: float = GRACE_SECONDS) -> int:
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", os.path.abspath(directory),
          "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
          "--protected-mode", "yes"],
-        start_new_session=True, preexec_fn=_stop_with_parent)
+        start_new_session=True, preexec_fn=die_with_parent)
     while server.poll() is None and not signals:
         time.sleep(0.1)
     if server.poll() is None:

@@ -26,6 +26,10 @@ DELIVERY_RETRY = "delivery-retry"
 MAINTENANCE = "maintenance"
 
 FAST_QUEUES = (SUBMIT, SETTLE, DELIVERY, DELIVERY_RETRY, MAINTENANCE)
+WORKERS = {"worker": (SUBMIT, SETTLE), "delivery": (DELIVERY,), "retry": (DELIVERY_RETRY,),
+           "maintenance": (MAINTENANCE,)}
+"""Procfile process → the fast queues it works: fresh deliveries never wait behind submits
+and settles, retries never behind fresh ones, and the sweeper never behind any of them."""
 
 MAINTENANCE_INTERVAL = 60
 """Seconds between a worker's maintenance passes, where RQ retries taking a scheduler lock
@@ -39,6 +43,8 @@ JOB_SWEEP = "jobs.sweep.sweep"
 JOB_SWEEP_DELIVERIES = "jobs.deliver.sweep_overdue"
 JOB_RECONCILE = "jobs.reconcile.reconcile_overdue"
 JOB_FAL_CANCEL = "jobs.reconcile.cancel_at_fal"
+JOB_PATHS = (JOB_SUBMIT, JOB_INFER, JOB_SETTLE, JOB_DELIVER, JOB_SWEEP, JOB_SWEEP_DELIVERIES,
+             JOB_RECONCILE, JOB_FAL_CANCEL)
 
 RETRIES = (1, 5, 30)
 """Seconds between RQ's retries of a job that raised (submit, settle)."""

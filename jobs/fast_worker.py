@@ -1,23 +1,40 @@
-"""The worker of the fast queues: RQ's forking worker, with a work horse that outlives SIGTERM.
+"""The worker of the fast queues: warm, one process, every job in it (``rq worker -w ...``).
 
-``rq worker -w jobs.fast_worker.Worker ...`` (the Procfile). honcho stops a process by
-signalling its whole process group, so the work horse gets the SIGTERM meant for the worker
-and, under RQ's default, dies in the middle of its job. Here the horse ignores SIGTERM as it
-already ignores SIGINT, and the worker decides: a first signal lets the job finish (warm
-shutdown), a second kills the horse (cold shutdown, by SIGKILL), as RQ documents.
+RQ's default worker forks a work horse per job, and the parent never imports the job code,
+so every submit, settle and delivery imported ``app`` and httpx again and built a new HTTP
+client (most of a delivery's time). This worker runs jobs in its own process, like RQ's
+SimpleWorker: the job modules the queues name are imported once at start, and the pooled
+clients in ``Services`` live as long as the worker. RQ's job timeouts still hold (they are
+signal-based, in the worker's main thread); a job that crashes the process is re-run from
+its lease by the sweeper, and ``app.supervise`` starts the worker again.
+
+A first SIGTERM or SIGINT lets the current job finish (warm shutdown); a second stops at
+once (cold shutdown), as RQ documents.
 """
 
 from __future__ import annotations
 
-import signal
+import importlib
+from typing import Any
 
-import rq
+from rq import SimpleWorker
+
+from app import queues
+from app.services import current
 
 
-class Worker(rq.Worker):
-    """RQ's Worker whose work horse leaves SIGTERM, like SIGINT, to the worker."""
+def preload() -> list[str]:
+    """Import every job module the queues enqueue by name, and build the Services."""
+    modules = sorted({path.rsplit(".", 1)[0] for path in queues.JOB_PATHS})
+    for module in modules:
+        importlib.import_module(module)
+    current()
+    return modules
 
-    def setup_work_horse_signals(self) -> None:
-        """Ignore SIGINT and SIGTERM in the horse; the worker stops it when it must."""
-        super().setup_work_horse_signals()
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+class Worker(SimpleWorker):
+    """RQ's SimpleWorker, started with the job code and its clients already loaded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        preload()

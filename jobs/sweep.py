@@ -16,7 +16,7 @@ from app import lifecycle, queues
 from app.events import announce_owed
 from app.models import Status
 from app.services import Services, current
-from app.store import callbacks, tracking
+from app.store import callbacks, clock, tracking
 from app.store import requests as store
 
 STALE_AFTER = 60
@@ -81,6 +81,7 @@ def sweep(now: float | None = None) -> dict[str, int | str | None]:
     """
     svc = current()
     now = time.time() if now is None else now
+    clock.mark_swept(svc.redis, time.time())
     return {"lost_workers": recover_lost_workers(svc, now),
             "stale_queued": requeue_stale(svc, now), "resettled": resettle(svc, now),
             "announced": announce_owed(svc, now - STALE_AFTER),

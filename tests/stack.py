@@ -69,10 +69,11 @@ class Stack:
             time.sleep(0.1)
 
     def start_worker(self) -> None:
-        """Start the RQ worker for the fast queues (with its scheduler)."""
+        """Start one RQ worker, the Procfile's kind, for every fast queue (with its scheduler)."""
         from app import queues
 
-        self._start("worker", [str(BIN / "rq"), "worker", "--serializer", "json",
+        self._start("worker", [str(BIN / "rq"), "worker", "-w", "jobs.fast_worker.Worker",
+                               "--serializer", "json",
                                "--with-scheduler", "--maintenance-interval",
                                str(queues.MAINTENANCE_INTERVAL), "--url", self.redis_url,
                                *queues.FAST_QUEUES])

@@ -151,16 +151,32 @@ def test_ruff_finds_nothing():
     assert run.returncode == 0, run.stdout
 
 
+def _procfile() -> dict[str, str]:
+    """Procfile name → the command its supervisor runs."""
+    procs = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip():
+            name, command = line.split(": ", 1)
+            prefix = f"exec python -m app.supervise {name} '"
+            assert command.startswith(prefix) and command.endswith("'"), line
+            procs[name] = command[len(prefix):-1]
+    return procs
+
+
 def test_the_procfile_serves_every_queue_the_way_the_code_enqueues():
     from app import queues
 
-    procs = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines()
-                 if line.strip())
-    worker = procs["worker"].split("exec ", 1)[1].split()
-    assert worker[:2] == ["rq", "worker"] and "--with-scheduler" in worker
-    assert worker[worker.index("--serializer") + 1] == "json"
-    assert int(worker[worker.index("--maintenance-interval") + 1]) == queues.MAINTENANCE_INTERVAL
-    assert tuple(worker[worker.index("$REDIS_URL") + 1:]) == queues.FAST_QUEUES
+    procs = _procfile()
+    assert set(procs) == {"redis", "web", "inference", "cron", *queues.WORKERS}
+    served = []
+    for name, wanted in queues.WORKERS.items():
+        worker = procs[name].split("exec ", 1)[1].split()
+        assert worker[:4] == ["rq", "worker", "-w", "jobs.fast_worker.Worker"], name
+        assert "--with-scheduler" in worker and worker[worker.index("--serializer") + 1] == "json"
+        assert int(worker[worker.index("--maintenance-interval") + 1]) == \
+            queues.MAINTENANCE_INTERVAL
+        assert tuple(worker[worker.index("$REDIS_URL") + 1:]) == wanted, name
+        served += wanted
+    assert sorted(served) == sorted(queues.FAST_QUEUES)  # every fast queue, each once
     assert procs["inference"].endswith("exec python -m jobs.worker")
     assert procs["cron"].endswith("exec python -m jobs.cron")
-    assert set(procs) == {"redis", "web", "worker", "inference", "cron"}

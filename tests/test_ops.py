@@ -31,6 +31,16 @@ def test_health_and_readiness(live, services):
     body = ready.json()
     assert body["redis"] == "up" and "inference" in body["queues"]
     assert body["engine"] == "mediapipe:test"
+    assert "has not run" in body["sweeper"]["warning"]  # no sweep yet
+
+
+def test_readiness_says_how_long_ago_the_sweeper_ran(live, services, run_jobs):
+    from app import queues
+
+    queues.enqueue_sweep(services.rq)
+    run_jobs()
+    sweeper = httpx.get(f"{live.url}/readyz").json()["sweeper"]
+    assert "warning" not in sweeper and 0 <= sweeper["last_run_age_seconds"] < 60
 
 
 def test_metrics_show_queue_depth_and_the_oldest_pending_delivery(live, services):

@@ -25,7 +25,7 @@ from app import queues
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("redis", "web", "worker", "inference", "cron")
+NAMES = ("redis", "web", "worker", "delivery", "retry", "maintenance", "inference", "cron")
 
 
 def _wait(predicate, seconds: float, what: str, proc: subprocess.Popen, log: Path) -> None:
@@ -168,3 +168,35 @@ def test_ctrl_c_stops_the_run_in_order(run):
     assert run.make.wait(60) == -signal.SIGINT, run.output()
     _assert_clean_stop(run, run.output())
     assert _status_after_restart(run, job_id) == JobStatus.FINISHED
+
+
+def _children(pid: int) -> list[int]:
+    return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _supervised(run: Run, name: str) -> int:
+    """The pid of the command a Procfile process's supervisor runs now."""
+    return _children(run.started_pids()[name])[0]
+
+
+def test_a_process_killed_by_hand_is_started_again_and_the_stack_goes_on(run):
+    for name in ("inference", "worker", "redis"):
+        before = _supervised(run, name)
+        os.kill(before, signal.SIGKILL)
+        _wait(lambda n=name, b=before: _children(run.started_pids()[n])[:1] not in ([], [b]),
+              60, f"{name} started again", run.make, run.log)
+        assert f"supervise {name}: exited with status 137 unasked; restarting" in run.output()
+    # With its workers and its Redis back, the stack still does its job end to end.
+    _wait(lambda: _ready(run.url), 90, "/readyz answering 200 again", run.make, run.log)
+    key = (run.data / "dev-api-key").read_text().strip()
+    photo = (ROOT / "tests" / "data" / "pose_sample.jpg").read_bytes()
+    import base64
+
+    answer = httpx.post(run.url + "/v1/requests", headers={"Authorization": f"Key {key}",
+                                                           "Prefer": "wait=60"},
+                        json={"input": {"image_url": "data:image/jpeg;base64,"
+                                        + base64.b64encode(photo).decode()}}, timeout=90)
+    assert answer.status_code == 200 and answer.json()["status"] == "COMPLETED", answer.text
+    assert run.make.poll() is None  # nothing of this stopped the stack
+    os.kill(run.honcho_pid(), signal.SIGTERM)
+    assert run.make.wait(60) == 0, run.output()

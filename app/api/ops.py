@@ -11,10 +11,13 @@ from redis.exceptions import RedisError
 from app import queues, store
 from app.api import services
 from app.signing.keys import jwks
-from app.store import deliveries, tracking
+from app.store import clock, deliveries, tracking
 from app.store import workers as inference_workers
 
 bp = Blueprint("ops", __name__)
+
+SWEEP_LATE = 180
+"""Seconds without a sweep (every 30 s normally) after which /readyz warns."""
 
 OPENAPI = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "openapi.yaml")
 
@@ -44,7 +47,13 @@ def readyz():
     pending = {"count": deliveries.pending_count(svc.redis),
                "oldest_age_seconds": round(deliveries.oldest_pending_age(svc.redis, time.time()),
                                            3)}
-    body = {"status": "ok", "redis": "up", "queues": _queue_depths(),
+    swept = clock.last_swept(svc.redis)
+    sweeper: dict = {"last_run_age_seconds": None if swept is None else
+                     round(time.time() - swept, 1)}
+    if swept is None or time.time() - swept > SWEEP_LATE:
+        sweeper["warning"] = (f"the sweeper has not run in the last {SWEEP_LATE} s: is the "
+                              "cron and the maintenance worker running?")
+    body = {"status": "ok", "redis": "up", "queues": _queue_depths(), "sweeper": sweeper,
             "deliveries_pending": pending, "inference_workers": workers,
             "engine": workers[0].get("engine") if workers else None}
     if svc.settings.provider == "local" and not workers:

@@ -33,3 +33,14 @@ def shared_signing_key(r: Redis, fresh: str) -> str:
     """Return the signing key all processes share: ``fresh`` if none was stored before."""
     r.set(key_for_signing_key(), fresh, nx=True)
     return _text(r.get(key_for_signing_key())) or fresh
+
+
+def mark_swept(r: Redis, now: float) -> None:
+    """Record when the sweeper last ran."""
+    r.set(key_for_last_sweep() + ":at", repr(now), ex=7 * 86400)
+
+
+def last_swept(r: Redis) -> float | None:
+    """Return when the sweeper last ran (epoch seconds), None if never in the last week."""
+    value = _text(r.get(key_for_last_sweep() + ":at"))
+    return float(value) if value else None
