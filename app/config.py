@@ -59,6 +59,12 @@ class Settings:
     lease_grace: int = 60
     idempotency_ttl: int = 24 * 3600
     request_ttl: int = 30 * 24 * 3600
+    # Backpressure: queued requests allowed in all and per API key (0: no bound), and each
+    # key's submit rate (a token bucket: this many per second, bursts of rate_burst).
+    max_queued: int = 2000
+    max_queued_per_key: int = 500
+    rate_per_key: float = 20.0
+    rate_burst: int = 40
 
     # Webhook ingress.
     webhook_tolerance: int = 300

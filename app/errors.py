@@ -12,9 +12,12 @@
     ├── FetchError                an input could not be downloaded (HTTP 422)
     ├── AuthError                 missing, wrong or revoked API key (HTTP 401)
     ├── SignatureError            a webhook signature or timestamp that does not verify (HTTP 401)
+    │   └── MissingSignatureHeader, MalformedSignature, StaleSignature, UnknownSigningKey,
+    │       SigningKeysUnavailable: which check failed
     ├── NotFoundError             no such record, or not yours (HTTP 404)
     ├── ConflictError             same idempotency key with another body; busy record (HTTP 409)
     ├── InvalidStateError         the operation does not fit the record's state (HTTP 400)
+    ├── TooManyRequestsError      over a queue bound or a key's rate (HTTP 429, Retry-After)
     ├── UnavailableError          a dependency we need is down (HTTP 503)
     └── ProviderError             the provider refused or failed the job
 """
@@ -134,6 +137,17 @@ class InvalidStateError(PosehookError):
 
     code = "invalid_state"
     http_status = 400
+
+
+class TooManyRequestsError(PosehookError):
+    """The caller, or everyone, has more queued than the service takes now: come back later."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnavailableError(PosehookError):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from app import lifecycle
-from app.models import Request
+from app.errors import TooManyRequestsError
+from app.models import Request, Status
 from app.services import Services
 
 
@@ -42,6 +44,41 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
     return prepared
 
 
+def admit(services: Services, key_id: str) -> None:
+    """Refuse a new request when its key is over its rate or the queue is over a bound.
+
+    Raises:
+        TooManyRequestsError: with the seconds to wait (the key's bucket refills, or the
+            excess drains at the rate requests have been finishing over the last minute).
+    """
+    from app.store import admission, tracking
+    from app.store import requests as store
+
+    settings, r = services.settings, services.redis
+    if settings.rate_per_key > 0:
+        wait = admission.take_token(r, key_id, settings.rate_per_key, settings.rate_burst)
+        if wait > 0:
+            raise TooManyRequestsError(
+                f"this API key submits faster than its limit of {settings.rate_per_key:g} "
+                f"requests per second (bursts of {settings.rate_burst}); slow down",
+                retry_after=max(1, math.ceil(wait)))
+    for bound, queued, whose in (
+            (settings.max_queued_per_key, lambda: store.count_for_key(r, key_id,
+                                                                      Status.IN_QUEUE), "yours"),
+            (settings.max_queued, lambda: tracking.counts(r)["queued"], "everyone's")):
+        if bound and (now := queued()) >= bound:
+            rate = admission.drain_rate(r)
+            wait = (now - bound + 1) / rate if rate > 0 else MAX_RETRY_AFTER
+            raise TooManyRequestsError(
+                f"{now} requests ({whose}) are queued, the limit is {bound}; try again "
+                "when some have finished", retry_after=min(MAX_RETRY_AFTER,
+                                                          max(1, math.ceil(wait))))
+
+
+MAX_RETRY_AFTER = 300
+"""The longest wait a 429 asks for (when nothing has drained lately, this)."""
+
+
 def accept(
     services: Services,
     *,
@@ -59,6 +96,7 @@ def accept(
     for field, url in (("webhook_url", webhook_url), ("fal_webhook", fal_webhook)):
         if url:
             Guard.from_settings(settings).check_url(url, field)
+    admit(services, key_id)
     hashed = body_hash({"input": input, "webhook_url": webhook_url,
                         "webhook_events": webhook_events})
     input = prepare_input(services, input)

@@ -33,6 +33,7 @@ from app import events, fal_protocol, queues
 from app.errors import InvalidStateError, PosehookError
 from app.models import TRANSITIONS, Request, Status
 from app.services import Services
+from app.store import admission
 from app.store import requests as store
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ def _move(services: Services, request_id: str, to: Status, note: str, *,
                                 lease_until=lease_until, announce=announced, now=now)
     if sequence is None:
         return False
+    if to.is_terminal:
+        admission.note_drained(services.redis)  # each request ends once: the drain rate
     store.add_log(services.redis, request_id, note, level)
     if announced:
         announce(services, request_id, to, sequence)

@@ -42,6 +42,8 @@ def register(app: Flask) -> None:
         response = body(error.code, status, error.message, errors)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Key realm="posehook"'
+        if isinstance(error, e.TooManyRequestsError):
+            response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(ValidationError)

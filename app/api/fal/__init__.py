@@ -18,7 +18,7 @@ from marshmallow import ValidationError
 from app.api import authenticate, json_body, services
 from app.api.fal import queue as fal_queue
 from app.api.fal.forward import TARGET_HEADER, forward
-from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError
+from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError, TooManyRequestsError
 from app.fal_protocol import APP, FalError, parse_target
 from app.store import uploads
 
@@ -46,7 +46,10 @@ def _validation(error: ValidationError):
 
 @bp.errorhandler(PosehookError)
 def _posehook(error: PosehookError):
-    return fal_queue.fal_error_response(error.http_status, error.message)
+    response = fal_queue.fal_error_response(error.http_status, error.message)
+    if isinstance(error, TooManyRequestsError):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def is_fal_target(url: str) -> bool:

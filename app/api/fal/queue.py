@@ -15,7 +15,7 @@ from flask import Response, g, jsonify, stream_with_context
 
 from app import intake, lifecycle
 from app.api import services
-from app.errors import InvalidStateError, PosehookError
+from app.errors import InvalidStateError, PosehookError, TooManyRequestsError
 from app.fal_protocol import APP, FalError, field_detail, is_input_error, shown_status
 from app.models import Request, Status
 from app.schemas import FalInputSchema, compact, load
@@ -53,6 +53,8 @@ def submit(body: Any, fal_webhook: str) -> Request:
     try:
         record, _ = intake.accept(services(), key_id=g.api_key.id, input=data,
                                   fal_webhook=fal_webhook)
+    except TooManyRequestsError:
+        raise  # the blueprint answers it: 429 with Retry-After
     except PosehookError as exc:
         field = (exc.field or "image_url").split(".")[-1]
         raise FalError(413 if exc.code == "too_large" else 422,
