@@ -52,7 +52,6 @@ def admit(services: Services, key_id: str) -> None:
             excess drains at the rate requests have been finishing over the last minute).
     """
     from app.store import admission, tracking
-    from app.store import requests as store
 
     settings, r = services.settings, services.redis
     if settings.rate_per_key > 0:
@@ -63,8 +62,8 @@ def admit(services: Services, key_id: str) -> None:
                 f"requests per second (bursts of {settings.rate_burst}); slow down",
                 retry_after=max(1, math.ceil(wait)))
     for bound, queued, whose in (
-            (settings.max_queued_per_key, lambda: store.count_for_key(r, key_id,
-                                                                      Status.IN_QUEUE), "yours"),
+            (settings.max_queued_per_key,
+             lambda: tracking.count_for_key(r, key_id, Status.IN_QUEUE.value), "yours"),
             (settings.max_queued, lambda: tracking.counts(r)["queued"], "everyone's")):
         if bound and (now := queued()) >= bound:
             rate = admission.drain_rate(r)

@@ -201,11 +201,6 @@ def transition(
     return int(value) if moved else None
 
 
-def count_for_key(r: Redis, key_id: str, status: Status) -> int:
-    """Return how many of a key's requests are in ``status`` now."""
-    return r.zcard(key_for_requests_of_status(key_id, status.value))
-
-
 def update(r: Redis, request_id: str, **values: Any) -> None:
     """Set plain fields on a request (no state change; the fields of ``models.Request``)."""
     r.hset(key_for_request(request_id), mapping=Request.encode_fields(values))

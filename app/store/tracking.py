@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from redis import Redis
 
-from app.store.keys import key_for_events_owed, key_for_leases, key_for_queue
+from app.store.keys import (
+    key_for_events_owed,
+    key_for_leases,
+    key_for_queue,
+    key_for_requests_of_status,
+)
 
 
 def extend_lease(r: Redis, request_id: str, until: float) -> None:
@@ -54,3 +59,8 @@ def events_owed(r: Redis, before: float, limit: int = 200) -> list[str]:
 def event_paid(r: Redis, request_id: str) -> None:
     """Record that a request's terminal event has been fanned out."""
     r.zrem(key_for_events_owed(), request_id)
+
+
+def count_for_key(r: Redis, key_id: str, status: str) -> int:
+    """Return how many of a key's requests are in ``status`` now (its per-status index)."""
+    return r.zcard(key_for_requests_of_status(key_id, status))
