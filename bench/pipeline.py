@@ -656,11 +656,15 @@ def end_to_end(bench: Bench, client: Any) -> list[list[str]]:
              ratio(mine, base), "≥ 0.8", met(mine / base >= 0.8 if base else None)]]
 
 
-def make_records(svc: Any, key_id: str, count: int) -> None:
+def make_records(svc: Any, key_id: str, count: int, seconds: float = 600) -> None:
     """Create ``count`` IN_QUEUE requests of one key through the store, 8 at a time."""
     from app.store import requests as store
 
+    deadline = time.monotonic() + seconds
+
     def make(_: int) -> None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"making {count} records took over {seconds} s")
         store.create(svc.redis, key_id=key_id, provider="local",
                      input={"image_url": "http://127.0.0.1:9/photo.jpg"})
 
@@ -766,6 +770,7 @@ def main(argv: list[str] | None = None) -> None:
     from tests import redis_server
 
     args = options(argv)
+    load_before = os.getloadavg()
     base, embedded = redis_server.base_url()
     url = redis_server.claim_database(base)
     sink = Sink()
@@ -793,7 +798,9 @@ def main(argv: list[str] | None = None) -> None:
             embedded.stop()
     print(table(rows))
     print(f"\n{args.rounds} round(s) per figure, ours and baseline alternating; "
-          f"{time.monotonic() - started:.0f} s in all.")
+          f"{time.monotonic() - started:.0f} s in all; load average (1, 5, 15 min) "
+          f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} after.")
 
 
 if __name__ == "__main__":
