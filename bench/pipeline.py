@@ -10,8 +10,9 @@ Every service process is started from its ``Procfile`` line, exactly as written 
 Redis database of the bench's own (``REDIS_URL``, else 127.0.0.1:6379, else an embedded
 server; see ``tests/redis_server.py``), and all traffic stays on 127.0.0.1:
 
-1. fan-out: deliveries/s of 1 and N ``worker`` processes to a local sink answering 204, beside
-   a raw httpx POST loop (1 and N processes) sending the same body and headers to that sink;
+1. fan-out: deliveries/s of the Procfile's RQ workers (1 and N processes of each line serving
+   the ``delivery`` queue) to a local sink answering 204, beside a raw httpx POST loop (1 and N
+   processes) sending the same body and headers to that sink;
 2. ingress: verified and persisted ``POST /webhooks/fal`` callbacks/s under the ``web`` line's
    gunicorn, beside a bare Flask route under the same gunicorn command, loaded from another
    process by keep-alive httpx clients in threads;
@@ -29,7 +30,7 @@ import json
 import math
 import multiprocessing
 import os
-import shlex
+import re
 import signal
 import statistics
 import subprocess
@@ -160,31 +161,35 @@ def sink_rate(stats: dict[str, Any]) -> float:
 # -- the service's processes, from the Procfile ------------------------------------------------
 
 
+def procfile_lines() -> dict[str, str]:
+    """Return the Procfile's commands by process name, in its order."""
+    lines = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() and not name.startswith("#"):
+            lines[name.strip()] = command.strip()
+    return lines
+
+
 def procfile(name: str) -> str:
     """Return the command of one Procfile line."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        key, sep, command = line.partition(":")
-        if sep and key.strip() == name:
-            return command.strip()
-    raise KeyError(f"the Procfile has no {name!r} line")
+    try:
+        return procfile_lines()[name]
+    except KeyError:
+        raise KeyError(f"the Procfile has no {name!r} line") from None
 
 
-def bare_app() -> Any:
-    """A Flask app with one route at the ingress's path that reads the body and answers 200."""
-    from flask import Flask, jsonify, request
+def fast_workers() -> tuple[list[str], list[str]]:
+    """Return the Procfile's RQ worker lines (every fast queue), and those serving ``delivery``.
 
-    bare = Flask("bare")
-
-    @bare.post("/webhooks/fal")
-    def callback() -> Any:
-        request.get_data()
-        return jsonify({"ok": True})
-
-    @bare.get("/healthz")
-    def healthz() -> Any:
-        return jsonify({"ok": True})
-
-    return bare
+    Read at each run, so a new worker layout in the Procfile is what gets measured.
+    """
+    rq_lines = [name for name, command in procfile_lines().items() if "rq worker" in command]
+    delivering = [name for name in rq_lines
+                  if re.search(r"(?<![\w-])delivery(?![\w-])", procfile(name))]
+    if not delivering:
+        raise RuntimeError("no Procfile line runs an rq worker on the delivery queue")
+    return rq_lines, delivering
 
 
 class Processes:
@@ -336,7 +341,10 @@ def raw_fanout(bench: Bench, processes: int, headers: dict[str, str], body: byte
 
 
 def our_fanout(bench: Bench, svc: Any, key_id: str, workers: int) -> float:
-    """Return deliveries/s of ``workers`` Procfile workers draining a backlog of deliveries.
+    """Return deliveries/s of the Procfile's workers draining a backlog of deliveries.
+
+    Every RQ worker line of the Procfile runs once, and those serving ``delivery``
+    ``workers`` times.
 
     The deliveries are made and queued first (``events.emit`` of ``request.completed`` to
     SUBSCRIPTIONS endpoints per request); the clock runs at the sink, from the first delivery
@@ -355,9 +363,11 @@ def our_fanout(bench: Bench, svc: Any, key_id: str, workers: int) -> float:
     total = math.ceil(args.deliveries / SUBSCRIPTIONS) * SUBSCRIPTIONS
     bench.sink.stats(reset=True)
     procs = bench.processes()
-    names = [f"fanout-worker-{index}" for index in range(workers)]
+    rq_lines, delivering = fast_workers()
+    names = [f"{line}-{index}" for line in rq_lines
+             for index in range(workers if line in delivering else 1)]
     for name in names:
-        procs.start(name, procfile("worker"))
+        procs.start(name, procfile(name.rsplit("-", 1)[0]))
     try:
         started, first = time.monotonic(), None
         while True:
@@ -408,8 +418,9 @@ def fanout(bench: Bench) -> list[list[str]]:
     rows = []
     for index, n in enumerate(counts):
         mine, base = (statistics.median(x) for x in results[2 * index:2 * index + 2])
-        plural = "s" if n > 1 else ""
-        rows.append([f"fan-out, {n} Procfile `worker`{plural}, deliveries/s to a local sink",
+        lines = ", ".join(f"`{line}`" for line in fast_workers()[1])
+        rows.append([f"fan-out, {n} process{'es' if n > 1 else ''} of the Procfile's {lines}, "
+                     "deliveries/s to a local sink",
                      f"{mine:,.1f}", f"raw httpx POST loop, {n} process{'es' if n > 1 else ''}, "
                      f"same body and headers: {base:,.0f}", ratio(mine, base), "≥ 0.5",
                      met(mine / base >= 0.5 if base else None)])
@@ -494,13 +505,12 @@ def ingress(bench: Bench) -> list[list[str]]:
     svc = bench.fresh()
     svc.signing_key  # noqa: B018 - made now, so the web and the bench share it
     web = procfile("web")
-    if not web.endswith("wsgi:app"):
-        raise RuntimeError(f"the Procfile's web line no longer ends with wsgi:app: {web}")
+    if web.count("wsgi:app") != 1:
+        raise RuntimeError(f"the Procfile's web line does not name wsgi:app once: {web}")
     ports = {"ours": free_port(), "bare": free_port()}
     procs = bench.processes()
     procs.start("ingress-web", web, ports["ours"])
-    procs.start("ingress-bare", web[:-len("wsgi:app")] + shlex.quote("bench.pipeline:bare_app()"),
-                ports["bare"])
+    procs.start("ingress-bare", web.replace("wsgi:app", "bench.bare:app"), ports["bare"])
     mine, theirs = MP.Pipe()
     loader = MP.Process(target=_load_main, args=(theirs,), daemon=True)
     loader.start()
@@ -544,7 +554,10 @@ def ingress(bench: Bench) -> list[list[str]]:
 
 @contextlib.contextmanager
 def service(bench: Bench) -> Iterator[tuple[Any, Any, Any]]:
-    """Run web, worker and inference from the Procfile; yield (Services, client, key id)."""
+    """Run web, the RQ workers and inference from the Procfile; yield (Services, client, key).
+
+    Not cron (the sweeper's clock) and not redis: the bench brings its own database.
+    """
     import httpx
 
     from app.store import apikeys, subscriptions
@@ -553,9 +566,8 @@ def service(bench: Bench) -> Iterator[tuple[Any, Any, Any]]:
     port = free_port()
     procs = bench.processes()
     try:
-        procs.start("web", procfile("web"), port)
-        procs.start("worker", procfile("worker"), port)
-        procs.start("inference", procfile("inference"), port)
+        for name in ("web", *fast_workers()[0], "inference"):
+            procs.start(name, procfile(name), port)
         procs.wait_web("web", port)
         record, key = apikeys.create(svc.redis, "bench")
         subscriptions.create(svc.redis, record.id, bench.sink.url + "/events",

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = ("fan-out, 1 Procfile `worker`,", "fan-out, 2 Procfile `worker`s,", "ingress ",
+ROWS = ("fan-out, 1 process of the Procfile's", "fan-out, 2 processes of the Procfile's",
+        "ingress ",
         "overhead, one at a time:", "overhead, 2 clients:", "requests/s end to end,",
         "`GET /v1/requests?status=COMPLETED&limit=20`")
 NUMBER = re.compile(r"\d")
