@@ -207,6 +207,7 @@ class Processes:
                 "POSEHOOK_DATA_DIR": str(self.work / "data"),
                 "POSEHOOK_ALLOWED_CIDRS": "127.0.0.0/8", "POSEHOOK_ENGINE": "mediapipe",
                 "POSEHOOK_FAL_JWKS_URL": "http://127.0.0.1:9/.well-known/jwks.json",
+                "POSEHOOK_RATE_PER_KEY": "0",  # a load test, not a misbehaving caller
                 "PYTHONPATH": str(ROOT), "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     def start(self, name: str, command: str, port: int = 0) -> None:
