@@ -416,6 +416,11 @@ async function submit(event) {
   $("submit").disabled = true;
   $("logs").replaceChildren();
   $("request-id").textContent = "";
+  $("status-detail").textContent = "";
+  $("steps").hidden = true;
+  $("progress").hidden = true;
+  $("status").textContent = "sending";
+  $("status").className = "badge";
   try {
     let imageUrl = $("image-url").value.trim();
     if (state.file) {

@@ -147,7 +147,7 @@ async function resultScenario(page) {
     pixels.coloured > 300 && pixels.black > pixels.total / 2, pixels);
 
   await page.check("#overlay");
-  await page.locator("#overlay-mix").fill("40");
+  await page.locator("#overlay-mix").fill("85");
   const overlaid = await page.evaluate(() => {
     const photo = document.getElementById("overlay-photo");
     const pose = document.getElementById("result-image");
@@ -156,7 +156,7 @@ async function resultScenario(page) {
              opacity: getComputedStyle(pose).opacity };
   });
   check("overlay on", overlaid.on && overlaid.photo === 194 && overlaid.blend === "screen" &&
-    overlaid.opacity === "0.4", overlaid);
+    overlaid.opacity === "0.85", overlaid);
   await page.screenshot({ path: join(OUT, "playground-overlay-1280.png"), fullPage: true });
   await page.uncheck("#overlay");
   const off = await page.evaluate(() => ({
