@@ -17,7 +17,7 @@ $(STAMP): requirements.txt
 # machine), said out loud.
 # Shorthands: PROVIDER, PUBLIC_BASE_URL, ENGINE set their POSEHOOK_ settings
 # (PROVIDER=fal FAL_KEY=... PUBLIC_BASE_URL=https://... make run puts posehook in front of fal).
-run: $(STAMP)
+run: $(STAMP) node_modules/.installed
 	@mkdir -p "$${POSEHOOK_DATA_DIR:-data}"
 	@if [ -z "$$REDIS_URL" ]; then \
 	  echo "posehook: no REDIS_URL, starting the embedded Redis on 127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380} (data in $${POSEHOOK_DATA_DIR:-data}/redis)"; \
@@ -32,14 +32,17 @@ run: $(STAMP)
 	export REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0}; \
 	exec $(BIN)/python -m app.procfile start -f Procfile $$procs
 
-# The pinned @fal-ai/client for the fal-compatibility test.
+# The pinned npm packages: swagger-ui-dist (served at /docs), @fal-ai/client and
+# playwright-core (tests). None needs an install script, so none runs.
 node_modules/.installed: package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error --ignore-scripts
 	@touch $@
 
 # The whole suite against a real Redis (REDIS_URL, else 127.0.0.1:6379, else an embedded one).
+# The browser tests need Debian's Chromium; without it they are skipped, and said so last.
 test: $(STAMP) node_modules/.installed
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ ! -x /usr/bin/chromium ]; then echo "make test: the browser tests (tests/test_playground.py) did NOT run: /usr/bin/chromium is missing (apt-get install -y chromium)" >&2; fi; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 clean:

@@ -104,7 +104,9 @@ def dev_banner() -> None:
         f"  development API key (also in {path}):\n    {key}\n"
         f"  try:  curl -s -H 'Authorization: Key {key}' -H 'Content-Type: application/json' \\\n"
         f"          -H 'Prefer: wait=30' -d '{{\"input\": {{\"image_url\": \"...\"}}}}' "
-        f"{base}/v1/requests\n")
+        f"{base}/v1/requests\n"
+        f"  or open {base.rstrip('/')}/playground (paste the key once) and drop a photo;\n"
+        f"  the API reference is at {base.rstrip('/')}/docs\n")
     if svc.settings.provider == "fal":
         from app.outbound import Guard
 

@@ -72,9 +72,9 @@ def _too_deep(body: Any) -> bool:
 
 def register(app: Flask) -> None:
     """Register every blueprint and the error handlers."""
-    from app.api import errors, fal, files, ops, requests, subscriptions, webhooks
+    from app.api import errors, fal, files, ops, playground, requests, subscriptions, webhooks
 
-    for module in (ops, requests, files, webhooks, subscriptions, fal):
+    for module in (ops, requests, files, webhooks, subscriptions, fal, playground):
         app.register_blueprint(module.bp)
     errors.register(app)
 
