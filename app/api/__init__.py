@@ -12,6 +12,7 @@ fal's server-side proxy pattern, without cookies.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,9 @@ from app.errors import AuthError, InvalidInputError, NotJSONError, WrongContentT
 from app.services import Services
 from app.signing.keys import check_url_token, url_token
 from app.store import apikeys
+
+OPENAPI = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "openapi.yaml")
+"""The contract, served by ops and rendered by the docs page."""
 
 
 def services() -> Services:

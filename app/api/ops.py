@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from flask import Blueprint, Response, jsonify, send_file
 from redis.exceptions import RedisError
 
 from app import queues, store
-from app.api import services
+from app.api import OPENAPI, services
 from app.signing.keys import jwks
 from app.store import clock, deliveries, tracking
 from app.store import workers as inference_workers
@@ -19,7 +18,6 @@ bp = Blueprint("ops", __name__)
 SWEEP_LATE = 180
 """Seconds without a sweep (every 30 s normally) after which /readyz warns."""
 
-OPENAPI = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "openapi.yaml")
 
 
 @bp.get("/healthz")

@@ -17,8 +17,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, jsonify, send_from_directory
 from werkzeug.exceptions import NotFound
 
-from app.api import services
-from app.api.ops import OPENAPI
+from app.api import OPENAPI, services
 
 bp = Blueprint("playground", __name__)
 
