@@ -105,3 +105,26 @@ def test_the_picture_is_drawn_at_detection_size_and_grows_with_the_output():
     assert big.keypoints["canvas_width"] == 2048
     nose = big.keypoints["people"][0]["pose_keypoints_2d"][:2]
     assert nose == [1024.0, 307.2]  # (100, 30) of 200 at 2048
+
+
+class _SeeingEngine(_FixedEngine):
+    """The fixed person, remembering the size of every picture it was shown."""
+
+    def __init__(self, sees_padding: bool) -> None:
+        self.sees_padding = sees_padding
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, image):
+        self.shapes.append(image.shape)
+        return super().__call__(image)
+
+
+@pytest.mark.parametrize("sees_padding, shown", [(False, (512, 684, 3)), (True, (512, 704, 3))])
+def test_only_an_engine_that_pads_for_itself_is_shown_the_padding(sees_padding, shown):
+    from app.engine import render
+
+    engine = _SeeingEngine(sees_padding)
+    result = render(engine, np.zeros((512, 684, 3), np.uint8), {"detect_resolution": 512})
+    assert engine.shapes == [shown]
+    # Drawn on the 64-padded canvas and cropped either way: the output is the picture's size.
+    assert result.image.shape == (512, 684, 3)
