@@ -79,3 +79,39 @@ def test_an_empty_picture_gives_a_black_image_not_an_error(engine):
 
 def test_auto_picks_mediapipe_without_weights(tmp_path):
     assert load_engine("auto", str(tmp_path)).name == "mediapipe"
+
+
+def test_the_new_engine_is_the_tasks_one_and_holistic_stays_reachable(engine):
+    assert engine.name == "mediapipe" and engine.version.startswith("tasks-")
+    assert load_engine("mediapipe-holistic").version.startswith("holistic-")
+
+
+def test_task_bundles_are_built_once_checked_and_rebuilt_when_damaged(tmp_path):
+    from app.engine import mp_tasks
+
+    path = mp_tasks.bundle_path("hand_landmarker", tmp_path)
+    recorded = path.with_suffix(".sha256").read_text().strip()
+    built = path.stat().st_mtime_ns
+    assert mp_tasks.bundle_path("hand_landmarker", tmp_path) == path
+    assert path.stat().st_mtime_ns == built  # reused, not rebuilt
+    path.write_bytes(b"not a bundle")
+    assert mp_tasks.bundle_path("hand_landmarker", tmp_path) == path
+    import hashlib
+    import zipfile
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == path.with_suffix(
+        ".sha256").read_text().strip()
+    assert sorted(zipfile.ZipFile(path).namelist()) == ["hand_detector.tflite",
+                                                        "hand_landmarks_detector.tflite"]
+    assert recorded  # the first build wrote its digest too
+
+
+def test_a_wheel_model_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
+    from app.engine import mp_tasks
+
+    source, _, scaling = mp_tasks.BUNDLES["face_landmarker"]["face_detector.tflite"]
+    monkeypatch.setitem(mp_tasks.BUNDLES["face_landmarker"], "face_detector.tflite",
+                        (source, "0" * 64, scaling))
+    with pytest.raises(ValueError, match="not the model posehook was measured with"):
+        mp_tasks.build("face_landmarker", tmp_path / "face.task")
+    assert not (tmp_path / "face.task").exists()

@@ -50,6 +50,10 @@ def load_engine(name: str = "auto", model_dir: str | None = None) -> Engine:
                 from app.engine.mediapipe import MediaPipeEngine
 
                 _cache[key] = MediaPipeEngine()
+            elif name == "mediapipe-holistic":
+                from app.engine.mediapipe import HolisticEngine
+
+                _cache[key] = HolisticEngine()
             elif name == "dwpose":
                 from app.engine.dwpose.pipeline import DWPoseEngine
 
