@@ -128,3 +128,16 @@ def test_only_an_engine_that_pads_for_itself_is_shown_the_padding(sees_padding, 
     assert engine.shapes == [shown]
     # Drawn on the 64-padded canvas and cropped either way: the output is the picture's size.
     assert result.image.shape == (512, 684, 3)
+
+
+def test_each_person_has_a_box_a_score_and_feet():
+    p = person()
+    p.feet[2] = (85, 195, 0.8)  # left heel, below the ankles
+    listed = to_openpose([p], 200, 200)["people"][0]
+    assert listed["bbox"] == [30.0, 25.0, 170.0, 195.0]  # hand at x 30, face at 170, heel 195
+    assert listed["score"] == 0.9
+    assert len(listed["foot_keypoints_2d"]) == 18 and listed["foot_keypoints_2d"][6:9] == [
+        85.0, 195.0, 0.8]
+    assert from_openpose(to_openpose([p], 200, 200))[0].feet[2, 1] == 195.0
+    without_body = to_openpose([p], 200, 200, include_body=False)["people"][0]
+    assert "pose_keypoints_2d" not in without_body and "foot_keypoints_2d" not in without_body

@@ -67,7 +67,12 @@ def test_parts_can_be_left_out(engine, photo):
     no_face = render(engine, photo, {"include_face": False})
     full = render(engine, photo, {})
     assert (full.image == 255).all(axis=2).sum() > (no_face.image == 255).all(axis=2).sum()
-    assert no_face.keypoints["people"][0]["face_keypoints_2d"] == []
+    assert "face_keypoints_2d" not in no_face.keypoints["people"][0]
+    assert "pose_keypoints_2d" in no_face.keypoints["people"][0]
+    only_face = render(engine, photo, {"include_body": False, "include_hands": False})
+    listed = only_face.keypoints["people"][0]
+    assert sorted(listed) == ["bbox", "face_keypoints_2d", "score"]
+    assert (only_face.image.max(axis=2) > 0).sum() > 0
 
 
 def test_an_empty_picture_gives_a_black_image_not_an_error(engine):
