@@ -120,3 +120,21 @@ def test_a_wheel_model_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypat
     with pytest.raises(ValueError, match="not the model posehook was measured with"):
         mp_tasks.build("face_landmarker", tmp_path / "face.task")
     assert not (tmp_path / "face.task").exists()
+
+
+def test_a_row_of_small_people_is_found_by_looking_again_in_halves(engine, photo):
+    # Five copies of her in a row, 259 px high in a 1090 px wide picture: one pass over the
+    # whole picture (the detector sees it at 224 px) finds only one of them.
+    gap = np.full((photo.shape[0], 30, 3), 255, np.uint8)
+    copies = [photo if index % 2 else photo[:, ::-1] for index in range(5)]
+    row = np.ascontiguousarray(np.hstack(
+        [part for index, copy in enumerate(copies) for part in ((gap,) if index else ()) + (copy,)]))
+    from app.engine.mediapipe import MediaPipeEngine
+
+    assert len(MediaPipeEngine(tiles=False)(row)) < 5
+    people = engine(row)
+    assert len(people) == 5
+    centres = sorted(float(np.median(p.body[p.body[:, 2] > 0.3, 0])) for p in people)
+    pitch = photo.shape[1] + 30
+    for index, centre in enumerate(centres):  # one person in each copy, none twice
+        assert index * pitch < centre < index * pitch + photo.shape[1]
