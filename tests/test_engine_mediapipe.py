@@ -114,12 +114,12 @@ def test_task_bundles_are_built_once_checked_and_rebuilt_when_damaged(tmp_path):
 def test_a_wheel_model_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
     from app.engine import mp_tasks
 
-    source, _, scaling = mp_tasks.BUNDLES["face_landmarker"]["face_detector.tflite"]
-    monkeypatch.setitem(mp_tasks.BUNDLES["face_landmarker"], "face_detector.tflite",
+    source, _, scaling = mp_tasks.BUNDLES["pose_landmarker"]["pose_detector.tflite"]
+    monkeypatch.setitem(mp_tasks.BUNDLES["pose_landmarker"], "pose_detector.tflite",
                         (source, "0" * 64, scaling))
     with pytest.raises(ValueError, match="not the model posehook was measured with"):
-        mp_tasks.build("face_landmarker", tmp_path / "face.task")
-    assert not (tmp_path / "face.task").exists()
+        mp_tasks.build("pose_landmarker", tmp_path / "pose.task")
+    assert not (tmp_path / "pose.task").exists()
 
 
 def test_a_row_of_small_people_is_found_by_looking_again_in_halves(engine, photo):
@@ -138,3 +138,15 @@ def test_a_row_of_small_people_is_found_by_looking_again_in_halves(engine, photo
     pitch = photo.shape[1] + 30
     for index, centre in enumerate(centres):  # one person in each copy, none twice
         assert index * pitch < centre < index * pitch + photo.shape[1]
+
+
+def test_her_face_outline_is_a_face_around_her_nose(engine, photo):
+    person = engine(photo)[0]
+    nose, face = person.body[0, :2], person.face
+    assert (face[:, 2] > 0.3).all()
+    # The 68 points hug the head (a scrambled mesh scatters them over the picture): the jaw
+    # line (0-16) runs from one side of the nose to the other, the nose tip (30) is near it.
+    spread = np.ptp(face[:, :2], axis=0)
+    assert 10 < spread[0] < 60 and 10 < spread[1] < 60
+    assert np.linalg.norm(face[30, :2] - nose) < 0.25 * spread.max()
+    assert face[0, 0] < nose[0] < face[16, 0] or face[16, 0] < nose[0] < face[0, 0]

@@ -2,7 +2,7 @@
 
 ``MediaPipeEngine`` (v2, the default): the Tasks PoseLandmarker finds every person in one
 pass; hands and face are then looked for in crops around each person's wrists and head with
-HandLandmarker and FaceLandmarker. ``HolisticEngine``: the legacy Holistic graph, one person per
+HandLandmarker and the legacy FaceMesh. ``HolisticEngine``: the legacy Holistic graph, one person per
 pass, blanking each person found and looking again.
 """
 
@@ -198,10 +198,12 @@ class MediaPipeEngine:
             base_options=options("hand_landmarker"), num_hands=2,
             min_hand_detection_confidence=hand_confidence,
             min_hand_presence_confidence=hand_confidence)) if hands else None
-        self._face = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
-            base_options=options("face_landmarker"), num_faces=1,
-            min_face_detection_confidence=face_confidence,
-            min_face_presence_confidence=face_confidence)) if face else None
+        # The face mesh through FaceLandmarker with the wheel's face_landmark.tflite bundled
+        # loads and runs but returns a scrambled mesh (seen on the development photos), so the
+        # face is the legacy FaceMesh graph (the same models) on the head crop.
+        self._face = mediapipe.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+            min_detection_confidence=face_confidence) if face else None
         self._image = mediapipe.Image
         self._srgb = mediapipe.ImageFormat.SRGB
         self._lock = threading.Lock()
@@ -283,10 +285,10 @@ class MediaPipeEngine:
         if self._face is None or seen < self.face_confidence:
             return empty_part(68)
         crop, x0, y0, pixel = _crop(image, face_square(pose))
-        result = self._face.detect(self._wrap(crop))
-        if not result.face_landmarks:
+        result = self._face.process(crop)
+        if not result.multi_face_landmarks:
             return empty_part(68)
-        mesh = result.face_landmarks[0]
+        mesh = result.multi_face_landmarks[0].landmark
         return np.array([(x0 + mesh[i].x * CROP * pixel, y0 + mesh[i].y * CROP * pixel, seen)
                          for i in MP_FACE_TO_68], dtype=np.float64)
 

@@ -1,6 +1,6 @@
 """MediaPipe Tasks bundles (``.task``) made from the tflite models the pinned wheel ships.
 
-The wheel carries the Pose, palm, hand, face-detection and face-mesh models of the legacy
+The wheel carries the Pose, palm and hand models of the legacy
 solutions but no ``.task`` files, and no network is needed to make them: each model gets
 NormalizationOptions metadata (what the Tasks graphs read to scale the input tensor) from
 mediapipe's own metadata writer, and the two models of a landmarker are packed with its bundle
@@ -16,8 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
-# Input scaling, as (mean, std) on 0..255 pixels: the detectors of pose and face take [-1, 1],
-# the palm detector and every landmark model [0, 1] (as the legacy graphs' tensor ranges say).
+# Input scaling, as (mean, std) on 0..255 pixels: the pose detector takes [-1, 1],
+# the palm detector and the landmark models [0, 1] (as the legacy graphs' tensor ranges say).
 MINUS_ONE_TO_ONE = (127.5, 127.5)
 ZERO_TO_ONE = (0.0, 255.0)
 
@@ -38,14 +38,6 @@ BUNDLES: dict[str, dict[str, tuple[str, str, tuple[float, float]]]] = {
         "hand_landmarks_detector.tflite": (
             "hand_landmark/hand_landmark_full.tflite",
             "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3", ZERO_TO_ONE),
-    },
-    "face_landmarker": {
-        "face_detector.tflite": (
-            "face_detection/face_detection_short_range.tflite",
-            "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", MINUS_ONE_TO_ONE),
-        "face_landmarks_detector.tflite": (
-            "face_landmark/face_landmark.tflite",
-            "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814", ZERO_TO_ONE),
     },
 }
 BUILD = "1"  # bump when the way bundles are made changes: old cached ones are then ignored
