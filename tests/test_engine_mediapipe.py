@@ -127,8 +127,9 @@ def test_a_row_of_small_people_is_found_by_looking_again_in_halves(engine, photo
     # whole picture (the detector sees it at 224 px) finds only one of them.
     gap = np.full((photo.shape[0], 30, 3), 255, np.uint8)
     copies = [photo if index % 2 else photo[:, ::-1] for index in range(5)]
-    row = np.ascontiguousarray(np.hstack(
-        [part for index, copy in enumerate(copies) for part in ((gap,) if index else ()) + (copy,)]))
+    parts = [part for index, copy in enumerate(copies)
+             for part in ((gap,) if index else ()) + (copy,)]
+    row = np.ascontiguousarray(np.hstack(parts))
     from app.engine.mediapipe import MediaPipeEngine
 
     assert len(MediaPipeEngine(tiles=False)(row)) < 5

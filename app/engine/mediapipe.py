@@ -1,9 +1,10 @@
 """MediaPipe engines (their models ship in the pinned wheel) mapped onto the DWPose layout.
 
-``MediaPipeEngine`` (v2, the default): the Tasks PoseLandmarker finds every person in one
-pass; hands and face are then looked for in crops around each person's wrists and head with
-HandLandmarker and the legacy FaceMesh. ``HolisticEngine``: the legacy Holistic graph, one person per
-pass, blanking each person found and looking again.
+``MediaPipeEngine`` (v2, the default): the Tasks PoseLandmarker finds up to ``max_people``
+at once, on the picture and on two overlapping halves of it (small people); hands and face
+are then looked for in crops around each person's wrists and head with HandLandmarker and
+the legacy FaceMesh. ``HolisticEngine``: the legacy Holistic graph, one
+person per pass, blanking each person found and looking again.
 """
 
 from __future__ import annotations

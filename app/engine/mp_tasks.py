@@ -81,7 +81,7 @@ def _key(bundle: str) -> str:
 
 
 def build(bundle: str, path: Path) -> None:
-    """Write ``bundle`` to ``path`` from the wheel's models; ValueError if one is not the pinned one."""
+    """Write ``bundle`` to ``path`` from the wheel's models; ValueError for an unpinned one."""
     from mediapipe.tasks.python.metadata.metadata_writers import model_asset_bundle_utils
 
     modules = _modules_dir()
