@@ -51,7 +51,7 @@ def load_engine(name: str = "auto", model_dir: str | None = None) -> Engine:
 
                 _cache[key] = MediaPipeEngine()
             elif name == "mediapipe-holistic":
-                from app.engine.mediapipe import HolisticEngine
+                from app.engine.holistic import HolisticEngine
 
                 _cache[key] = HolisticEngine()
             elif name == "dwpose":

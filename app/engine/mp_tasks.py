@@ -44,12 +44,8 @@ BUILD = "1"  # bump when the way bundles are made changes: old cached ones are t
 
 
 def default_cache_dir() -> Path:
-    """Return MEDIAPIPE_TASK_DIR, else $XDG_CACHE_HOME/posehook/mediapipe (~/.cache/...)."""
-    chosen = os.environ.get("MEDIAPIPE_TASK_DIR")
-    if chosen:
-        return Path(chosen)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "posehook" / "mediapipe"
+    """Return ~/.cache/posehook/mediapipe, where bundles go unless a directory is given."""
+    return Path.home() / ".cache" / "posehook" / "mediapipe"
 
 
 def _sha256(data: bytes) -> str:
