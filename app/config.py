@@ -163,8 +163,9 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("POSEHOOK_PROVIDER must be 'local' or 'fal'")
     if settings.provider == "fal" and not settings.fal_key:
         raise ConfigError("FAL_KEY must be set when POSEHOOK_PROVIDER=fal")
-    if settings.engine not in ("auto", "mediapipe", "dwpose"):
-        raise ConfigError("POSEHOOK_ENGINE must be 'auto', 'mediapipe' or 'dwpose'")
+    if settings.engine not in ("auto", "mediapipe", "mediapipe-holistic", "dwpose"):
+        raise ConfigError("POSEHOOK_ENGINE must be 'auto', 'mediapipe', 'mediapipe-holistic' "
+                          "or 'dwpose'")
     if not settings.public_base_url.startswith(("http://", "https://")):
         raise ConfigError("POSEHOOK_PUBLIC_BASE_URL must be an http(s) URL")
     for name in ("max_download_bytes", "max_upload_bytes", "max_pixels", "job_timeout",

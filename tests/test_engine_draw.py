@@ -105,3 +105,39 @@ def test_the_picture_is_drawn_at_detection_size_and_grows_with_the_output():
     assert big.keypoints["canvas_width"] == 2048
     nose = big.keypoints["people"][0]["pose_keypoints_2d"][:2]
     assert nose == [1024.0, 307.2]  # (100, 30) of 200 at 2048
+
+
+class _SeeingEngine(_FixedEngine):
+    """The fixed person, remembering the size of every picture it was shown."""
+
+    def __init__(self, sees_padding: bool) -> None:
+        self.sees_padding = sees_padding
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, image):
+        self.shapes.append(image.shape)
+        return super().__call__(image)
+
+
+@pytest.mark.parametrize("sees_padding, shown", [(False, (512, 684, 3)), (True, (512, 704, 3))])
+def test_only_an_engine_that_pads_for_itself_is_shown_the_padding(sees_padding, shown):
+    from app.engine import render
+
+    engine = _SeeingEngine(sees_padding)
+    result = render(engine, np.zeros((512, 684, 3), np.uint8), {"detect_resolution": 512})
+    assert engine.shapes == [shown]
+    # Drawn on the 64-padded canvas and cropped either way: the output is the picture's size.
+    assert result.image.shape == (512, 684, 3)
+
+
+def test_each_person_has_a_box_a_score_and_feet():
+    p = person()
+    p.feet[2] = (85, 195, 0.8)  # left heel, below the ankles
+    listed = to_openpose([p], 200, 200)["people"][0]
+    assert listed["bbox"] == [30.0, 25.0, 170.0, 195.0]  # hand at x 30, face at 170, heel 195
+    assert listed["score"] == 0.9
+    assert len(listed["foot_keypoints_2d"]) == 18 and listed["foot_keypoints_2d"][6:9] == [
+        85.0, 195.0, 0.8]
+    assert from_openpose(to_openpose([p], 200, 200))[0].feet[2, 1] == 195.0
+    without_body = to_openpose([p], 200, 200, include_body=False)["people"][0]
+    assert "pose_keypoints_2d" not in without_body and "foot_keypoints_2d" not in without_body

@@ -75,7 +75,12 @@ def test_parts_can_be_left_out(engine, photo):
     no_face = render(engine, photo, {"include_face": False})
     full = render(engine, photo, {})
     assert (full.image == 255).all(axis=2).sum() > (no_face.image == 255).all(axis=2).sum()
-    assert no_face.keypoints["people"][0]["face_keypoints_2d"] == []
+    assert "face_keypoints_2d" not in no_face.keypoints["people"][0]
+    assert "pose_keypoints_2d" in no_face.keypoints["people"][0]
+    only_face = render(engine, photo, {"include_body": False, "include_hands": False})
+    listed = only_face.keypoints["people"][0]
+    assert sorted(listed) == ["bbox", "face_keypoints_2d", "score"]
+    assert (only_face.image.max(axis=2) > 0).sum() > 0
 
 
 def test_an_empty_picture_gives_a_black_image_not_an_error(engine):
@@ -109,3 +114,70 @@ def test_a_large_photo_is_drawn_at_its_size_with_her_where_she_stands(engine, ph
 
 def test_auto_picks_mediapipe_without_weights(tmp_path):
     assert load_engine("auto", str(tmp_path)).name == "mediapipe"
+
+
+def test_the_new_engine_is_the_tasks_one_and_holistic_stays_reachable(engine):
+    assert engine.name == "mediapipe" and engine.version.startswith("tasks-")
+    assert load_engine("mediapipe-holistic").version.startswith("holistic-")
+
+
+def test_task_bundles_are_built_once_checked_and_rebuilt_when_damaged(tmp_path):
+    from app.engine import mp_tasks
+
+    path = mp_tasks.bundle_path("hand_landmarker", tmp_path)
+    recorded = path.with_suffix(".sha256").read_text().strip()
+    built = path.stat().st_mtime_ns
+    assert mp_tasks.bundle_path("hand_landmarker", tmp_path) == path
+    assert path.stat().st_mtime_ns == built  # reused, not rebuilt
+    path.write_bytes(b"not a bundle")
+    assert mp_tasks.bundle_path("hand_landmarker", tmp_path) == path
+    import hashlib
+    import zipfile
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == path.with_suffix(
+        ".sha256").read_text().strip()
+    assert sorted(zipfile.ZipFile(path).namelist()) == ["hand_detector.tflite",
+                                                        "hand_landmarks_detector.tflite"]
+    assert recorded  # the first build wrote its digest too
+
+
+def test_a_wheel_model_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
+    from app.engine import mp_tasks
+
+    source, _, scaling = mp_tasks.BUNDLES["pose_landmarker"]["pose_detector.tflite"]
+    monkeypatch.setitem(mp_tasks.BUNDLES["pose_landmarker"], "pose_detector.tflite",
+                        (source, "0" * 64, scaling))
+    with pytest.raises(ValueError, match="not the model posehook was measured with"):
+        mp_tasks.build("pose_landmarker", tmp_path / "pose.task")
+    assert not (tmp_path / "pose.task").exists()
+
+
+def test_a_row_of_small_people_is_found_by_looking_again_in_halves(engine, photo):
+    # Five copies of her in a row, 259 px high in a 1090 px wide picture: one pass over the
+    # whole picture (the detector sees it at 224 px) finds only one of them.
+    gap = np.full((photo.shape[0], 30, 3), 255, np.uint8)
+    copies = [photo if index % 2 else photo[:, ::-1] for index in range(5)]
+    parts = [part for index, copy in enumerate(copies)
+             for part in ((gap,) if index else ()) + (copy,)]
+    row = np.ascontiguousarray(np.hstack(parts))
+    from app.engine.mediapipe import MediaPipeEngine
+
+    assert len(MediaPipeEngine(tiles=False)(row)) < 5
+    people = engine(row)
+    assert len(people) == 5
+    centres = sorted(float(np.median(p.body[p.body[:, 2] > 0.3, 0])) for p in people)
+    pitch = photo.shape[1] + 30
+    for index, centre in enumerate(centres):  # one person in each copy, none twice
+        assert index * pitch < centre < index * pitch + photo.shape[1]
+
+
+def test_her_face_outline_is_a_face_around_her_nose(engine, photo):
+    person = engine(photo)[0]
+    nose, face = person.body[0, :2], person.face
+    assert (face[:, 2] > 0.3).all()
+    # The 68 points hug the head (a scrambled mesh scatters them over the picture): the jaw
+    # line (0-16) runs from one side of the nose to the other, the nose tip (30) is near it.
+    spread = np.ptp(face[:, :2], axis=0)
+    assert 10 < spread[0] < 60 and 10 < spread[1] < 60
+    assert np.linalg.norm(face[30, :2] - nose) < 0.25 * spread.max()
+    assert face[0, 0] < nose[0] < face[16, 0] or face[16, 0] < nose[0] < face[0, 0]

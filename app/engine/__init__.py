@@ -50,6 +50,10 @@ def load_engine(name: str = "auto", model_dir: str | None = None) -> Engine:
                 from app.engine.mediapipe import MediaPipeEngine
 
                 _cache[key] = MediaPipeEngine()
+            elif name == "mediapipe-holistic":
+                from app.engine.holistic import HolisticEngine
+
+                _cache[key] = HolisticEngine()
             elif name == "dwpose":
                 from app.engine.dwpose.pipeline import DWPoseEngine
 
@@ -104,7 +108,10 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
     seen = _resize(image, detect) if detect else image
     seen_h, seen_w = seen.shape[:2]
     padded = _pad64(seen)
-    people = engine(padded)
+    # Only an engine that pads for its own detector (DWPose's YOLOX, as sane does) sees the
+    # padding; MediaPipe sees the real picture: edge-padding smears the border into bands that
+    # made it lose every person on some photos. The drawing is on the padded size either way.
+    people = engine(padded if getattr(engine, "sees_padding", False) else seen)
     target = options.get("image_resolution")
     if target:
         k = int(target) / min(height, width)

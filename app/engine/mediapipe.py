@@ -1,8 +1,15 @@
-"""MediaPipe Holistic (its models ship in the wheel) mapped onto the DWPose layout."""
+"""MediaPipe engines (their models ship in the pinned wheel) mapped onto the DWPose layout.
+
+``MediaPipeEngine`` (v2, the default): the Tasks PoseLandmarker finds up to ``max_people``
+at once, on the picture and on two overlapping halves of it (small people); hands and face
+are then looked for in crops around each person's wrists and head with HandLandmarker and
+the legacy FaceMesh. The legacy Holistic engine is in ``app.engine.holistic``.
+"""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,17 +22,6 @@ from app.engine.layout import (
     THRESHOLD,
 )
 from app.engine.types import PoseResult, empty_part
-
-
-def _landmarks(found: Any, width: int, height: int, with_visibility: bool) -> np.ndarray:
-    """Return (N, 3) pixel points; points off the image get score 0."""
-    points = np.array([(lm.x * width, lm.y * height,
-                        lm.visibility if with_visibility else 1.0) for lm in found.landmark],
-                      dtype=np.float64)
-    outside = ((points[:, 0] < 0) | (points[:, 0] >= width) |
-               (points[:, 1] < 0) | (points[:, 1] >= height))
-    points[outside, 2] = 0.0
-    return points
 
 
 def map_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,74 +37,214 @@ def map_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return body, pose[MP_POSE_TO_FEET].copy()
 
 
-# Holistic sees one person per pass; after each pass the person found is blanked out and the
-# picture goes round again, until nobody is left or this many were found.
-MAX_PEOPLE = 4
-MARGIN = 0.15  # the blanked box grows by this share of the person's size on each side
+
 MIN_BODY_POINTS = 4  # fewer certain body points than this is not a person
 
+# Pose-33 indices of each side's arm and hand (subject's left, then right).
+_ARMS = {"left": (13, 15, 17, 19), "right": (14, 16, 18, 20)}  # elbow, wrist, pinky, index
+_HEAD = (0, 2, 5, 7, 8, 9, 10)  # nose, eyes, ears, mouth corners
+CROP = 256  # hand and face crops are scaled to this square before their landmarker sees them
 
-def person_box(person: PoseResult, margin: float, width: int, height: int) -> tuple[int, ...]:
-    """Return (x0, y0, x1, y1): the certain points of a person, grown by ``margin``, clipped."""
-    parts = np.concatenate([person.body, person.feet, person.left_hand, person.right_hand,
-                            person.face])
-    sure = parts[parts[:, 2] > THRESHOLD, :2]
-    (x0, y0), (x1, y1) = sure.min(axis=0), sure.max(axis=0)
-    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
-    return (max(0, int(x0 - dx)), max(0, int(y0 - dy)),
-            min(width, int(np.ceil(x1 + dx)) + 1), min(height, int(np.ceil(y1 + dy)) + 1))
+
+def _points(landmarks: Any, width: int, height: int) -> np.ndarray:
+    """Return (N, 3) pixel points from Tasks landmarks, scored by visibility, 0 off the image."""
+    points = np.array([(lm.x * width, lm.y * height, lm.visibility or 0.0) for lm in landmarks],
+                      dtype=np.float64)
+    outside = ((points[:, 0] < 0) | (points[:, 0] >= width) |
+               (points[:, 1] < 0) | (points[:, 1] >= height))
+    points[outside, 2] = 0.0
+    return points
+
+
+def hand_square(pose: np.ndarray, side: str) -> tuple[float, float, float]:
+    """Return (centre x, centre y, side) of a square holding one hand, from the pose's arm."""
+    elbow, wrist, pinky, index = (pose[i, :2] for i in _ARMS[side])
+    knuckles = (pinky + index) / 2
+    reach = float(np.linalg.norm(knuckles - wrist))
+    centre = wrist + (knuckles - wrist)  # the knuckles: about the middle of the whole hand
+    size = max(4.0 * reach, 0.9 * float(np.linalg.norm(wrist - elbow)), 16.0)
+    return float(centre[0]), float(centre[1]), size
+
+
+def face_square(pose: np.ndarray) -> tuple[float, float, float]:
+    """Return (centre x, centre y, side) of a square holding the face, from the pose's head."""
+    nose, eye_l, eye_r, ear_l, ear_r, mouth_l, mouth_r = (pose[i, :2] for i in _HEAD)
+    ears = float(np.linalg.norm(ear_l - ear_r))
+    eyes_to_mouth = float(np.linalg.norm((eye_l + eye_r) / 2 - (mouth_l + mouth_r) / 2))
+    size = max(2.2 * ears, 5.0 * eyes_to_mouth, 16.0)
+    return float(nose[0]), float(nose[1]), size
+
+
+def _crop(image: np.ndarray, square: tuple[float, float, float]) -> tuple[np.ndarray, float,
+                                                                         float, float]:
+    """Return the square (black outside the image) at CROP x CROP, and its x0, y0, pixel size."""
+    import cv2
+
+    cx, cy, size = square
+    x0, y0, k = cx - size / 2, cy - size / 2, CROP / size
+    warp = np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], dtype=np.float64)
+    crop = cv2.warpAffine(image, warp, (CROP, CROP), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return crop, x0, y0, size / CROP
 
 
 class MediaPipeEngine:
-    """Holistic in static-image mode, complexity 1 (the only pose model the wheel ships)."""
+    """PoseLandmarker for every person at once, then hands and face per person, in crops."""
 
     name = "mediapipe"
 
-    def __init__(self, max_people: int = MAX_PEOPLE) -> None:
+    def __init__(self, max_people: int = 10, hands: bool = True, face: bool = True,
+                 pose_confidence: float = 0.3, hand_confidence: float = 0.5,
+                 face_confidence: float = 0.5, tiles: bool = True,
+                 cache_dir: str | None = None) -> None:
         import mediapipe
+        from mediapipe.tasks.python import BaseOptions, vision
 
-        self.version = f"holistic-{mediapipe.__version__}"
-        self.max_people = max_people
-        self._holistic = mediapipe.solutions.holistic.Holistic(
-            static_image_mode=True, model_complexity=1, refine_face_landmarks=False,
-            enable_segmentation=False)
+        from app.engine.mp_tasks import bundle_path
+
+        self.version = f"tasks-{mediapipe.__version__}"
+        self.max_people, self.tiles = max_people, tiles
+        self.hand_confidence, self.face_confidence = hand_confidence, face_confidence
+        folder = None if cache_dir is None else Path(cache_dir)
+
+        def options(bundle: str) -> Any:
+            return BaseOptions(model_asset_path=str(bundle_path(bundle, folder)))
+
+        self._pose = vision.PoseLandmarker.create_from_options(vision.PoseLandmarkerOptions(
+            base_options=options("pose_landmarker"), num_poses=max_people,
+            min_pose_detection_confidence=pose_confidence,
+            min_pose_presence_confidence=pose_confidence))
+        self._hands = vision.HandLandmarker.create_from_options(vision.HandLandmarkerOptions(
+            base_options=options("hand_landmarker"), num_hands=2,
+            min_hand_detection_confidence=hand_confidence,
+            min_hand_presence_confidence=hand_confidence)) if hands else None
+        # The face mesh through FaceLandmarker with the wheel's face_landmark.tflite bundled
+        # loads and runs but returns a scrambled mesh (seen on the development photos), so the
+        # face is the legacy FaceMesh graph (the same models) on the head crop.
+        self._face = mediapipe.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+            min_detection_confidence=face_confidence) if face else None
+        self._image = mediapipe.Image
+        self._srgb = mediapipe.ImageFormat.SRGB
         self._lock = threading.Lock()
 
-    def __call__(self, image: np.ndarray) -> list[PoseResult]:
-        """Return the people in an (H, W, 3) RGB image, most prominent first."""
-        height, width = image.shape[:2]
-        work = np.array(image, dtype=np.uint8, copy=True, order="C")
-        people: list[PoseResult] = []
-        boxes: list[tuple[int, ...]] = []
-        while len(people) < self.max_people:
-            person = self._one(work, width, height)
-            if person is None or np.count_nonzero(person.body[:, 2] > THRESHOLD) < MIN_BODY_POINTS:
-                break
-            box = person_box(person, MARGIN, width, height)
-            centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            if any(b[0] <= centre_x < b[2] and b[1] <= centre_y < b[3] for b in boxes):
-                break  # the same person again, seen through the blanked box
-            people.append(person)
-            boxes.append(box)
-            work[box[1]:box[3], box[0]:box[2]] = 0
-        return people
+    def _wrap(self, image: np.ndarray) -> Any:
+        return self._image(image_format=self._srgb, data=np.ascontiguousarray(image, np.uint8))
 
-    def _one(self, image: np.ndarray, width: int, height: int) -> PoseResult | None:
-        """Run Holistic once; return the person it found, or None."""
-        with self._lock:  # one graph, one caller at a time
-            found = self._holistic.process(image)
-        if found.pose_landmarks is None:
-            return None
-        body, feet = map_pose(_landmarks(found.pose_landmarks, width, height, True))
-        hands = []
-        for part in (found.left_hand_landmarks, found.right_hand_landmarks):
-            hands.append(_landmarks(part, width, height, False) if part else empty_part(21))
-        face = empty_part(68)
-        if found.face_landmarks is not None:
-            face = _landmarks(found.face_landmarks, width, height, False)[MP_FACE_TO_68]
-        return PoseResult(body=body, left_hand=hands[0], right_hand=hands[1], face=face,
-                          feet=feet)
+    def __call__(self, image: np.ndarray) -> list[PoseResult]:
+        """Return the people in an (H, W, 3) RGB image, largest first."""
+        height, width = image.shape[:2]
+        with self._lock:  # the graphs are not for two callers at once
+            poses = self._poses(image, 0, 0)
+            if self.tiles and len(poses) < self.max_people:
+                # Small people: look again in two overlapping halves along the long side,
+                # where each person is larger to the 224 px detector; merge the duplicates.
+                step = max(width, height) * (1 - TILE) // 1
+                for start in (0, int(step)):
+                    if width >= height:
+                        tile, dx, dy = image[:, start:start + int(width * TILE)], start, 0
+                    else:
+                        tile, dx, dy = image[start:start + int(height * TILE)], 0, start
+                    for pose in self._poses(tile, dx, dy):
+                        if not any(_same(pose, known) for known in poses):
+                            poses.append(pose)
+            people = []
+            for pose in poses[:self.max_people]:
+                body, feet = map_pose(pose)
+                left, right = self._hands_of(image, pose)
+                face = self._face_of(image, pose)
+                people.append(PoseResult(body=body, left_hand=left, right_hand=right,
+                                         face=face, feet=feet))
+        return sorted(people, key=_extent, reverse=True)
+
+    def _poses(self, image: np.ndarray, dx: int, dy: int) -> list[np.ndarray]:
+        """Return the (33, 3) poses PoseLandmarker finds, in the pixels of the whole picture."""
+        found = self._pose.detect(self._wrap(image))
+        poses = []
+        for landmarks in found.pose_landmarks:
+            pose = _points(landmarks, image.shape[1], image.shape[0])
+            pose[:, 0] += dx
+            pose[:, 1] += dy
+            if np.count_nonzero(map_pose(pose)[0][:, 2] > THRESHOLD) >= MIN_BODY_POINTS:
+                poses.append(pose)
+        return poses
+
+    def _hands_of(self, image: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the (21, 3) left and right hands; a hand not found (or phantom) is all 0."""
+        hands = {"left": empty_part(21), "right": empty_part(21)}
+        if self._hands is None:
+            return hands["left"], hands["right"]
+        misses = {}
+        for side, (_, wrist, _, _) in _ARMS.items():
+            seen = pose[wrist, 2]
+            if seen < self.hand_confidence:
+                continue  # an arm the pose model does not see: any hand there is a guess
+            square = hand_square(pose, side)
+            crop, x0, y0, pixel = _crop(image, square)
+            result = self._hands.detect(self._wrap(crop))
+            best, miss = None, np.inf
+            for landmarks in result.hand_landmarks:
+                points = np.array([(x0 + lm.x * CROP * pixel, y0 + lm.y * CROP * pixel, seen)
+                                   for lm in landmarks])
+                distance = float(np.linalg.norm(points[0, :2] - pose[wrist, :2]))
+                if distance < miss:
+                    best, miss = points, distance
+            # The hand found must start at this arm's wrist, not at the other hand in the crop.
+            if best is not None and miss < 0.35 * square[2]:
+                hands[side], misses[side] = best, miss
+        if len(misses) == 2:  # one real hand found from both wrists: keep the nearer wrist's
+            left, right = hands["left"], hands["right"]
+            spread = max(np.ptp(left[:, 0]), np.ptp(left[:, 1]), 1.0)
+            if np.mean(np.linalg.norm(left[:, :2] - right[:, :2], axis=1)) < 0.25 * spread:
+                hands["right" if misses["right"] > misses["left"] else "left"] = empty_part(21)
+        return hands["left"], hands["right"]
+
+    def _face_of(self, image: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Return the (68, 3) face, all 0 when the head is not seen or no face is found there."""
+        seen = float(pose[0, 2])
+        if self._face is None or seen < self.face_confidence:
+            return empty_part(68)
+        crop, x0, y0, pixel = _crop(image, face_square(pose))
+        result = self._face.process(crop)
+        if not result.multi_face_landmarks:
+            return empty_part(68)
+        mesh = result.multi_face_landmarks[0].landmark
+        return np.array([(x0 + mesh[i].x * CROP * pixel, y0 + mesh[i].y * CROP * pixel, seen)
+                         for i in MP_FACE_TO_68], dtype=np.float64)
 
     def close(self) -> None:
-        """Release the MediaPipe graph."""
-        self._holistic.close()
+        """Release the MediaPipe graphs."""
+        for task in (self._pose, self._hands, self._face):
+            if task is not None:
+                task.close()
+
+
+TILE = 0.6  # each half is this share of the long side (the two overlap by a fifth)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two (33, 3) poses are one person: their limb joints mostly coincide."""
+    joints = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+    boxes = []
+    for pose in (a, b):
+        sure = pose[joints][pose[joints, 2] > THRESHOLD, :2]
+        boxes.append((*sure.min(axis=0), *sure.max(axis=0)) if len(sure) else (0, 0, 0, 0))
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes
+    inter = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
+    smaller = min((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
+    if smaller > 0 and inter > 0.7 * smaller:
+        return True  # one inside the other: a part of the person seen again through a tile
+    both = (a[joints, 2] > THRESHOLD) & (b[joints, 2] > THRESHOLD)
+    if both.sum() < 3:
+        return False
+    span = np.ptp(np.concatenate([a[joints][both, :2], b[joints][both, :2]]), axis=0).max()
+    apart = np.linalg.norm(a[joints][both, :2] - b[joints][both, :2], axis=1)
+    return float(np.median(apart)) < 0.15 * max(float(span), 1.0)
+
+
+def _extent(person: PoseResult) -> float:
+    """The area of the box around a person's certain body points (0 for fewer than two)."""
+    sure = person.body[person.body[:, 2] > THRESHOLD, :2]
+    if len(sure) < 2:
+        return 0.0
+    return float(np.prod(sure.max(axis=0) - sure.min(axis=0)))

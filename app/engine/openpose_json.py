@@ -21,32 +21,52 @@ def _flat(points: np.ndarray, strict: bool) -> list[float]:
     return out
 
 
+def person_box(person: PoseResult) -> list[float]:
+    """Return [x0, y0, x1, y1] around the person's certain points (every part), or 4 zeros."""
+    parts = np.concatenate([person.body, person.feet, person.left_hand, person.right_hand,
+                            person.face])
+    sure = parts[parts[:, 2] > THRESHOLD, :2]
+    if not len(sure):
+        return [0.0, 0.0, 0.0, 0.0]
+    return [round(float(v), 2) for v in (*sure.min(axis=0), *sure.max(axis=0))]
+
+
 def to_openpose(people: Sequence[PoseResult], width: int, height: int, *,
                 include_body: bool = True, include_hands: bool = True,
                 include_face: bool = True) -> dict[str, Any]:
-    """Return the OpenPose JSON document for these people on a width x height canvas."""
+    """Return the OpenPose JSON document for these people on a width x height canvas.
+
+    Each person has ``bbox`` and ``score`` (the mean of the 18 body scores, as DWPose ranks
+    people); a part that is not drawn is not listed either.
+    """
     listed = []
     for person in people:
-        listed.append({
-            "pose_keypoints_2d": _flat(person.body, True) if include_body else [],
+        entry: dict[str, Any] = {"bbox": person_box(person),
+                                 "score": round(float(person.body[:, 2].mean()), 4)}
+        if include_body:
+            entry["pose_keypoints_2d"] = _flat(person.body, True)
+            entry["foot_keypoints_2d"] = _flat(person.feet, True)
+        if include_face:
             # OpenPose's face has 70 points: the 68, then the right and left eye (body 14, 15).
-            "face_keypoints_2d": _flat(np.concatenate([person.face, person.body[14:16]]), False)
-            if include_face else [],
-            "hand_left_keypoints_2d": _flat(person.left_hand, False) if include_hands else [],
-            "hand_right_keypoints_2d": _flat(person.right_hand, False) if include_hands else [],
-        })
+            entry["face_keypoints_2d"] = _flat(np.concatenate([person.face, person.body[14:16]]),
+                                               False)
+        if include_hands:
+            entry["hand_left_keypoints_2d"] = _flat(person.left_hand, False)
+            entry["hand_right_keypoints_2d"] = _flat(person.right_hand, False)
+        listed.append(entry)
     return {"people": listed, "canvas_width": int(width), "canvas_height": int(height)}
 
 
 def from_openpose(document: dict[str, Any]) -> list[PoseResult]:
-    """Read OpenPose JSON back into PoseResults (feet are not in OpenPose's 2D lists)."""
-    def part(values: list[float], points: int) -> np.ndarray:
+    """Read OpenPose JSON back into PoseResults (a part not listed comes back as not found)."""
+    def part(values: list[float] | None, points: int) -> np.ndarray:
         if not values:
             return np.zeros((points, 3))
         return np.array(values, dtype=np.float64).reshape(points, 3)
 
-    return [PoseResult(body=part(p["pose_keypoints_2d"], 18),
-                       face=part(p["face_keypoints_2d"], 70)[:68],
-                       left_hand=part(p["hand_left_keypoints_2d"], 21),
-                       right_hand=part(p["hand_right_keypoints_2d"], 21), feet=np.zeros((6, 3)))
+    return [PoseResult(body=part(p.get("pose_keypoints_2d"), 18),
+                       face=part(p.get("face_keypoints_2d"), 70)[:68],
+                       left_hand=part(p.get("hand_left_keypoints_2d"), 21),
+                       right_hand=part(p.get("hand_right_keypoints_2d"), 21),
+                       feet=part(p.get("foot_keypoints_2d"), 6))
             for p in document["people"]]

@@ -42,6 +42,7 @@ class DWPoseEngine:
     """YOLOX-L boxes, then DW-LL 384x288 whole-body points per person."""
 
     name = "dwpose"
+    sees_padding = True  # YOLOX runs on the 64-padded image, as sane's DWPose does
     version = "yolox-l+dw-ll-ucoco-384"
 
     def __init__(self, model_dir: str, detector_file: str = DETECTOR_FILE,
