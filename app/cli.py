@@ -105,7 +105,8 @@ def dev_banner() -> None:
         f"  try:  curl -s -H 'Authorization: Key {key}' -H 'Content-Type: application/json' \\\n"
         f"          -H 'Prefer: wait=30' -d '{{\"input\": {{\"image_url\": \"...\"}}}}' "
         f"{base}/v1/requests\n"
-        f"  or open {base.rstrip('/')}/playground (paste the key once) and drop a photo;\n"
+        f"  or open {base.rstrip('/')}/playground#key={key} and drop a photo\n"
+        f"  (the key stays in the browser tab: a #fragment is never sent to a server);\n"
         f"  the API reference is at {base.rstrip('/')}/docs\n")
     if svc.settings.provider == "fal":
         from app.outbound import Guard

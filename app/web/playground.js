@@ -499,7 +499,16 @@ async function loadOptions() {
   }
 }
 
+// `make run` prints /playground#key=<dev key>: the fragment never reaches any server; the
+// key goes to sessionStorage and leaves the address bar (and the history) at once.
+function takeKeyFromFragment() {
+  const match = /^#key=([A-Za-z0-9_\-]+)$/.exec(location.hash);
+  if (match) sessionStorage.setItem(KEY_STORE, match[1]);
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+}
+
 function wire() {
+  takeKeyFromFragment();
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const value = $("api-key").value.trim();

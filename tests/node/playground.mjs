@@ -34,6 +34,7 @@ const statusIs = (page, wanted) => page.waitForFunction(
   { timeout: WAIT });
 
 async function openPlayground(page) {
+  if (SCENARIO === "cancel") return openWithKeyInFragment(page);
   const answer = await page.goto(`${BASE}/playground`);
   const csp = answer.headers()["content-security-policy"] || "";
   check("page headers", answer.status() === 200 && csp.includes("script-src 'self'") &&
@@ -46,6 +47,20 @@ async function openPlayground(page) {
     field: document.getElementById("api-key").value }));
   check("key kept in sessionStorage only", stored.session === KEY && stored.local === 0 &&
     stored.field === "" && !(await page.content()).includes(KEY), stored);
+}
+
+// The link `make run` prints: the key rides in the #fragment, which no server ever sees.
+async function openWithKeyInFragment(page) {
+  const sent = [];
+  page.on("request", (request) => sent.push(request.url()));
+  await page.goto(`${BASE}/playground#key=${KEY}`);
+  await page.waitForSelector("[data-option]", { timeout: WAIT });
+  const seen = await page.evaluate(() => ({
+    session: sessionStorage.getItem("posehook.apiKey"), hash: location.hash,
+    href: location.href }));
+  check("key taken from the #fragment, then dropped from the address",
+    seen.session === KEY && seen.hash === "" && !seen.href.includes(KEY) &&
+    !sent.some((url) => url.includes(KEY)), { seen, sent });
 }
 
 // Every input option of openapi.yaml has a control with the contract's default and range.
