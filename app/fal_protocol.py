@@ -28,13 +28,61 @@ REQUEST_CALLS = {("GET", ()), ("GET", ("status",)), ("GET", ("status", "stream")
 """(method, path after requests/{id}) of the queue calls on one request."""
 
 
-class FalError(Exception):
-    """An answer in fal's error shape: ``{"detail": ...}`` with an HTTP status."""
+ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               412: "bad_request", 413: "file_too_large", 422: "validation_error",
+               500: "internal_error", 502: "runner_connection_error",
+               503: "runner_scheduling_failure", 504: "request_timeout"}
+"""``X-Fal-Error-Type`` of an error answer by its status: fal's own request-error types for
+the 5xx (request_timeout, internal_error, runner_*), plain names for the client errors."""
+TIMEOUT_TYPE_HEADER = "x-fal-request-timeout-type"
+LOGS_VALUES = {"1": True, "true": True, "0": False, "false": False, "": False}
+"""What ``?logs=`` may say: the JS client sends 1|0, the Python client true|false."""
 
-    def __init__(self, status: int, detail: Any) -> None:
+
+class FalError(Exception):
+    """An answer in fal's error shape: ``{"detail": ...}`` with an HTTP status.
+
+    ``error_type`` goes out as ``X-Fal-Error-Type`` (by default the status's, ERROR_TYPES);
+    ``user_timeout`` adds ``x-fal-request-timeout-type: user`` (the caller's own limit passed).
+    """
+
+    def __init__(self, status: int, detail: Any, error_type: str = "",
+                 user_timeout: bool = False) -> None:
         super().__init__(str(detail))
         self.status = status
         self.detail = detail
+        self.error_type = error_type or error_type_for(status)
+        self.user_timeout = user_timeout
+
+
+def error_type_for(status: int) -> str:
+    """Return the ``X-Fal-Error-Type`` of an error answer with this status."""
+    return ERROR_TYPES.get(status, "internal_error" if status >= 500 else "bad_request")
+
+
+def wants_logs(value: str | None) -> bool:
+    """Read ``?logs=``; raise a 422 FalError for anything but 1, 0, true, false."""
+    text = (value or "").strip().lower()
+    if text not in LOGS_VALUES:
+        raise FalError(422, [{"loc": ["query", "logs"], "msg": "logs must be 1, 0, true or "
+                                                                "false", "type": "value_error"}])
+    return LOGS_VALUES[text]
+
+
+def queue_urls(queue_base: str, request_id: str) -> dict[str, str]:
+    """Return a request's response, status and cancel URLs under an app's queue base URL."""
+    base = f"{queue_base.rstrip('/')}/requests/{request_id}"
+    return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
+
+
+def new_logs(lines: list[dict[str, Any]], sent: int) -> list[dict[str, Any]]:
+    """Return the log lines after the first ``sent`` in fal's log shape (one SSE event's).
+
+    fal's clients add each status event's ``logs`` to the lines they have, so an event
+    carries only the lines the events before it did not.
+    """
+    return [{"message": line["message"], "level": line.get("level", "INFO"),
+             "source": "user", "timestamp": line["timestamp"]} for line in lines[sent:]]
 
 
 def field_detail(field: str, message: str, kind: str = "value_error") -> list[dict[str, Any]]:

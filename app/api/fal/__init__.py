@@ -19,7 +19,7 @@ from app.api import authenticate, services
 from app.api.fal import queue as fal_queue
 from app.api.fal.forward import TARGET_HEADER, forward
 from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError
-from app.fal_protocol import APP, FalError, parse_target
+from app.fal_protocol import APP, FalError, parse_target, wants_logs
 from app.store import uploads
 
 bp = Blueprint("fal", __name__)
@@ -30,23 +30,28 @@ SYNC_WAIT = 60
 UPLOAD_TTL = 3600
 
 
-@bp.errorhandler(FalError)
-def _fal_error(error: FalError):
-    return fal_queue.fal_error_response(error.status, error.detail)
+def install_error_handlers(blueprint: Blueprint) -> None:
+    """Answer every error of a fal-surface blueprint in fal's shape, with X-Fal-Error-Type."""
+
+    @blueprint.errorhandler(FalError)
+    def _fal_error(error: FalError):
+        return fal_queue.fal_error_response(error)
+
+    @blueprint.errorhandler(ValidationError)
+    def _validation(error: ValidationError):
+        messages = error.messages if isinstance(error.messages, dict) else {
+            "body": error.messages}
+        detail = [{"loc": ["body", field], "msg": "; ".join(map(str, problems))
+                   if isinstance(problems, list) else str(problems), "type": "value_error"}
+                  for field, problems in messages.items()]
+        return fal_queue.fal_error_response(FalError(422, detail))
+
+    @blueprint.errorhandler(PosehookError)
+    def _posehook(error: PosehookError):
+        return fal_queue.fal_error_response(FalError(error.http_status, error.message))
 
 
-@bp.errorhandler(ValidationError)
-def _validation(error: ValidationError):
-    messages = error.messages if isinstance(error.messages, dict) else {"body": error.messages}
-    detail = [{"loc": ["body", field], "msg": "; ".join(map(str, problems))
-               if isinstance(problems, list) else str(problems), "type": "value_error"}
-              for field, problems in messages.items()]
-    return fal_queue.fal_error_response(422, detail)
-
-
-@bp.errorhandler(PosehookError)
-def _posehook(error: PosehookError):
-    return fal_queue.fal_error_response(error.http_status, error.message)
+install_error_handlers(bp)
 
 
 def is_fal_target(url: str) -> bool:
@@ -74,10 +79,14 @@ def proxy():
 
 
 def serve_locally(target_url: str) -> Response:
-    """Route a fal URL to our own handlers for fal-ai/dwpose and storage."""
+    """Route a fal URL to our own handlers for fal-ai/dwpose and storage.
+
+    The proxy passes the ``x-fal-target-url``; the fal-hosts listener (``hosts.py``) the
+    fal URL its own path stands for, with ``g.fal_queue_base`` set to itself.
+    """
     method = request.method
     target = parse_target(target_url, method)
-    logs = target.query.get("logs", "").lower() in ("1", "true")
+    logs = wants_logs(target.query.get("logs"))
     if target.kind == "upload":
         return initiate_upload()
     if target.kind == "submit":

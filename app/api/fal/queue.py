@@ -16,7 +16,17 @@ from flask import Response, g, jsonify, stream_with_context
 from app import intake, lifecycle
 from app.api import services
 from app.errors import InvalidStateError, PosehookError
-from app.fal_protocol import APP, FalError, field_detail, is_input_error, shown_status
+from app.fal_protocol import (
+    APP,
+    TIMEOUT_TYPE_HEADER,
+    FalError,
+    error_type_for,
+    field_detail,
+    is_input_error,
+    new_logs,
+    queue_urls,
+    shown_status,
+)
 from app.models import Request, Status
 from app.schemas import FalInputSchema, compact, load
 from app.store import requests as store
@@ -26,17 +36,23 @@ QUEUE_BASE = "https://queue.fal.run/" + APP
 STREAM_SECONDS = 600
 
 
-def fal_error_response(status: int, detail: Any) -> Response:
-    """Return ``{"detail": ...}`` with a status, as fal answers errors."""
-    response = jsonify({"detail": detail})
-    response.status_code = status
+def fal_error_response(error: FalError) -> Response:
+    """Return ``{"detail": ...}`` with its status and ``X-Fal-Error-Type``, as fal answers."""
+    response = jsonify({"detail": error.detail})
+    response.status_code = error.status
+    response.headers["X-Fal-Error-Type"] = error.error_type
+    if error.user_timeout:
+        response.headers[TIMEOUT_TYPE_HEADER] = "user"
     return response
 
 
 def urls(request_id: str) -> dict[str, str]:
-    """Return fal-style URLs of a request (the client routes them through the proxy)."""
-    base = f"{QUEUE_BASE}/requests/{request_id}"
-    return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
+    """Return a request's URLs on the queue host the caller called.
+
+    Through the proxy that is fal's own (the JS client sends it back through the proxy);
+    on the fal-hosts listener it is the listener, which the Python client follows.
+    """
+    return queue_urls(g.get("fal_queue_base", QUEUE_BASE), request_id)
 
 
 def own(request_id: str) -> Request:
@@ -67,19 +83,21 @@ def submit_answer(record: Request) -> Response:
                     "queue_position": position or 0, **urls(record.id)})
 
 
-def status_body(record: Request, with_logs: bool) -> dict[str, Any]:
-    """Return fal's status document for a request."""
+def status_body(record: Request, with_logs: bool, logs_sent: int = 0) -> dict[str, Any]:
+    """Return fal's status document for a request.
+
+    ``logs`` is always there, as on fal (the Python client reads it): null unless asked,
+    else the lines after the first ``logs_sent`` (0 for a status call: all of them).
+    """
     r = services().redis
     body: dict[str, Any] = {"status": shown_status(record.status), "request_id": record.id,
-                            **urls(record.id)}
+                            **urls(record.id), "logs": None, "metrics": {}}
     if record.status is Status.IN_QUEUE:
         body["queue_position"] = tracking.queue_position(r, record.id) or 0
     if record.metrics.get("inference_time") is not None:
         body["metrics"] = {"inference_time": record.metrics["inference_time"]}
     if with_logs:
-        body["logs"] = [{"message": line["message"], "level": line.get("level", "INFO"),
-                         "source": "user", "timestamp": line["timestamp"]}
-                        for line in store.logs(r, record.id)]
+        body["logs"] = new_logs(store.logs(r, record.id), logs_sent)
     return body
 
 
@@ -89,19 +107,25 @@ def status(request_id: str, with_logs: bool) -> Response:
 
 
 def stream(request_id: str, with_logs: bool) -> Response:
-    """GET .../requests/{id}/status/stream: one SSE event per change, closed when done."""
+    """GET .../requests/{id}/status/stream: one SSE event per change, closed when done.
+
+    Each event carries only the log lines no event before it carried: fal's clients add
+    every event's ``logs`` to the lines they have.
+    """
     record = own(request_id)
 
     def events() -> Any:
         last = None
+        sent = 0
         deadline = time.monotonic() + STREAM_SECONDS
         current = record
         while time.monotonic() < deadline:
-            body = status_body(current, with_logs)
-            text = json.dumps(body)
-            if text != last:
+            body = status_body(current, with_logs, sent)
+            sent += len(body["logs"] or ())
+            text = json.dumps({**body, "logs": None})
+            if text != last or body["logs"]:
                 last = text
-                yield f"data: {text}\n\n"
+                yield f"data: {json.dumps(body)}\n\n"
             if body["status"] == "COMPLETED":
                 return
             time.sleep(0.2)
@@ -143,6 +167,7 @@ def cancel(request_id: str) -> Response:
     except InvalidStateError:
         response = jsonify({"status": "ALREADY_COMPLETED"})
         response.status_code = 400
+        response.headers["X-Fal-Error-Type"] = error_type_for(400)
         return response
     response = jsonify({"status": "CANCELLATION_REQUESTED"})
     response.status_code = 202
