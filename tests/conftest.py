@@ -57,13 +57,14 @@ def sample_bytes() -> bytes:
 class LiveServer:
     """A real HTTP server on 127.0.0.1 serving a WSGI app from a thread."""
 
-    def __init__(self, wsgi_app, port: int) -> None:
+    def __init__(self, wsgi_app, port: int, ssl_context=None) -> None:
         import threading
 
         from werkzeug.serving import make_server
 
-        self.server = make_server("127.0.0.1", port, wsgi_app, threaded=True)
-        self.url = f"http://127.0.0.1:{port}"
+        self.server = make_server("127.0.0.1", port, wsgi_app, threaded=True,
+                                  ssl_context=ssl_context)
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
