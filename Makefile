@@ -16,12 +16,20 @@ $(STAMP): requirements.txt
 # for local development (a photo served from your own machine), said out loud.
 # Shorthands: PROVIDER, PUBLIC_BASE_URL, ENGINE set their POSEHOOK_ settings
 # (PROVIDER=fal FAL_KEY=... PUBLIC_BASE_URL=https://... make run puts posehook in front of fal).
+# FAL_HOSTS=1 also serves fal's own hosts over TLS on POSEHOOK_FAL_HOST_BIND (127.0.0.1:8443)
+# for fal's Python client; without POSEHOOK_FAL_HOST_CERTFILE/KEYFILE it makes a development
+# CA and certificate in ./data/fal-hosts and prints the variables the client needs.
 run: $(STAMP)
 	@mkdir -p data
 	@if [ -z "$$REDIS_URL" ]; then \
 	  echo "posehook: no REDIS_URL, starting the embedded Redis on 127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380} (data in ./data/redis)"; \
-	  export REDIS_URL=redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0; procs=""; \
+	  export REDIS_URL=redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0; procs="redis web worker inference cron"; \
 	else procs="web worker inference cron"; fi; \
+	if [ -n "$$FAL_HOSTS$$POSEHOOK_FAL_HOST_BIND" ]; then \
+	  export POSEHOOK_FAL_HOST_BIND=$${POSEHOOK_FAL_HOST_BIND:-127.0.0.1:8443}; \
+	  if [ -z "$$POSEHOOK_FAL_HOST_CERTFILE" ]; then \
+	    eval "$$($(BIN)/python -m app.devcert data/fal-hosts $$POSEHOOK_FAL_HOST_BIND)" || exit 1; fi; \
+	  procs="$$procs falhosts"; fi; \
 	if [ -n "$$PROVIDER" ]; then export POSEHOOK_PROVIDER="$$PROVIDER"; fi; \
 	if [ -n "$$PUBLIC_BASE_URL" ]; then export POSEHOOK_PUBLIC_BASE_URL="$$PUBLIC_BASE_URL"; fi; \
 	if [ -n "$$ENGINE" ]; then export POSEHOOK_ENGINE="$$ENGINE"; fi; \

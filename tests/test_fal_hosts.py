@@ -98,3 +98,36 @@ def test_the_python_fal_client_subscribe_submit_status_result_cancel_run_iter_ev
     assert set(report) == {"subscribe", "submit status result", "iter_events", "run", "cancel",
                            "validation error", "a wrong key is refused"}
     assert all(outcome == "ok" for outcome in report.values()), report
+
+
+def test_the_procfiles_falhosts_process_serves_fals_hosts_over_tls(redis_url, tmp_path,
+                                                                     api_key):
+    import os
+    import signal
+
+    command = next(line.split(": ", 1)[1] for line in (ROOT / "Procfile").read_text()
+                   .splitlines() if line.startswith("falhosts: "))
+    bind = f"127.0.0.1:{free_port()}"
+    paths = devcert.make(tmp_path / "fal-hosts", "127.0.0.1")
+    env = {**os.environ, "REDIS_URL": redis_url, "POSEHOOK_FAL_HOST_BIND": bind,
+           "POSEHOOK_FAL_HOST_CERTFILE": str(paths["cert"]),
+           "POSEHOOK_FAL_HOST_KEYFILE": str(paths["key"]), "POSEHOOK_WEB_WORKERS": "1",
+           "POSEHOOK_DATA_DIR": str(tmp_path / "data"), "PATH": f"{Path(sys.executable).parent}:"
+                                                                 f"{os.environ['PATH']}"}
+    proc = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    verify = ssl.create_default_context(cafile=paths["ca"])
+    try:
+        answer = None
+        deadline = time.monotonic() + 60
+        while answer is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "falhosts did not start"
+            try:
+                answer = httpx.get(f"https://{bind}/fal-ai/dwpose/requests/x/status",
+                                   verify=verify, headers={"Authorization": f"Key {api_key}"})
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        assert answer.status_code == 404 and answer.json() == {"detail": "Request not found"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)

@@ -163,4 +163,5 @@ def test_the_procfile_serves_every_queue_the_way_the_code_enqueues():
     assert tuple(worker[worker.index("$REDIS_URL") + 1:]) == queues.FAST_QUEUES
     assert procs["inference"].endswith("exec python -m jobs.worker")
     assert procs["cron"].endswith("exec python -m jobs.cron")
-    assert set(procs) == {"redis", "web", "worker", "inference", "cron"}
+    assert set(procs) == {"redis", "web", "worker", "inference", "cron", "falhosts"}
+    assert procs["falhosts"].endswith("'app:create_app(fal_hosts=True)'")
