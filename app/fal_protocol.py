@@ -8,6 +8,7 @@ fal and from us alike), the fal-compatible surface and forward mode.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -67,6 +68,43 @@ def wants_logs(value: str | None) -> bool:
         raise FalError(422, [{"loc": ["query", "logs"], "msg": "logs must be 1, 0, true or "
                                                                 "false", "type": "value_error"}])
     return LOGS_VALUES[text]
+
+
+NO_RETRY_VALUES = ("1", "true", "yes")
+PRIORITIES = ("normal", "low")
+
+
+def _header_error(name: str, message: str) -> FalError:
+    return FalError(422, [{"loc": ["header", name], "msg": message, "type": "value_error"}])
+
+
+def platform_fields(headers: Any, now: float) -> dict[str, Any]:
+    """Return the record fields fal's request headers ask for (``headers``: case-insensitive).
+
+    ``x-fal-request-timeout`` (seconds) gives the start deadline, ``x-fal-no-retry``
+    (1|true|yes) the no-retry flag, ``x-fal-queue-priority`` (normal|low) the priority.
+
+    Raises:
+        FalError: 422 naming the header whose value is not one fal takes.
+    """
+    fields: dict[str, Any] = {}
+    timeout = headers.get("x-fal-request-timeout")
+    if timeout is not None:
+        text = timeout.strip()
+        try:
+            seconds = float(text) if text.isascii() else math.nan
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise _header_error("x-fal-request-timeout", "must be a positive number of seconds")
+        fields["start_deadline"] = now + seconds
+    if (headers.get("x-fal-no-retry") or "").strip().lower() in NO_RETRY_VALUES:
+        fields["no_retry"] = True
+    priority = (headers.get("x-fal-queue-priority") or "normal").strip().lower()
+    if priority not in PRIORITIES:
+        raise _header_error("x-fal-queue-priority", "must be normal or low")
+    fields["priority"] = priority
+    return fields
 
 
 def queue_urls(queue_base: str, request_id: str) -> dict[str, str]:

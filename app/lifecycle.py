@@ -103,6 +103,19 @@ def fail(services: Services, request_id: str, error: dict[str, Any], note: str =
                  level="ERROR", now=when)
 
 
+def time_out(services: Services, request: Request, now: float | None = None) -> bool:
+    """IN_QUEUE → FAILED (request_timeout) once its ``x-fal-request-timeout`` has passed."""
+    when = time.time() if now is None else now
+    if (request.status is not Status.IN_QUEUE or request.start_deadline is None
+            or when < request.start_deadline):
+        return False
+    seconds = round(request.start_deadline - request.created_at, 3)
+    return fail(services, request.id, {
+        "type": "request_timeout",
+        "message": f"the request did not start within its x-fal-request-timeout of {seconds} s"},
+        sources=(Status.IN_QUEUE,), now=when)
+
+
 def requeue(services: Services, request_id: str, note: str) -> bool:
     """IN_PROGRESS → IN_QUEUE (back in the queue set, at its old place); not announced."""
     return _move(services, request_id, Status.IN_QUEUE, note, level="WARNING",

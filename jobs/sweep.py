@@ -33,12 +33,13 @@ def recover_lost_workers(svc: Services, now: float) -> int:
             continue
         if record.provider != "local":
             continue
-        if record.attempts < svc.settings.max_attempts:
+        if record.attempts < svc.settings.max_attempts and not record.no_retry:
             if lifecycle.requeue(svc, request_id, "the inference worker was lost; retrying"):
-                queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts)
+                queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts,
+                                     low=record.priority == "low")
         else:
             reason = (f"the inference worker stopped during the job {record.attempts} time(s); "
-                      "giving up")
+                      + ("not retried (x-fal-no-retry)" if record.no_retry else "giving up"))
             lifecycle.fail(svc, request_id, {"type": "worker_lost", "message": reason},
                            sources=(Status.IN_PROGRESS,), now=now)
         count += 1
@@ -57,7 +58,8 @@ def requeue_stale(svc: Services, now: float) -> int:
         if not record.provider_ref:
             job = queues.enqueue_submit(svc.rq, request_id, again=True)
         elif record.provider == "local":
-            job = queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts)
+            job = queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts,
+                                       low=record.priority == "low")
         else:
             job = None
         count += job is not None

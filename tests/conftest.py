@@ -149,7 +149,7 @@ def run_jobs(services):
 
     from app import queues
 
-    names = (*queues.FAST_QUEUES, queues.INFERENCE)
+    names = (*queues.FAST_QUEUES, *queues.INFERENCE_QUEUES)
 
     def run(max_rounds: int = 10) -> None:
         for _ in range(max_rounds):

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from flask import Response, g, jsonify, stream_with_context
+from flask import Response, g, jsonify, request, stream_with_context
 
 from app import intake, lifecycle
 from app.api import services
@@ -24,6 +24,7 @@ from app.fal_protocol import (
     field_detail,
     is_input_error,
     new_logs,
+    platform_fields,
     queue_urls,
     shown_status,
 )
@@ -56,19 +57,23 @@ def urls(request_id: str) -> dict[str, str]:
 
 
 def own(request_id: str) -> Request:
-    """Return the caller's request or a fal-style 404."""
+    """Return the caller's request or a fal-style 404 (failed first if its timeout passed)."""
     try:
-        return store.get_for_key(services().redis, request_id, g.api_key.id)
+        record = store.get_for_key(services().redis, request_id, g.api_key.id)
     except PosehookError as exc:
         raise FalError(404, "Request not found") from exc
+    if lifecycle.time_out(services(), record):
+        record = store.get(services().redis, request_id) or record
+    return record
 
 
 def submit(body: Any, fal_webhook: str) -> Request:
-    """Validate fal's input and make an ordinary request record."""
+    """Validate fal's input and headers and make an ordinary request record."""
     data = compact(load(FalInputSchema(), body))
+    fields = platform_fields(request.headers, time.time())
     try:
         record, _ = intake.accept(services(), key_id=g.api_key.id, input=data,
-                                  fal_webhook=fal_webhook)
+                                  fal_webhook=fal_webhook, extra=fields)
     except PosehookError as exc:
         field = (exc.field or "image_url").split(".")[-1]
         raise FalError(413 if exc.code == "too_large" else 422,
@@ -145,6 +150,8 @@ def result_response(record: Request) -> Response:
         raise FalError(400, "Request was cancelled")
     if record.status is Status.FAILED:
         error = record.error or {}
+        if error.get("type") == "request_timeout":
+            raise FalError(504, error["message"], "request_timeout", user_timeout=True)
         if is_input_error(error) or "image" in error.get("message", ""):
             field = (error.get("field") or "image_url").split(".")[-1]
             raise FalError(422, field_detail(field, error.get("message", "invalid input")))
@@ -175,9 +182,21 @@ def cancel(request_id: str) -> Response:
 
 
 def run(body: Any, wait: float) -> Response:
-    """POST fal.run/fal-ai/dwpose: submit and answer with the result (sync run)."""
+    """POST fal.run/fal-ai/dwpose: submit and answer with the result (sync run).
+
+    With ``x-fal-request-timeout`` a request not started by then fails with a 504 that says
+    the caller's own limit passed; once started it has the rest of ``wait``.
+    """
+    svc = services()
     record = submit(body, "")
-    done = lifecycle.wait(services(), record.id, wait) or record
+    until = time.monotonic() + wait
+    first = wait if record.start_deadline is None else min(
+        wait, max(0.0, record.start_deadline - time.time()))
+    done = lifecycle.wait(svc, record.id, first) or record
+    if not done.status.is_terminal and lifecycle.time_out(svc, done):
+        done = store.get(svc.redis, record.id) or done
+    elif not done.status.is_terminal:
+        done = lifecycle.wait(svc, record.id, max(0.0, until - time.monotonic())) or done
     if not done.status.is_terminal:
         raise FalError(504, "The request did not finish in time; use the queue")
     return result_response(done)
