@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import sys
+import time
 
 import fal_client
 import httpx
@@ -87,6 +88,15 @@ def cancel() -> None:
             again: object = "accepted"
         except fal_client.client.FalClientHTTPError as error:
             again = (error.status_code, error.error_type)
+        late = fal_client.submit(APP, {"image_url": DATA_URI}, start_timeout=1.5)
+        time.sleep(1.6)  # still queued (no jobs run) when its own limit passes
+        try:
+            late.get()
+            timed_out: object = "a result"
+        except fal_client.client.FalClientHTTPError as error:
+            timed_out = (error.status_code, error.error_type,
+                         error.response_headers.get("x-fal-request-timeout-type"))
+        check("start_timeout", timed_out == (504, "request_timeout", "user"), timed_out)
     finally:
         print("RELEASE", flush=True)
     check("cancel", isinstance(status, fal_client.Completed)

@@ -61,7 +61,7 @@ def test_the_listener_takes_posehook_keys_only(fal_hosts, http, api_key):
     assert answer.status_code == 422  # the key is good: the input is what is refused
 
 
-def test_the_python_fal_client_subscribe_submit_status_result_cancel_run_iter_events(
+def test_the_python_fal_client_subscribe_submit_status_result_cancel_run_iter_events_timeout(
         fal_hosts, api_key, run_jobs):
     env = {"PATH": "/usr/bin:/bin", "FAL_KEY": api_key, "PHOTO": str(SAMPLE),
            "HOME": str(fal_hosts.paths["ca"].parent),
@@ -96,7 +96,7 @@ def test_the_python_fal_client_subscribe_submit_status_result_cancel_run_iter_ev
     report = reports[-1]
     print(report)
     assert set(report) == {"subscribe", "submit status result", "iter_events", "run", "cancel",
-                           "validation error", "a wrong key is refused"}
+                           "validation error", "a wrong key is refused", "start_timeout"}
     assert all(outcome == "ok" for outcome in report.values()), report
 
 
