@@ -17,6 +17,7 @@ comes last, in the order the moves happened)::
 | complete | COMPLETED   | IN_QUEUE, IN_PROGRESS | completed | settle, reconcile            |
 | fail     | FAILED      | IN_QUEUE, IN_PROGRESS | failed    | submit, settle, sweep, reconcile |
 | cancel   | CANCELLED   | IN_QUEUE, IN_PROGRESS | cancelled | the API, the fal surface     |
+| time_out | FAILED      | IN_QUEUE (late)       | failed    | jobs.infer, the fal surface  |
 | requeue  | IN_QUEUE    | IN_PROGRESS           | (none)    | jobs.sweep (its worker died) |
 
 (events are ``request.<event>``; forward mode also accepts, fails and cancels.)
