@@ -37,4 +37,5 @@ def test_fal_client_subscribe_queue_storage_streaming_errors_and_webhooks(redis_
                                "streaming subscribe", "sync run", "validation error",
                                "fal_webhook verified",
                                "streaming logs counted exactly",
-                               "string proxyUrl goes to fal in node"}
+                               "string proxyUrl goes to fal in node", "non-image upload",
+                               "non-image as the image is a validation error"}

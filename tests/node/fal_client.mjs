@@ -58,6 +58,19 @@ check("storage upload", url.startsWith(BASE), url);
 const fromUpload = await fal.subscribe("fal-ai/dwpose", { input: { image_url: url } });
 check("subscribe with uploaded file", fromUpload.data?.image?.height === 259, fromUpload);
 
+// fal's storage takes any file; one that is not an image fails only when used as the image.
+const textUrl = await fal.storage.upload(new File(["Hello"], "hello.txt", { type: "text/plain" }));
+const text = await fetch(textUrl);
+check("non-image upload", textUrl.startsWith(BASE) && text.ok && await text.text() === "Hello" &&
+  text.headers.get("content-type").startsWith("text/plain"), { textUrl, status: text.status });
+try {
+  await fal.subscribe("fal-ai/dwpose", { input: { image_url: textUrl } });
+  check("non-image as the image is a validation error", false, "no error");
+} catch (error) {
+  check("non-image as the image is a validation error", error instanceof ValidationError &&
+    error.getFieldErrors("image_url").length === 1, { name: error.name, body: error.body });
+}
+
 // Status stream (SSE) mode: the client adds each event's logs to the lines it has, so what
 // it shows last must be the request's lines once each, in order (the move to COMPLETED comes
 // just before its own log line, so that last line may be after the stream closed).

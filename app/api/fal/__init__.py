@@ -9,6 +9,7 @@ the caller's key or cookies.
 
 from __future__ import annotations
 
+import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ FAL_SUFFIXES = (".fal.run", ".fal.ai", ".fal.media")
 FAL_HOSTS = ("fal.run", "fal.ai", "fal.media")
 SYNC_WAIT = 60
 UPLOAD_TTL = 3600
+MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 
 
 def install_error_handlers(blueprint: Blueprint) -> None:
@@ -123,7 +125,12 @@ def initiate_upload() -> Response:
 
 @bp.put("/files/uploads/<slot>")
 def upload(slot: str):
-    """Take the bytes of an initiated upload (the slot in the URL is the permission)."""
+    """Take the bytes of an initiated upload (the slot in the URL is the permission).
+
+    As fal's storage, any file is taken up to the upload limit: an image keeps the type its
+    bytes say; anything else keeps the declared type (never an image/* one its bytes deny),
+    and fails only when it is used as an image input, naming that field.
+    """
     from app.images import sniff_image
 
     details = uploads.take(services().redis, slot)
@@ -133,6 +140,11 @@ def upload(slot: str):
     data = request.get_data(cache=False)
     if len(data) > settings.max_upload_bytes:
         raise TooLargeError(f"file is larger than the limit of {settings.max_upload_bytes} bytes")
-    content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
+    try:
+        content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
+    except PosehookError:
+        declared = details["content_type"].split(";")[0].strip().lower()
+        content_type = ("application/octet-stream" if declared.startswith("image/")
+                        or not MEDIA_TYPE.fullmatch(declared) else declared)
     services().storage.put(data, content_type, details["file_name"], key=details["key"])
     return jsonify({"ok": True})
