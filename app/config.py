@@ -41,6 +41,8 @@ class Settings:
     # Inputs and limits.
     max_download_bytes: int = 20 * 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
+    # fal-style multipart uploads (the client's way for files over 90 MB): the whole file.
+    max_multipart_bytes: int = 1024 * 1024 * 1024
     download_timeout: float = 15.0
     max_redirects: int = 3
     max_pixels: int = 40_000_000
@@ -167,8 +169,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("POSEHOOK_ENGINE must be 'auto', 'mediapipe' or 'dwpose'")
     if not settings.public_base_url.startswith(("http://", "https://")):
         raise ConfigError("POSEHOOK_PUBLIC_BASE_URL must be an http(s) URL")
-    for name in ("max_download_bytes", "max_upload_bytes", "max_pixels", "job_timeout",
-                 "fal_timeout", "fal_connect_timeout", "settle_tries"):
+    for name in ("max_download_bytes", "max_upload_bytes", "max_multipart_bytes", "max_pixels",
+                 "job_timeout", "fal_timeout", "fal_connect_timeout", "settle_tries"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
     if settings.fal_host_bind and not (settings.fal_host_certfile and settings.fal_host_keyfile):

@@ -210,7 +210,8 @@ def is_input_error(error: dict[str, Any]) -> bool:
 class Target:
     """What one ``x-fal-target-url`` names.
 
-    ``kind`` is ``submit`` (queue), ``run`` (sync), ``upload`` (storage initiate), ``request``
+    ``kind`` is ``submit`` (queue), ``run`` (sync), ``upload`` (storage initiate),
+    ``multipart`` (storage initiate-multipart), ``request``
     (a queue call on one request: ``call`` is the path after its id), or ``other``.
     """
 
@@ -236,8 +237,9 @@ def parse_target(url: str, method: str, app: str = APP) -> Target:
     wanted = [p for p in app.split("/") if p]
     base = wanted[:3] if wanted and wanted[0] in NAMESPACES else wanted[:2]
     target = Target(host=host, path=parts.path, kind="other", query=query)
-    if method == "POST" and host in STORAGE_HOSTS and path == ["storage", "upload", "initiate"]:
-        target.kind = "upload"
+    if method == "POST" and host in STORAGE_HOSTS and path[:2] == ["storage", "upload"] and \
+            path[2:] in (["initiate"], ["initiate-multipart"]):
+        target.kind = "upload" if path[2] == "initiate" else "multipart"
         return target
     target.app = "/".join(path[:len(base)])
     if method == "POST" and path == wanted and host in (QUEUE_HOST, RUN_HOST):

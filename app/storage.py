@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import unicodedata
 from dataclasses import dataclass
@@ -90,6 +92,54 @@ class LocalStorage:
         return path, StoredFile(key=key, url=self.url_for(key), content_type=meta["content_type"],
                                 file_name=meta.get("file_name", key),
                                 file_size=os.path.getsize(path))
+
+    def put_part(self, upload: str, number: int, data: bytes) -> str:
+        """Keep one part of a multipart upload; return its etag (a hash of its bytes)."""
+        folder = self._parts(upload)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, str(number)), "wb") as fh:
+            fh.write(data)
+        return hashlib.sha256(data).hexdigest()[:32]
+
+    def assemble(self, upload: str, parts: list[tuple[int, str]], content_type: str,
+                 file_name: str, key: str) -> StoredFile | None:
+        """Join the named parts, in order, into one stored file; None when one is missing
+        or its etag is not the one it was given (the parts are dropped either way)."""
+        folder = self._parts(upload)
+        if not is_key(key):
+            raise ValueError("invalid storage key")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for number, etag in parts:
+                    digest = hashlib.sha256()
+                    with open(os.path.join(folder, str(int(number))), "rb") as part:
+                        while chunk := part.read(1 << 20):
+                            digest.update(chunk)
+                            out.write(chunk)
+                            size += len(chunk)
+                    if digest.hexdigest()[:32] != etag:
+                        raise ValueError(f"part {number} is not the one uploaded")
+                out.flush()
+                os.fsync(out.fileno())
+        except (OSError, ValueError):
+            os.unlink(tmp)
+            return None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        path = os.path.join(self.root, key)
+        os.replace(tmp, path)
+        name = safe_file_name(file_name) or key
+        with open(path + ".meta", "w") as fh:
+            json.dump({"content_type": content_type, "file_name": name}, fh)
+        return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
+                          file_name=name, file_size=size)
+
+    def _parts(self, upload: str) -> str:
+        if not is_key(upload):
+            raise ValueError("invalid upload id")
+        return os.path.join(self.root, ".parts", upload)
 
     def read(self, key: str) -> bytes | None:
         """Return a stored file's bytes, or None."""

@@ -63,3 +63,59 @@ def test_a_non_image_fails_only_when_used_as_the_image_naming_the_field(live, ap
     result = call(live, f"{SUBMIT}/requests/{request_id}", api_key, method="GET")
     assert result.status_code == 422 and result.json()["detail"][0]["loc"] == [
         "body", "image_url"]
+
+
+MULTIPART = "https://rest.fal.ai/storage/upload/initiate-multipart?storage_type=fal-cdn-v3"
+
+
+def initiate_multipart(live, api_key, content_type: str = "application/zip") -> dict:
+    slot = call(live, MULTIPART, api_key, json={"content_type": content_type,
+                                                "file_name": "big.zip"})
+    assert slot.status_code == 200, slot.text
+    return slot.json()
+
+
+def test_a_multipart_upload_joins_its_parts_in_order(live, api_key):
+    slot = initiate_multipart(live, api_key)
+    chunks = [b"first-" * 1000, b"second-" * 1000, b"third"]
+    parts = []
+    for number in (2, 1, 3, 2):  # out of order, and part 2 sent again (a client's retry)
+        put = httpx.put(f"{slot['upload_url']}/{number}", content=chunks[number - 1])
+        assert put.status_code == 200 and put.json()["partNumber"] == number
+        parts.append(put.json())
+    done = httpx.post(slot["upload_url"] + "/complete", json={"parts": parts[1:]})
+    assert done.status_code == 200, done.text
+    got = httpx.get(slot["file_url"])
+    assert got.content == b"".join(chunks) and got.headers["content-type"] == "application/zip"
+    again = httpx.post(slot["upload_url"] + "/complete", json={"parts": parts[1:]})
+    assert again.status_code == 404  # used once
+
+
+def test_a_multipart_upload_with_a_wrong_or_missing_part_stores_nothing(live, api_key):
+    slot = initiate_multipart(live, api_key)
+    part = httpx.put(f"{slot['upload_url']}/1", content=b"abc").json()
+    done = httpx.post(slot["upload_url"] + "/complete",
+                      json={"parts": [part, {"partNumber": 2, "etag": part["etag"]}]})
+    assert done.status_code == 422
+    assert httpx.get(slot["file_url"]).status_code == 404
+    bad = initiate_multipart(live, api_key)
+    httpx.put(f"{bad['upload_url']}/1", content=b"abc")
+    wrong = httpx.post(bad["upload_url"] + "/complete",
+                       json={"parts": [{"partNumber": 1, "etag": "0" * 32}]})
+    assert wrong.status_code == 422 and httpx.get(bad["file_url"]).status_code == 404
+
+
+class TestALimitOfTenBytes:
+    @pytest.fixture
+    def overrides(self, overrides):
+        return {**overrides, "max_multipart_bytes": 10}
+
+    def test_a_multipart_upload_past_its_limit_is_refused(self, live, api_key):
+        slot = initiate_multipart(live, api_key)
+        assert httpx.put(f"{slot['upload_url']}/1", content=b"x" * 6).status_code == 200
+        # Sent again, a part replaces itself in the total: 8 bytes, not 14.
+        assert httpx.put(f"{slot['upload_url']}/1", content=b"y" * 8).status_code == 200
+        assert httpx.put(f"{slot['upload_url']}/2", content=b"z" * 3).status_code == 413
+        assert httpx.put(f"{slot['upload_url']}/2", content=b"z" * 2).status_code == 200
+        single = call(live, INITIATE, api_key, json={"content_type": "text/plain"}).json()
+        assert httpx.put(single["upload_url"] + "/1", content=b"x").status_code == 404

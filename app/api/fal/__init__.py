@@ -19,7 +19,13 @@ from marshmallow import ValidationError
 from app.api import authenticate, services
 from app.api.fal import queue as fal_queue
 from app.api.fal.forward import TARGET_HEADER, forward
-from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError
+from app.errors import (
+    AuthError,
+    InvalidInputError,
+    NotFoundError,
+    PosehookError,
+    TooLargeError,
+)
 from app.fal_protocol import APP, FalError, parse_target, wants_logs
 from app.store import uploads
 
@@ -89,8 +95,8 @@ def serve_locally(target_url: str) -> Response:
     method = request.method
     target = parse_target(target_url, method)
     logs = wants_logs(target.query.get("logs"))
-    if target.kind == "upload":
-        return initiate_upload()
+    if target.kind in ("upload", "multipart"):
+        return initiate_upload(multipart=target.kind == "multipart")
     if target.kind == "submit":
         webhook = target.query.get("fal_webhook", "")
         record = fal_queue.submit(request.get_json(silent=True), webhook)
@@ -109,8 +115,11 @@ def serve_locally(target_url: str) -> Response:
     raise FalError(404, f"{method} {target.path} is not part of fal's queue protocol")
 
 
-def initiate_upload() -> Response:
-    """Answer ``{upload_url, file_url}``: a one-time PUT slot and the file's future URL."""
+def initiate_upload(multipart: bool = False) -> Response:
+    """Answer ``{upload_url, file_url}``: a one-time PUT slot and the file's future URL.
+
+    A multipart slot takes ``PUT {upload_url}/{n}`` parts, then ``POST {upload_url}/complete``.
+    """
     body = request.get_json(silent=True) or {}
     content_type = str(body.get("content_type") or "application/octet-stream")[:100]
     storage = services().storage
@@ -118,6 +127,7 @@ def initiate_upload() -> Response:
     key = secrets.token_urlsafe(24)
     uploads.open_slot(services().redis, slot, {
         "key": key, "content_type": content_type, "key_id": g.api_key.id,
+        "multipart": "1" if multipart else "",
         "file_name": str(body.get("file_name") or "upload")[:200]}, UPLOAD_TTL)
     base = services().settings.public_base_url.rstrip("/")
     return jsonify({"upload_url": f"{base}/files/uploads/{slot}", "file_url": storage.url_for(key)})
@@ -134,7 +144,7 @@ def upload(slot: str):
     from app.images import sniff_image
 
     details = uploads.take(services().redis, slot)
-    if details is None:
+    if details is None or details.get("multipart"):
         raise NotFoundError("No such upload slot (it was used already or has expired)")
     settings = services().settings
     data = request.get_data(cache=False)
@@ -143,8 +153,59 @@ def upload(slot: str):
     try:
         content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
     except PosehookError:
-        declared = details["content_type"].split(";")[0].strip().lower()
-        content_type = ("application/octet-stream" if declared.startswith("image/")
-                        or not MEDIA_TYPE.fullmatch(declared) else declared)
+        content_type = stored_type(details["content_type"])
     services().storage.put(data, content_type, details["file_name"], key=details["key"])
     return jsonify({"ok": True})
+
+
+def stored_type(declared: str) -> str:
+    """Return the type a non-image upload keeps: the declared one, unless it claims an image
+    or is no plain media type."""
+    text = declared.split(";")[0].strip().lower()
+    if text.startswith("image/") or not MEDIA_TYPE.fullmatch(text):
+        return "application/octet-stream"
+    return text
+
+
+def _multipart_slot(slot: str) -> dict[str, str]:
+    details = uploads.peek(services().redis, slot)
+    if details is None or not details.get("multipart"):
+        raise NotFoundError("No such multipart upload (it was completed or has expired)")
+    return details
+
+
+@bp.put("/files/uploads/<slot>/<int:number>")
+def upload_part(slot: str, number: int):
+    """Take one part of a multipart upload; answer ``{partNumber, etag}`` as fal's storage."""
+    _multipart_slot(slot)
+    if not 1 <= number <= 10_000:
+        raise NotFoundError("Part numbers go from 1 to 10000")
+    data = request.get_data(cache=False)
+    limit = services().settings.max_multipart_bytes
+    if not uploads.add_part(services().redis, slot, number, len(data), limit):
+        raise TooLargeError(f"the upload is larger than the limit of {limit} bytes")
+    etag = services().storage.put_part(slot, number, data)
+    return jsonify({"partNumber": number, "etag": etag})
+
+
+@bp.post("/files/uploads/<slot>/complete")
+def complete_upload(slot: str):
+    """Join the parts named in ``{parts: [{partNumber, etag}]}`` into the file, once."""
+    _multipart_slot(slot)
+    body = request.get_json(silent=True)
+    parts = body.get("parts") if isinstance(body, dict) else None
+    named = [(p.get("partNumber"), p.get("etag")) for p in parts or ()
+             if isinstance(p, dict)] if isinstance(parts, list) else []
+    if not named or len(named) != len(parts) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and isinstance(e, str)
+            for n, e in named):
+        raise InvalidInputError("parts must list {partNumber, etag} of every part",
+                                field="parts")
+    details = uploads.take(services().redis, slot)
+    if details is None:
+        raise NotFoundError("No such multipart upload (it was completed or has expired)")
+    stored = services().storage.assemble(slot, sorted(named), stored_type(
+        details["content_type"]), details["file_name"], details["key"])
+    if stored is None:
+        raise InvalidInputError("a part is missing or is not the one uploaded", field="parts")
+    return jsonify({"ok": True, "url": stored.url})
