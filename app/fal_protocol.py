@@ -107,6 +107,35 @@ def platform_fields(headers: Any, now: float) -> dict[str, Any]:
     return fields
 
 
+LIFECYCLE_HEADERS = ("x-fal-object-lifecycle-preference", "x-fal-object-lifecycle")
+
+
+def object_expiry(headers: Any) -> int | None:
+    """Return the seconds an upload should live, from fal's object lifecycle header (JSON
+    ``{"expiration_duration_seconds": n}``), or None when it says nothing of expiry.
+
+    Raises:
+        FalError: 422 naming the header when it is not such JSON.
+    """
+    for name in LIFECYCLE_HEADERS:
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise _header_error(name, "must be a JSON object")
+        seconds = value.get("expiration_duration_seconds")
+        if seconds is None:
+            return None
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
+            raise _header_error(name, "expiration_duration_seconds must be a positive integer")
+        return seconds
+    return None
+
+
 def queue_urls(queue_base: str, request_id: str) -> dict[str, str]:
     """Return a request's response, status and cancel URLs under an app's queue base URL."""
     base = f"{queue_base.rstrip('/')}/requests/{request_id}"

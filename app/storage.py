@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,6 +10,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass
 
@@ -59,8 +61,11 @@ class LocalStorage:
         return None
 
     def put(self, data: bytes, content_type: str, file_name: str = "",
-            key: str | None = None) -> StoredFile:
-        """Store bytes under a new (or a reserved) key; the write is atomic (temp + rename)."""
+            key: str | None = None, expires_at: float | None = None) -> StoredFile:
+        """Store bytes under a new (or a reserved) key; the write is atomic (temp + rename).
+
+        A file with ``expires_at`` is gone for every reader from then on (and removed then).
+        """
         key = key or secrets.token_urlsafe(24) + EXTENSIONS.get(content_type, "")
         if not is_key(key):
             raise ValueError("invalid storage key")
@@ -73,7 +78,8 @@ class LocalStorage:
         os.replace(tmp, path)
         name = safe_file_name(file_name) or key
         with open(path + ".meta", "w") as fh:
-            json.dump({"content_type": content_type, "file_name": name}, fh)
+            json.dump({"content_type": content_type, "file_name": name,
+                       **({"expires_at": expires_at} if expires_at else {})}, fh)
         return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
                           file_name=name, file_size=len(data))
 
@@ -89,6 +95,11 @@ class LocalStorage:
                 meta = json.load(fh)
         except (OSError, ValueError):
             meta = {"content_type": "application/octet-stream", "file_name": key}
+        if meta.get("expires_at") and time.time() >= meta["expires_at"]:
+            for gone in (path, path + ".meta"):
+                with contextlib.suppress(OSError):
+                    os.unlink(gone)
+            return None
         return path, StoredFile(key=key, url=self.url_for(key), content_type=meta["content_type"],
                                 file_name=meta.get("file_name", key),
                                 file_size=os.path.getsize(path))
@@ -102,7 +113,7 @@ class LocalStorage:
         return hashlib.sha256(data).hexdigest()[:32]
 
     def assemble(self, upload: str, parts: list[tuple[int, str]], content_type: str,
-                 file_name: str, key: str) -> StoredFile | None:
+                 file_name: str, key: str, expires_at: float | None = None) -> StoredFile | None:
         """Join the named parts, in order, into one stored file; None when one is missing
         or its etag is not the one it was given (the parts are dropped either way)."""
         folder = self._parts(upload)
@@ -132,7 +143,8 @@ class LocalStorage:
         os.replace(tmp, path)
         name = safe_file_name(file_name) or key
         with open(path + ".meta", "w") as fh:
-            json.dump({"content_type": content_type, "file_name": name}, fh)
+            json.dump({"content_type": content_type, "file_name": name,
+                       **({"expires_at": expires_at} if expires_at else {})}, fh)
         return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
                           file_name=name, file_size=size)
 

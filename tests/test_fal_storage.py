@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -119,3 +121,25 @@ class TestALimitOfTenBytes:
         assert httpx.put(f"{slot['upload_url']}/2", content=b"z" * 2).status_code == 200
         single = call(live, INITIATE, api_key, json={"content_type": "text/plain"}).json()
         assert httpx.put(single["upload_url"] + "/1", content=b"x").status_code == 404
+
+
+def test_an_upload_with_fals_lifecycle_preference_is_gone_once_it_expires(live, api_key):
+    slot = call(live, INITIATE, api_key, json={"content_type": "text/plain"}, headers={
+        "X-Fal-Object-Lifecycle-Preference": '{"expiration_duration_seconds": 1}'}).json()
+    assert httpx.put(slot["upload_url"], content=b"Hello").status_code == 200
+    stored_by = time.time()
+    kept = upload(live, api_key, b"kept", "text/plain")  # no preference: it stays
+    assert httpx.get(slot["file_url"]).status_code == 200
+    while time.time() <= stored_by + 1:
+        time.sleep(0.05)
+    assert httpx.get(slot["file_url"]).status_code == 404
+    assert httpx.get(kept).content == b"kept"
+
+
+@pytest.mark.parametrize("value", ["soon", "[1]", '{"expiration_duration_seconds": -5}',
+                                   '{"expiration_duration_seconds": "60"}'])
+def test_a_lifecycle_preference_fal_would_not_take_is_a_422(live, api_key, value):
+    answer = call(live, INITIATE, api_key, json={"content_type": "text/plain"},
+                  headers={"X-Fal-Object-Lifecycle": value})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["header", "x-fal-object-lifecycle"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -26,7 +27,7 @@ from app.errors import (
     PosehookError,
     TooLargeError,
 )
-from app.fal_protocol import APP, FalError, parse_target, wants_logs
+from app.fal_protocol import APP, FalError, object_expiry, parse_target, wants_logs
 from app.store import uploads
 
 bp = Blueprint("fal", __name__)
@@ -122,12 +123,13 @@ def initiate_upload(multipart: bool = False) -> Response:
     """
     body = request.get_json(silent=True) or {}
     content_type = str(body.get("content_type") or "application/octet-stream")[:100]
+    expires_in = object_expiry(request.headers)
     storage = services().storage
     slot = secrets.token_urlsafe(24)
     key = secrets.token_urlsafe(24)
     uploads.open_slot(services().redis, slot, {
         "key": key, "content_type": content_type, "key_id": g.api_key.id,
-        "multipart": "1" if multipart else "",
+        "multipart": "1" if multipart else "", "expires_in": str(expires_in or ""),
         "file_name": str(body.get("file_name") or "upload")[:200]}, UPLOAD_TTL)
     base = services().settings.public_base_url.rstrip("/")
     return jsonify({"upload_url": f"{base}/files/uploads/{slot}", "file_url": storage.url_for(key)})
@@ -154,8 +156,15 @@ def upload(slot: str):
         content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
     except PosehookError:
         content_type = stored_type(details["content_type"])
-    services().storage.put(data, content_type, details["file_name"], key=details["key"])
+    services().storage.put(data, content_type, details["file_name"], key=details["key"],
+                           expires_at=_expires_at(details))
     return jsonify({"ok": True})
+
+
+def _expires_at(details: dict[str, str]) -> float | None:
+    """When an upload ends, from its slot's object lifecycle preference (None: never)."""
+    seconds = details.get("expires_in")
+    return time.time() + int(seconds) if seconds else None
 
 
 def stored_type(declared: str) -> str:
@@ -205,7 +214,7 @@ def complete_upload(slot: str):
     if details is None:
         raise NotFoundError("No such multipart upload (it was completed or has expired)")
     stored = services().storage.assemble(slot, sorted(named), stored_type(
-        details["content_type"]), details["file_name"], details["key"])
+        details["content_type"]), details["file_name"], details["key"], _expires_at(details))
     if stored is None:
         raise InvalidInputError("a part is missing or is not the one uploaded", field="parts")
     return jsonify({"ok": True, "url": stored.url})
