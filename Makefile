@@ -28,7 +28,8 @@ run: $(STAMP)
 	if [ -n "$$FAL_HOSTS$$POSEHOOK_FAL_HOST_BIND" ]; then \
 	  export POSEHOOK_FAL_HOST_BIND=$${POSEHOOK_FAL_HOST_BIND:-127.0.0.1:8443}; \
 	  if [ -z "$$POSEHOOK_FAL_HOST_CERTFILE" ]; then \
-	    eval "$$($(BIN)/python -m app.devcert data/fal-hosts $$POSEHOOK_FAL_HOST_BIND)" || exit 1; fi; \
+	    certs=$$($(BIN)/python -m app.devcert data/fal-hosts $$POSEHOOK_FAL_HOST_BIND) || exit 1; \
+	    eval "$$certs"; fi; \
 	  procs="$$procs falhosts"; fi; \
 	if [ -n "$$PROVIDER" ]; then export POSEHOOK_PROVIDER="$$PROVIDER"; fi; \
 	if [ -n "$$PUBLIC_BASE_URL" ]; then export POSEHOOK_PUBLIC_BASE_URL="$$PUBLIC_BASE_URL"; fi; \

@@ -131,3 +131,21 @@ def test_the_procfiles_falhosts_process_serves_fals_hosts_over_tls(redis_url, tm
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
+
+
+def test_answers_name_the_host_the_client_called_and_refuse_a_host_that_is_not_one(
+        fal_hosts, api_key, sample_bytes):
+    import base64
+
+    verify = ssl.create_default_context(cafile=fal_hosts.paths["ca"])
+    body = {"image_url": "data:image/jpeg;base64," + base64.b64encode(sample_bytes).decode()}
+    auth = {"Authorization": f"Key {api_key}"}
+    called = f"localhost:{fal_hosts.bind.rsplit(':', 1)[1]}"  # the certificate names it too
+    answer = httpx.post(f"https://{called}/fal-ai/dwpose", json=body, verify=verify,
+                        headers=auth)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status_url"] == (f"https://{called}/fal-ai/dwpose/requests/"
+                                           f"{answer.json()['request_id']}/status")
+    bad = httpx.post(f"{fal_hosts.url}/fal-ai/dwpose", json=body, verify=verify,
+                     headers={**auth, "Host": "evil.example/x?"})
+    assert bad.status_code == 400 and bad.headers["X-Fal-Error-Type"] == "bad_request"

@@ -13,6 +13,8 @@ browser code, which goes through the proxy.
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, g, request
 
 from app.api import authenticate, services
@@ -23,6 +25,8 @@ from app.fal_protocol import APP, QUEUE_HOST, RUN_HOST, FalError
 bp = Blueprint("fal_hosts", __name__)
 install_error_handlers(bp)
 
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
+"""What the Host header may be: the answers' URLs are built on it."""
 RUN_PREFIX = "run"
 """The first path segment that stands for fal's sync host (``FAL_RUN_HOST=<bind>/run``)."""
 
@@ -46,5 +50,7 @@ def fal_host(path: str) -> Response:
     if services().settings.provider != "local":
         raise FalError(501, "fal's hosts are served here only with POSEHOOK_PROVIDER=local; "
                             "use the proxy at /api/fal/proxy to reach fal")
+    if not HOST.fullmatch(request.host):
+        raise FalError(400, "The Host header is not a host name or address with a port")
     g.fal_queue_base = f"https://{request.host}/{APP}"
     return serve_locally(fal_url(path, request.query_string.decode("latin-1")))
