@@ -14,6 +14,8 @@ import time
 import unicodedata
 from dataclasses import dataclass
 
+UPLOAD_SLOT_SECONDS = 3600
+"""How long a fal-style upload slot (and a multipart upload's parts) waits for its bytes."""
 _KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}(\.[a-z0-9]{1,5})?$")
 
 EXTENSIONS = {
@@ -147,6 +149,18 @@ class LocalStorage:
                        **({"expires_at": expires_at} if expires_at else {})}, fh)
         return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
                           file_name=name, file_size=size)
+
+    def drop_stale_parts(self, before: float) -> int:
+        """Remove the parts of multipart uploads untouched since ``before``; return how many."""
+        root = os.path.join(self.root, ".parts")
+        count = 0
+        for name in os.listdir(root) if os.path.isdir(root) else ():
+            folder = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                if os.path.getmtime(folder) < before:
+                    shutil.rmtree(folder)
+                    count += 1
+        return count
 
     def _parts(self, upload: str) -> str:
         if not is_key(upload):

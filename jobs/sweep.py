@@ -16,6 +16,7 @@ from app import lifecycle, queues
 from app.events import announce_owed
 from app.models import Status
 from app.services import Services, current
+from app.storage import UPLOAD_SLOT_SECONDS
 from app.store import callbacks, tracking
 from app.store import requests as store
 
@@ -86,5 +87,7 @@ def sweep(now: float | None = None) -> dict[str, int | str | None]:
     return {"lost_workers": recover_lost_workers(svc, now),
             "stale_queued": requeue_stale(svc, now), "resettled": resettle(svc, now),
             "announced": announce_owed(svc, now - STALE_AFTER),
+            # Multipart uploads never completed: their slot is gone, so are their parts.
+            "stale_parts": svc.storage.drop_stale_parts(now - UPLOAD_SLOT_SECONDS),
             "deliveries": queues.enqueue_sweep_deliveries(svc.rq, now),
             "reconciled": queues.enqueue_reconcile(svc.rq, now)}

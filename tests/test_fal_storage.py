@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -143,3 +144,16 @@ def test_a_lifecycle_preference_fal_would_not_take_is_a_422(live, api_key, value
                   headers={"X-Fal-Object-Lifecycle": value})
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["header", "x-fal-object-lifecycle"]
+
+
+def test_the_sweeper_drops_the_parts_of_a_multipart_upload_never_completed(live, api_key,
+                                                                           services):
+    from jobs import sweep
+
+    slot = initiate_multipart(live, api_key)
+    assert httpx.put(f"{slot['upload_url']}/1", content=b"abc").status_code == 200
+    parts = Path(services.settings.files_dir) / ".parts"
+    assert len(list(parts.iterdir())) == 1
+    assert sweep.sweep()["stale_parts"] == 0  # still within its slot's hour
+    later = time.time() + 3601
+    assert sweep.sweep(later)["stale_parts"] == 1 and list(parts.iterdir()) == []

@@ -28,6 +28,7 @@ from app.errors import (
     TooLargeError,
 )
 from app.fal_protocol import APP, FalError, object_expiry, parse_target, wants_logs
+from app.storage import UPLOAD_SLOT_SECONDS
 from app.store import uploads
 
 bp = Blueprint("fal", __name__)
@@ -35,7 +36,7 @@ bp = Blueprint("fal", __name__)
 FAL_SUFFIXES = (".fal.run", ".fal.ai", ".fal.media")
 FAL_HOSTS = ("fal.run", "fal.ai", "fal.media")
 SYNC_WAIT = 60
-UPLOAD_TTL = 3600
+UPLOAD_TTL = UPLOAD_SLOT_SECONDS
 MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 
 
