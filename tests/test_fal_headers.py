@@ -103,3 +103,17 @@ def test_a_low_priority_request_never_runs_before_a_normal_one(live, api_key, se
     low, normal = (store.get(services.redis, r.id) for r in (low, normal))
     assert low.status is Status.COMPLETED and normal.status is Status.COMPLETED
     assert normal.started_at < low.started_at
+
+
+def test_an_open_status_stream_ends_when_the_timeout_passes(live, api_key, services):
+    import json
+
+    import httpx
+
+    record = submitted(live, api_key, services, **{"x-fal-request-timeout": "1.1"})
+    target = f"{SUBMIT}/requests/{record.id}/status/stream"
+    headers = {"x-fal-target-url": target, "Authorization": f"Key {api_key}"}
+    with httpx.stream("GET", live.url + "/api/fal/proxy", headers=headers, timeout=60) as got:
+        events = [json.loads(line[6:]) for line in got.iter_lines() if line.startswith("data: ")]
+    assert [e["status"] for e in events] == ["IN_QUEUE", "COMPLETED"]  # no worker ever ran
+    assert store.get(services.redis, record.id).error["type"] == "request_timeout"

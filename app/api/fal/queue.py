@@ -135,6 +135,8 @@ def stream(request_id: str, with_logs: bool) -> Response:
                 return
             time.sleep(0.2)
             current = store.get(services().redis, request_id) or current
+            if lifecycle.time_out(services(), current):  # its x-fal-request-timeout passed
+                current = store.get(services().redis, request_id) or current
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
