@@ -17,12 +17,22 @@ $(STAMP): requirements.txt
 # machine), said out loud.
 # Shorthands: PROVIDER, PUBLIC_BASE_URL, ENGINE set their POSEHOOK_ settings
 # (PROVIDER=fal FAL_KEY=... PUBLIC_BASE_URL=https://... make run puts posehook in front of fal).
+# FAL_HOSTS=1 also serves fal's own hosts over TLS on POSEHOOK_FAL_HOST_BIND (127.0.0.1:8443)
+# for fal's Python client; without POSEHOOK_FAL_HOST_CERTFILE/KEYFILE it makes a development
+# CA and certificate in $POSEHOOK_DATA_DIR/fal-hosts and prints the variables the client needs.
 run: $(STAMP) node_modules/.installed
 	@mkdir -p "$${POSEHOOK_DATA_DIR:-data}"
 	@if [ -z "$$REDIS_URL" ]; then \
 	  echo "posehook: no REDIS_URL, starting the embedded Redis on 127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380} (data in $${POSEHOOK_DATA_DIR:-data}/redis)"; \
-	  export REDIS_URL=redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0; procs=""; \
-	else procs=$$(sed -n 's/^\([a-z]*\):.*/\1/p' Procfile | grep -vx redis | tr '\n' ' '); fi; \
+	  export REDIS_URL=redis://127.0.0.1:$${POSEHOOK_REDIS_PORT:-6380}/0; skip="falhosts"; \
+	else skip="redis|falhosts"; fi; \
+	procs=$$(sed -n 's/^\([a-z]*\):.*/\1/p' Procfile | grep -vxE "$$skip" | tr '\n' ' '); \
+	if [ -n "$$FAL_HOSTS$$POSEHOOK_FAL_HOST_BIND" ]; then \
+	  export POSEHOOK_FAL_HOST_BIND=$${POSEHOOK_FAL_HOST_BIND:-127.0.0.1:8443}; \
+	  if [ -z "$$POSEHOOK_FAL_HOST_CERTFILE" ]; then \
+	    certs=$$($(BIN)/python -m app.devcert "$${POSEHOOK_DATA_DIR:-data}/fal-hosts" $$POSEHOOK_FAL_HOST_BIND) || exit 1; \
+	    eval "$$certs"; fi; \
+	  procs="$$procs falhosts"; fi; \
 	if [ -n "$$PROVIDER" ]; then export POSEHOOK_PROVIDER="$$PROVIDER"; fi; \
 	if [ -n "$$PUBLIC_BASE_URL" ]; then export POSEHOOK_PUBLIC_BASE_URL="$$PUBLIC_BASE_URL"; fi; \
 	if [ -n "$$ENGINE" ]; then export POSEHOOK_ENGINE="$$ENGINE"; fi; \

@@ -11,8 +11,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Create the Flask application; ``config`` overrides settings (tests)."""
+def create_app(config: Mapping[str, Any] | None = None, *, fal_hosts: bool = False) -> Flask:
+    """Create the Flask application; ``config`` overrides settings (tests).
+
+    ``fal_hosts`` makes the app of the fal-hosts listener instead (fal's own paths only:
+    ``gunicorn 'app:create_app(fal_hosts=True)'``).
+    """
     from flask import Flask
 
     from app import api
@@ -26,7 +30,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False
     app.extensions["posehook"] = Services.from_settings(settings)
-    api.register(app)
+    if fal_hosts:
+        api.register_fal_hosts(app)
+    else:
+        api.register(app)
     from app import cli
 
     cli.register(app)

@@ -41,6 +41,8 @@ class Settings:
     # Inputs and limits.
     max_download_bytes: int = 20 * 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
+    # fal-style multipart uploads (the client's way for files over 90 MB): the whole file.
+    max_multipart_bytes: int = 1024 * 1024 * 1024
     download_timeout: float = 15.0
     max_redirects: int = 3
     max_pixels: int = 40_000_000
@@ -85,6 +87,12 @@ class Settings:
     fal_forward_base_url: str = ""
     # Our own /files inputs go to fal as data URIs up to this size (fal cannot reach us).
     fal_max_data_uri_bytes: int = 10 * 1024 * 1024
+
+    # fal's own hosts served directly (the Python fal-client): a TLS listener on this
+    # host:port with this certificate and key (PEM files); off when the bind is empty.
+    fal_host_bind: str = ""
+    fal_host_certfile: str = ""
+    fal_host_keyfile: str = ""
 
     # Our own ED25519 signing key (PEM or base64 raw 32 bytes); generated into Redis if empty.
     signing_key: str = ""
@@ -168,10 +176,14 @@ def _validate(settings: Settings) -> Settings:
                           "or 'dwpose'")
     if not settings.public_base_url.startswith(("http://", "https://")):
         raise ConfigError("POSEHOOK_PUBLIC_BASE_URL must be an http(s) URL")
-    for name in ("max_download_bytes", "max_upload_bytes", "max_pixels", "job_timeout",
-                 "fal_timeout", "fal_connect_timeout", "settle_tries"):
+    for name in ("max_download_bytes", "max_upload_bytes", "max_multipart_bytes", "max_pixels",
+                 "job_timeout", "fal_timeout", "fal_connect_timeout", "settle_tries"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
+    if settings.fal_host_bind and not (settings.fal_host_certfile and settings.fal_host_keyfile):
+        raise ConfigError("POSEHOOK_FAL_HOST_BIND needs POSEHOOK_FAL_HOST_CERTFILE and "
+                          "POSEHOOK_FAL_HOST_KEYFILE (make run FAL_HOSTS=1 makes a development "
+                          "pair)")
     if not settings.delivery_schedule:
         raise ConfigError("POSEHOOK_DELIVERY_SCHEDULE needs at least one delay")
     return settings

@@ -8,6 +8,7 @@ fal and from us alike), the fal-compatible surface and forward mode.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -28,13 +29,127 @@ REQUEST_CALLS = {("GET", ()), ("GET", ("status",)), ("GET", ("status", "stream")
 """(method, path after requests/{id}) of the queue calls on one request."""
 
 
-class FalError(Exception):
-    """An answer in fal's error shape: ``{"detail": ...}`` with an HTTP status."""
+ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               412: "bad_request", 413: "file_too_large", 422: "validation_error",
+               500: "internal_error", 502: "runner_connection_error",
+               503: "runner_scheduling_failure", 504: "request_timeout"}
+"""``X-Fal-Error-Type`` of an error answer by its status: fal's own request-error types for
+the 5xx (request_timeout, internal_error, runner_*), plain names for the client errors."""
+TIMEOUT_TYPE_HEADER = "x-fal-request-timeout-type"
+LOGS_VALUES = {"1": True, "true": True, "0": False, "false": False, "": False}
+"""What ``?logs=`` may say: the JS client sends 1|0, the Python client true|false."""
 
-    def __init__(self, status: int, detail: Any) -> None:
+
+class FalError(Exception):
+    """An answer in fal's error shape: ``{"detail": ...}`` with an HTTP status.
+
+    ``error_type`` goes out as ``X-Fal-Error-Type`` (by default the status's, ERROR_TYPES);
+    ``user_timeout`` adds ``x-fal-request-timeout-type: user`` (the caller's own limit passed).
+    """
+
+    def __init__(self, status: int, detail: Any, error_type: str = "",
+                 user_timeout: bool = False) -> None:
         super().__init__(str(detail))
         self.status = status
         self.detail = detail
+        self.error_type = error_type or error_type_for(status)
+        self.user_timeout = user_timeout
+
+
+def error_type_for(status: int) -> str:
+    """Return the ``X-Fal-Error-Type`` of an error answer with this status."""
+    return ERROR_TYPES.get(status, "internal_error" if status >= 500 else "bad_request")
+
+
+def wants_logs(value: str | None) -> bool:
+    """Read ``?logs=``; raise a 422 FalError for anything but 1, 0, true, false."""
+    text = (value or "").strip().lower()
+    if text not in LOGS_VALUES:
+        raise FalError(422, [{"loc": ["query", "logs"], "msg": "logs must be 1, 0, true or "
+                                                                "false", "type": "value_error"}])
+    return LOGS_VALUES[text]
+
+
+NO_RETRY_VALUES = ("1", "true", "yes")
+PRIORITIES = ("normal", "low")
+
+
+def _header_error(name: str, message: str) -> FalError:
+    return FalError(422, [{"loc": ["header", name], "msg": message, "type": "value_error"}])
+
+
+def platform_fields(headers: Any, now: float) -> dict[str, Any]:
+    """Return the record fields fal's request headers ask for (``headers``: case-insensitive).
+
+    ``x-fal-request-timeout`` (seconds) gives the start deadline, ``x-fal-no-retry``
+    (1|true|yes) the no-retry flag, ``x-fal-queue-priority`` (normal|low) the priority.
+
+    Raises:
+        FalError: 422 naming the header whose value is not one fal takes.
+    """
+    fields: dict[str, Any] = {}
+    timeout = headers.get("x-fal-request-timeout")
+    if timeout is not None:
+        text = timeout.strip()
+        try:
+            seconds = float(text) if text.isascii() else math.nan
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise _header_error("x-fal-request-timeout", "must be a positive number of seconds")
+        fields["start_deadline"] = now + seconds
+    if (headers.get("x-fal-no-retry") or "").strip().lower() in NO_RETRY_VALUES:
+        fields["no_retry"] = True
+    priority = (headers.get("x-fal-queue-priority") or "normal").strip().lower()
+    if priority not in PRIORITIES:
+        raise _header_error("x-fal-queue-priority", "must be normal or low")
+    fields["priority"] = priority
+    return fields
+
+
+LIFECYCLE_HEADERS = ("x-fal-object-lifecycle-preference", "x-fal-object-lifecycle")
+
+
+def object_expiry(headers: Any) -> int | None:
+    """Return the seconds an upload should live, from fal's object lifecycle header (JSON
+    ``{"expiration_duration_seconds": n}``), or None when it says nothing of expiry.
+
+    Raises:
+        FalError: 422 naming the header when it is not such JSON.
+    """
+    for name in LIFECYCLE_HEADERS:
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise _header_error(name, "must be a JSON object")
+        seconds = value.get("expiration_duration_seconds")
+        if seconds is None:
+            return None
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
+            raise _header_error(name, "expiration_duration_seconds must be a positive integer")
+        return seconds
+    return None
+
+
+def queue_urls(queue_base: str, request_id: str) -> dict[str, str]:
+    """Return a request's response, status and cancel URLs under an app's queue base URL."""
+    base = f"{queue_base.rstrip('/')}/requests/{request_id}"
+    return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
+
+
+def new_logs(lines: list[dict[str, Any]], sent: int) -> list[dict[str, Any]]:
+    """Return the log lines after the first ``sent`` in fal's log shape (one SSE event's).
+
+    fal's clients add each status event's ``logs`` to the lines they have, so an event
+    carries only the lines the events before it did not.
+    """
+    return [{"message": line["message"], "level": line.get("level", "INFO"),
+             "source": "user", "timestamp": line["timestamp"]} for line in lines[sent:]]
 
 
 def field_detail(field: str, message: str, kind: str = "value_error") -> list[dict[str, Any]]:
@@ -124,7 +239,8 @@ def is_input_error(error: dict[str, Any]) -> bool:
 class Target:
     """What one ``x-fal-target-url`` names.
 
-    ``kind`` is ``submit`` (queue), ``run`` (sync), ``upload`` (storage initiate), ``request``
+    ``kind`` is ``submit`` (queue), ``run`` (sync), ``upload`` (storage initiate),
+    ``multipart`` (storage initiate-multipart), ``request``
     (a queue call on one request: ``call`` is the path after its id), or ``other``.
     """
 
@@ -150,8 +266,9 @@ def parse_target(url: str, method: str, app: str = APP) -> Target:
     wanted = [p for p in app.split("/") if p]
     base = wanted[:3] if wanted and wanted[0] in NAMESPACES else wanted[:2]
     target = Target(host=host, path=parts.path, kind="other", query=query)
-    if method == "POST" and host in STORAGE_HOSTS and path == ["storage", "upload", "initiate"]:
-        target.kind = "upload"
+    if method == "POST" and host in STORAGE_HOSTS and path[:2] == ["storage", "upload"] and \
+            path[2:] in (["initiate"], ["initiate-multipart"]):
+        target.kind = "upload" if path[2] == "initiate" else "multipart"
         return target
     target.app = "/".join(path[:len(base)])
     if method == "POST" and path == wanted and host in (QUEUE_HOST, RUN_HOST):

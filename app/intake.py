@@ -87,6 +87,7 @@ def accept(
     fal_webhook: str = "",
     idempotency_key: str = "",
     webhook_events: list[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Request, bool]:
     """Store a new request and enqueue its submission; return (request, created)."""
     settings = services.settings
@@ -104,6 +105,7 @@ def accept(
         webhook_url=webhook_url, fal_webhook=fal_webhook, idempotency_key=idempotency_key,
         body_hash=hashed, idempotency_ttl=settings.idempotency_ttl, ttl=settings.request_ttl,
         # Stored with the record, so it already filters the first event.
-        extra={"webhook_events": webhook_events} if webhook_events else None,
+        extra={**({"webhook_events": webhook_events} if webhook_events else {}),
+               **(extra or {})} or None,
     )
 

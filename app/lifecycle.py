@@ -17,6 +17,7 @@ comes last, in the order the moves happened)::
 | complete | COMPLETED   | IN_QUEUE, IN_PROGRESS | completed | settle, reconcile            |
 | fail     | FAILED      | IN_QUEUE, IN_PROGRESS | failed    | submit, settle, sweep, reconcile |
 | cancel   | CANCELLED   | IN_QUEUE, IN_PROGRESS | cancelled | the API, the fal surface     |
+| time_out | FAILED      | IN_QUEUE (late)       | failed    | jobs.infer, the fal surface  |
 | requeue  | IN_QUEUE    | IN_PROGRESS           | (none)    | jobs.sweep (its worker died) |
 
 (events are ``request.<event>``; forward mode also accepts, fails and cancels.)
@@ -104,6 +105,19 @@ def fail(services: Services, request_id: str, error: dict[str, Any], note: str =
     return _move(services, request_id, Status.FAILED, note or error["message"],
                  sources=sources, fields={"error": error, "completed_at": when},
                  level="ERROR", now=when)
+
+
+def time_out(services: Services, request: Request, now: float | None = None) -> bool:
+    """IN_QUEUE → FAILED (request_timeout) once its ``x-fal-request-timeout`` has passed."""
+    when = time.time() if now is None else now
+    if (request.status is not Status.IN_QUEUE or request.start_deadline is None
+            or when < request.start_deadline):
+        return False
+    seconds = round(request.start_deadline - request.created_at, 3)
+    return fail(services, request.id, {
+        "type": "request_timeout",
+        "message": f"the request did not start within its x-fal-request-timeout of {seconds} s"},
+        sources=(Status.IN_QUEUE,), now=when)
 
 
 def requeue(services: Services, request_id: str, note: str) -> bool:

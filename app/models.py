@@ -135,6 +135,12 @@ class Request(HashRecord):
     """Set before the submit to fal is sent: a second submit is never made."""
     fal_submit_lost: str = ""
     """Why the answer to our submit to fal never came, if it did not."""
+    start_deadline: float | None = None
+    """fal's ``x-fal-request-timeout``: a request still queued then fails (request_timeout)."""
+    no_retry: bool = False
+    """fal's ``x-fal-no-retry``: a worker lost during the job fails it instead of a retry."""
+    priority: str = "normal"
+    """fal's ``x-fal-queue-priority``: ``low`` waits in its own inference queue."""
 
 
 @dataclass

@@ -20,6 +20,10 @@ from app.config import Settings
 
 SUBMIT = "submit"
 INFERENCE = "inference"
+INFERENCE_LOW = "inference-low"
+INFERENCE_QUEUES = (INFERENCE, INFERENCE_LOW)
+"""The inference worker's queues, in the order it takes jobs: low priority only when no
+normal job waits (fal's ``x-fal-queue-priority: low``)."""
 SETTLE = "settle"
 DELIVERY = "delivery"
 DELIVERY_RETRY = "delivery-retry"
@@ -129,9 +133,9 @@ def enqueue_submit(connection: Redis, request_id: str, *, again: bool = False) -
 
 
 def enqueue_infer(connection: Redis, settings: Settings, request_id: str,
-                  attempt: int) -> str | None:
-    """Enqueue one inference attempt of a request, at most once."""
-    return enqueue(connection, INFERENCE, JOB_INFER, request_id,
+                  attempt: int, low: bool = False) -> str | None:
+    """Enqueue one inference attempt of a request, at most once (``low``: its own queue)."""
+    return enqueue(connection, INFERENCE_LOW if low else INFERENCE, JOB_INFER, request_id,
                    job_id=infer_job_id(request_id, attempt), timeout=settings.job_timeout,
                    retry=INFER_RETRIES, unique=True)
 

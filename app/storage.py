@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass
 
+UPLOAD_SLOT_SECONDS = 3600
+"""How long a fal-style upload slot (and a multipart upload's parts) waits for its bytes."""
 _KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}(\.[a-z0-9]{1,5})?$")
 
 EXTENSIONS = {
@@ -57,8 +63,11 @@ class LocalStorage:
         return None
 
     def put(self, data: bytes, content_type: str, file_name: str = "",
-            key: str | None = None) -> StoredFile:
-        """Store bytes under a new (or a reserved) key; the write is atomic (temp + rename)."""
+            key: str | None = None, expires_at: float | None = None) -> StoredFile:
+        """Store bytes under a new (or a reserved) key; the write is atomic (temp + rename).
+
+        A file with ``expires_at`` is gone for every reader from then on (and removed then).
+        """
         key = key or secrets.token_urlsafe(24) + EXTENSIONS.get(content_type, "")
         if not is_key(key):
             raise ValueError("invalid storage key")
@@ -71,7 +80,8 @@ class LocalStorage:
         os.replace(tmp, path)
         name = safe_file_name(file_name) or key
         with open(path + ".meta", "w") as fh:
-            json.dump({"content_type": content_type, "file_name": name}, fh)
+            json.dump({"content_type": content_type, "file_name": name,
+                       **({"expires_at": expires_at} if expires_at else {})}, fh)
         return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
                           file_name=name, file_size=len(data))
 
@@ -87,9 +97,75 @@ class LocalStorage:
                 meta = json.load(fh)
         except (OSError, ValueError):
             meta = {"content_type": "application/octet-stream", "file_name": key}
+        if meta.get("expires_at") and time.time() >= meta["expires_at"]:
+            for gone in (path, path + ".meta"):
+                with contextlib.suppress(OSError):
+                    os.unlink(gone)
+            return None
         return path, StoredFile(key=key, url=self.url_for(key), content_type=meta["content_type"],
                                 file_name=meta.get("file_name", key),
                                 file_size=os.path.getsize(path))
+
+    def put_part(self, upload: str, number: int, data: bytes) -> str:
+        """Keep one part of a multipart upload; return its etag (a hash of its bytes)."""
+        folder = self._parts(upload)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, str(number)), "wb") as fh:
+            fh.write(data)
+        return hashlib.sha256(data).hexdigest()[:32]
+
+    def assemble(self, upload: str, parts: list[tuple[int, str]], content_type: str,
+                 file_name: str, key: str, expires_at: float | None = None) -> StoredFile | None:
+        """Join the named parts, in order, into one stored file; None when one is missing
+        or its etag is not the one it was given (the parts are dropped either way)."""
+        folder = self._parts(upload)
+        if not is_key(key):
+            raise ValueError("invalid storage key")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for number, etag in parts:
+                    digest = hashlib.sha256()
+                    with open(os.path.join(folder, str(int(number))), "rb") as part:
+                        while chunk := part.read(1 << 20):
+                            digest.update(chunk)
+                            out.write(chunk)
+                            size += len(chunk)
+                    if digest.hexdigest()[:32] != etag:
+                        raise ValueError(f"part {number} is not the one uploaded")
+                out.flush()
+                os.fsync(out.fileno())
+        except (OSError, ValueError):
+            os.unlink(tmp)
+            return None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        path = os.path.join(self.root, key)
+        os.replace(tmp, path)
+        name = safe_file_name(file_name) or key
+        with open(path + ".meta", "w") as fh:
+            json.dump({"content_type": content_type, "file_name": name,
+                       **({"expires_at": expires_at} if expires_at else {})}, fh)
+        return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
+                          file_name=name, file_size=size)
+
+    def drop_stale_parts(self, before: float) -> int:
+        """Remove the parts of multipart uploads untouched since ``before``; return how many."""
+        root = os.path.join(self.root, ".parts")
+        count = 0
+        for name in os.listdir(root) if os.path.isdir(root) else ():
+            folder = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                if os.path.getmtime(folder) < before:
+                    shutil.rmtree(folder)
+                    count += 1
+        return count
+
+    def _parts(self, upload: str) -> str:
+        if not is_key(upload):
+            raise ValueError("invalid upload id")
+        return os.path.join(self.root, ".parts", upload)
 
     def read(self, key: str) -> bytes | None:
         """Return a stored file's bytes, or None."""

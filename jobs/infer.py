@@ -132,6 +132,8 @@ def infer(request_id: str) -> str:
     record = store.get(svc.redis, request_id)
     if record is None or record.status.is_terminal:
         return "skipped"
+    if lifecycle.time_out(svc, record):
+        return "timed out"  # its x-fal-request-timeout passed while it waited
     if not record.local_result:
         # Only the job that moves the request to IN_PROGRESS runs it; a request left
         # IN_PROGRESS by a dead worker is the sweeper's to retry when its lease runs out.

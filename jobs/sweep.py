@@ -16,6 +16,7 @@ from app import lifecycle, queues
 from app.events import announce_owed
 from app.models import Status
 from app.services import Services, current
+from app.storage import UPLOAD_SLOT_SECONDS
 from app.store import callbacks, clock, tracking
 from app.store import requests as store
 
@@ -33,12 +34,13 @@ def recover_lost_workers(svc: Services, now: float) -> int:
             continue
         if record.provider != "local":
             continue
-        if record.attempts < svc.settings.max_attempts:
+        if record.attempts < svc.settings.max_attempts and not record.no_retry:
             if lifecycle.requeue(svc, request_id, "the inference worker was lost; retrying"):
-                queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts)
+                queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts,
+                                     low=record.priority == "low")
         else:
             reason = (f"the inference worker stopped during the job {record.attempts} time(s); "
-                      "giving up")
+                      + ("not retried (x-fal-no-retry)" if record.no_retry else "giving up"))
             lifecycle.fail(svc, request_id, {"type": "worker_lost", "message": reason},
                            sources=(Status.IN_PROGRESS,), now=now)
         count += 1
@@ -57,7 +59,8 @@ def requeue_stale(svc: Services, now: float) -> int:
         if not record.provider_ref:
             job = queues.enqueue_submit(svc.rq, request_id, again=True)
         elif record.provider == "local":
-            job = queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts)
+            job = queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts,
+                                       low=record.priority == "low")
         else:
             job = None
         count += job is not None
@@ -85,5 +88,7 @@ def sweep(now: float | None = None) -> dict[str, int | str | None]:
     return {"lost_workers": recover_lost_workers(svc, now),
             "stale_queued": requeue_stale(svc, now), "resettled": resettle(svc, now),
             "announced": announce_owed(svc, now - STALE_AFTER),
+            # Multipart uploads never completed: their slot is gone, so are their parts.
+            "stale_parts": svc.storage.drop_stale_parts(now - UPLOAD_SLOT_SECONDS),
             "deliveries": queues.enqueue_sweep_deliveries(svc.rq, now),
             "reconciled": queues.enqueue_reconcile(svc.rq, now)}

@@ -44,7 +44,8 @@ def main() -> None:
                      daemon=True).start()
     # A restart inside the old scheduler lock's minute cannot take the lock at start; RQ
     # tries again at each maintenance pass, so make that a minute rather than ten.
-    worker = SimpleWorker([queues.queue(svc.rq, queues.INFERENCE)], connection=svc.rq,
+    worker = SimpleWorker([queues.queue(svc.rq, name) for name in queues.INFERENCE_QUEUES],
+                          connection=svc.rq,
                           serializer=JSONSerializer, name=name,
                           maintenance_interval=queues.MAINTENANCE_INTERVAL)
     try:

@@ -52,13 +52,14 @@ def sample_bytes() -> bytes:
 class LiveServer:
     """A real HTTP server on 127.0.0.1 serving a WSGI app from a thread."""
 
-    def __init__(self, wsgi_app, port: int) -> None:
+    def __init__(self, wsgi_app, port: int, ssl_context=None) -> None:
         import threading
 
         from werkzeug.serving import make_server
 
-        self.server = make_server("127.0.0.1", port, wsgi_app, threaded=True)
-        self.url = f"http://127.0.0.1:{port}"
+        self.server = make_server("127.0.0.1", port, wsgi_app, threaded=True,
+                                  ssl_context=ssl_context)
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -143,7 +144,7 @@ def run_jobs(services):
 
     from app import queues
 
-    names = (*queues.FAST_QUEUES, queues.INFERENCE)
+    names = (*queues.FAST_QUEUES, *queues.INFERENCE_QUEUES)
 
     def run(max_rounds: int = 10) -> None:
         for _ in range(max_rounds):

@@ -291,3 +291,62 @@ def test_forward_mode_fal_unreachable_is_a_fal_style_502_and_fails_the_submit(
         services.redis, api_key).id)[0]
     assert record.status is Status.FAILED
     assert record.error["message"] == "fal is unreachable (ConnectError)"
+
+
+@pytest.mark.parametrize("asked,listed", [("1", True), ("true", True), ("TRUE", True),
+                                          ("0", False), ("false", False), (None, False)])
+def test_status_logs_as_either_client_asks_and_the_key_is_always_there(live, api_key, asked,
+                                                                       listed):
+    submitted = call(live, SUBMIT, api_key, json={"image_url": DATA_URI}).json()
+    query = "" if asked is None else f"?logs={asked}"
+    status = call(live, f"{SUBMIT}/requests/{submitted['request_id']}/status{query}", api_key,
+                  method="GET")
+    assert status.status_code == 200
+    body = status.json()
+    assert "logs" in body  # fal's Python client reads data["logs"] whether it asked or not
+    if listed:
+        assert [line["message"] for line in body["logs"]] == ["request received"]
+    else:
+        assert body["logs"] is None
+
+
+def test_status_logs_other_than_fals_values_are_a_422_with_the_error_type(live, api_key):
+    submitted = call(live, SUBMIT, api_key, json={"image_url": DATA_URI}).json()
+    answer = call(live, f"{SUBMIT}/requests/{submitted['request_id']}/status?logs=maybe",
+                  api_key, method="GET")
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["query", "logs"]
+    assert answer.headers["X-Fal-Error-Type"] == "validation_error"
+
+
+def test_every_fal_surface_error_says_its_type(live, api_key):
+    cases = [(call(live, SUBMIT, None, json={"image_url": DATA_URI}), 401, "unauthorized"),
+             (call(live, None, api_key, json={}), 400, "bad_request"),
+             (call(live, SUBMIT, api_key, json={}), 422, "validation_error"),
+             (call(live, f"{SUBMIT}/requests/nope/status", api_key, method="GET"), 404,
+              "not_found")]
+    for answer, code, kind in cases:
+        assert (answer.status_code, answer.headers.get("X-Fal-Error-Type")) == (code, kind)
+
+
+def sse_events(lines) -> list[dict]:
+    """Read SSE ``data:`` events from an iterator of lines until it ends."""
+    return [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: ")]
+
+
+def test_the_status_stream_sends_each_log_line_once(live, api_key, services, run_jobs):
+    submitted = call(live, SUBMIT, api_key, json={"image_url": DATA_URI}).json()
+    target = f"{SUBMIT}/requests/{submitted['request_id']}/status/stream?logs=1"
+    headers = {"x-fal-target-url": target, "Authorization": f"Key {api_key}"}
+    with httpx.stream("GET", live.url + PROXY, headers=headers, timeout=60) as stream:
+        lines = stream.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        run_jobs()  # the request runs to its end while the stream is open
+        events = [json.loads(first[len("data: "):]), *sse_events(lines)]
+    assert events[0]["status"] == "IN_QUEUE" and events[-1]["status"] == "COMPLETED"
+    assert len(events) >= 2
+    streamed = [line["message"] for event in events for line in event["logs"]]
+    stored = [line["message"] for line in store.logs(services.redis, submitted["request_id"])]
+    # What the client adds up: each line once, in order. The move to COMPLETED is made just
+    # before its own log line is written, so the last event may close before that line.
+    assert streamed == stored[:len(streamed)] and len(streamed) >= len(stored) - 1
+    assert any(line.startswith("pose image stored") for line in streamed)

@@ -35,4 +35,7 @@ def test_fal_client_subscribe_queue_storage_streaming_errors_and_webhooks(redis_
         assert all(outcome == "ok" for outcome in report.values()), report
         assert set(report) >= {"subscribe", "queue status", "queue result", "storage upload",
                                "streaming subscribe", "sync run", "validation error",
-                               "fal_webhook verified"}
+                               "fal_webhook verified",
+                               "streaming logs counted exactly",
+                               "string proxyUrl goes to fal in node", "non-image upload",
+                               "non-image as the image is a validation error"}

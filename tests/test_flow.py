@@ -177,3 +177,36 @@ def test_a_worker_killed_mid_job_does_not_lose_the_request(client, stack):
     finally:
         server.shutdown()
 
+
+
+def test_with_fals_no_retry_a_worker_killed_mid_job_fails_the_request(client, stack):
+    from redis import Redis
+
+    server, url = serve_photo(delay=4)
+    try:
+        submitted = client.post("/api/fal/proxy", json={"image_url": url}, headers={
+            "x-fal-target-url": "https://queue.fal.run/fal-ai/dwpose", "x-fal-no-retry": "1"})
+        assert submitted.status_code == 200, submitted.text
+        request_id = submitted.json()["request_id"]
+        deadline = time.time() + 30
+        while client.get(f"/v1/requests/{request_id}/status").json()["status"] != "IN_PROGRESS":
+            assert time.time() < deadline, "the job never started"
+            time.sleep(0.05)
+        stack.kill("inference")  # SIGKILL while it downloads the photo
+        stack.start_inference()
+        rq = Redis.from_url(stack.redis_url)
+        record: dict = {}
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            queues.enqueue(rq, queues.MAINTENANCE, queues.JOB_SWEEP)
+            time.sleep(1)
+            record = client.get(f"/v1/requests/{request_id}").json()
+            if record["status"] in ("COMPLETED", "FAILED"):
+                break
+        assert record["status"] == "FAILED", record
+        assert record["error"]["type"] == "worker_lost"
+        assert "x-fal-no-retry" in record["error"]["message"]
+        logs = client.get(f"/v1/requests/{request_id}/status", params={"logs": 1}).json()["logs"]
+        assert not any("attempt 2" in line["message"] for line in logs)
+    finally:
+        server.shutdown()

@@ -167,7 +167,8 @@ def test_the_procfile_serves_every_queue_the_way_the_code_enqueues():
     from app import queues
 
     procs = _procfile()
-    assert set(procs) == {"redis", "web", "inference", "cron", *queues.WORKERS}
+    assert set(procs) == {"redis", "web", "inference", "cron", "falhosts", *queues.WORKERS}
+    assert procs["falhosts"].endswith('"app:create_app(fal_hosts=True)"')
     served = []
     for name, wanted in queues.WORKERS.items():
         worker = procs[name].split("exec ", 1)[1].split()

@@ -83,6 +83,15 @@ def register(app: Flask) -> None:
     errors.register(app)
 
 
+def register_fal_hosts(app: Flask) -> None:
+    """Register only fal's own hosts (the fal-hosts listener's app) and the error handlers."""
+    from app.api import errors
+    from app.api.fal import hosts
+
+    app.register_blueprint(hosts.bp)
+    errors.register(app)
+
+
 PROXY_TOKEN_PREFIX = "pht_"
 
 

@@ -53,8 +53,10 @@ def download(key: str):
     if found is None:
         raise NotFoundError("No such file")
     path, stored = found
+    # Not an image (fal-style storage takes any file): a download, never a page of ours.
     response = send_file(path, mimetype=stored.content_type, download_name=stored.file_name,
-                         max_age=86400, conditional=True)
+                         max_age=86400, conditional=True,
+                         as_attachment=not stored.content_type.startswith("image/"))
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'"
     return response

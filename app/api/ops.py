@@ -28,7 +28,7 @@ def healthz():
 
 def _queue_depths() -> dict[str, int]:
     svc = services()
-    names = (*queues.FAST_QUEUES, queues.INFERENCE)
+    names = (*queues.FAST_QUEUES, *queues.INFERENCE_QUEUES)
     return {name: queues.queue(svc.rq, name).count for name in names}
 
 

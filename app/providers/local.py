@@ -18,7 +18,8 @@ class LocalProvider:
         store.link_provider_ref(services.redis, self.name, request.id, request.id,
                                 services.settings.request_ttl)
         store.update(services.redis, request.id, provider_ref=request.id)
-        queues.enqueue_infer(services.rq, services.settings, request.id, request.attempts)
+        queues.enqueue_infer(services.rq, services.settings, request.id, request.attempts,
+                             low=request.priority == "low")
         return request.id
 
     def cancel(self, services: Services, request: Request) -> bool:

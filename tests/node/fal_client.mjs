@@ -5,7 +5,7 @@
 import { createHash, createPublicKey, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { fal, ApiError, ValidationError } from "@fal-ai/client";
+import { createFalClient, fal, ApiError, ValidationError } from "@fal-ai/client";
 
 const BASE = process.env.POSEHOOK_URL;
 const PHOTO = readFileSync(process.env.PHOTO);
@@ -58,11 +58,59 @@ check("storage upload", url.startsWith(BASE), url);
 const fromUpload = await fal.subscribe("fal-ai/dwpose", { input: { image_url: url } });
 check("subscribe with uploaded file", fromUpload.data?.image?.height === 259, fromUpload);
 
-// Status stream (SSE) mode.
+// fal's storage takes any file; one that is not an image fails only when used as the image.
+const textUrl = await fal.storage.upload(new File(["Hello"], "hello.txt", { type: "text/plain" }));
+const text = await fetch(textUrl);
+check("non-image upload", textUrl.startsWith(BASE) && text.ok && await text.text() === "Hello" &&
+  text.headers.get("content-type").startsWith("text/plain"), { textUrl, status: text.status });
+try {
+  await fal.subscribe("fal-ai/dwpose", { input: { image_url: textUrl } });
+  check("non-image as the image is a validation error", false, "no error");
+} catch (error) {
+  check("non-image as the image is a validation error", error instanceof ValidationError &&
+    error.getFieldErrors("image_url").length === 1, { name: error.name, body: error.body });
+}
+
+// Status stream (SSE) mode: the client adds each event's logs to the lines it has, so what
+// it shows last must be the request's lines once each, in order (the move to COMPLETED comes
+// just before its own log line, so that last line may be after the stream closed).
+const streamedUpdates = [];
 const streamed = await fal.subscribe("fal-ai/dwpose", {
   input: { image_url: dataUri }, mode: "streaming", logs: true,
+  onQueueUpdate: (update) => streamedUpdates.push(update),
 });
 check("streaming subscribe", streamed.data?.image?.url !== undefined, streamed);
+const shown = (streamedUpdates.filter((u) => Array.isArray(u.logs)).at(-1)?.logs ?? [])
+  .map((line) => line.message);
+const stored = (await fal.queue.status("fal-ai/dwpose", {
+  requestId: streamed.requestId, logs: true,
+})).logs.map((line) => line.message);
+check("streaming logs counted exactly", shown.length >= 5 &&
+  shown.length >= stored.length - 1 && shown.every((m, i) => m === stored[i]) &&
+  shown.some((m) => m.startsWith("pose image stored")), { shown, stored });
+
+// A plain string proxyUrl is used only in a browser: in Node the call goes to fal itself,
+// with the key. The object form with when: "always" sends it to the proxy.
+const reached = async (proxyUrl) => {
+  const seen = [];
+  const client = createFalClient({
+    credentials: "not-a-real-key", proxyUrl,
+    fetch: async (url) => {
+      seen.push(String(url));
+      return new Response(JSON.stringify({ detail: "stopped here" }), {
+        status: 401, headers: { "content-type": "application/json" },
+      });
+    },
+  });
+  await client.queue.submit("fal-ai/dwpose", { input: { image_url: "https://x/y.jpg" } })
+    .catch(() => {});
+  return seen[0];
+};
+const proxied = `${BASE}/api/fal/proxy`;
+const plain = await reached(proxied);
+const always = await reached({ url: proxied, when: "always" });
+check("string proxyUrl goes to fal in node", plain === "https://queue.fal.run/fal-ai/dwpose" &&
+  always === proxied, { plain, always });
 
 // A synchronous run (fal.run host) answers with the result itself.
 const ran = await fal.run("fal-ai/dwpose", { input: { image_url: dataUri } });

@@ -9,7 +9,9 @@ the caller's key or cookies.
 
 from __future__ import annotations
 
+import re
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -18,8 +20,16 @@ from marshmallow import ValidationError
 from app.api import authenticate, json_body, services
 from app.api.fal import queue as fal_queue
 from app.api.fal.forward import TARGET_HEADER, forward
-from app.errors import AuthError, NotFoundError, PosehookError, TooLargeError, TooManyRequestsError
-from app.fal_protocol import APP, FalError, parse_target
+from app.errors import (
+    AuthError,
+    InvalidInputError,
+    NotFoundError,
+    PosehookError,
+    TooLargeError,
+    TooManyRequestsError,
+)
+from app.fal_protocol import APP, FalError, object_expiry, parse_target, wants_logs
+from app.storage import UPLOAD_SLOT_SECONDS
 from app.store import uploads
 
 bp = Blueprint("fal", __name__)
@@ -27,29 +37,35 @@ bp = Blueprint("fal", __name__)
 FAL_SUFFIXES = (".fal.run", ".fal.ai", ".fal.media")
 FAL_HOSTS = ("fal.run", "fal.ai", "fal.media")
 SYNC_WAIT = 60
-UPLOAD_TTL = 3600
+UPLOAD_TTL = UPLOAD_SLOT_SECONDS
+MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 
 
-@bp.errorhandler(FalError)
-def _fal_error(error: FalError):
-    return fal_queue.fal_error_response(error.status, error.detail)
+def install_error_handlers(blueprint: Blueprint) -> None:
+    """Answer every error of a fal-surface blueprint in fal's shape, with X-Fal-Error-Type."""
+
+    @blueprint.errorhandler(FalError)
+    def _fal_error(error: FalError):
+        return fal_queue.fal_error_response(error)
+
+    @blueprint.errorhandler(ValidationError)
+    def _validation(error: ValidationError):
+        messages = error.messages if isinstance(error.messages, dict) else {
+            "body": error.messages}
+        detail = [{"loc": ["body", field], "msg": "; ".join(map(str, problems))
+                   if isinstance(problems, list) else str(problems), "type": "value_error"}
+                  for field, problems in messages.items()]
+        return fal_queue.fal_error_response(FalError(422, detail))
+
+    @blueprint.errorhandler(PosehookError)
+    def _posehook(error: PosehookError):
+        response = fal_queue.fal_error_response(FalError(error.http_status, error.message))
+        if isinstance(error, TooManyRequestsError):
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
 
-@bp.errorhandler(ValidationError)
-def _validation(error: ValidationError):
-    messages = error.messages if isinstance(error.messages, dict) else {"body": error.messages}
-    detail = [{"loc": ["body", field], "msg": "; ".join(map(str, problems))
-               if isinstance(problems, list) else str(problems), "type": "value_error"}
-              for field, problems in messages.items()]
-    return fal_queue.fal_error_response(422, detail)
-
-
-@bp.errorhandler(PosehookError)
-def _posehook(error: PosehookError):
-    response = fal_queue.fal_error_response(error.http_status, error.message)
-    if isinstance(error, TooManyRequestsError):
-        response.headers["Retry-After"] = str(error.retry_after)
-    return response
+install_error_handlers(bp)
 
 
 def is_fal_target(url: str) -> bool:
@@ -77,12 +93,16 @@ def proxy():
 
 
 def serve_locally(target_url: str) -> Response:
-    """Route a fal URL to our own handlers for fal-ai/dwpose and storage."""
+    """Route a fal URL to our own handlers for fal-ai/dwpose and storage.
+
+    The proxy passes the ``x-fal-target-url``; the fal-hosts listener (``hosts.py``) the
+    fal URL its own path stands for, with ``g.fal_queue_base`` set to itself.
+    """
     method = request.method
     target = parse_target(target_url, method)
-    logs = target.query.get("logs", "").lower() in ("1", "true")
-    if target.kind == "upload":
-        return initiate_upload()
+    logs = wants_logs(target.query.get("logs"))
+    if target.kind in ("upload", "multipart"):
+        return initiate_upload(multipart=target.kind == "multipart")
     if target.kind == "submit":
         webhook = target.query.get("fal_webhook", "")
         record = fal_queue.submit(json_body(), webhook)
@@ -101,15 +121,20 @@ def serve_locally(target_url: str) -> Response:
     raise FalError(404, f"{method} {target.path} is not part of fal's queue protocol")
 
 
-def initiate_upload() -> Response:
-    """Answer ``{upload_url, file_url}``: a one-time PUT slot and the file's future URL."""
+def initiate_upload(multipart: bool = False) -> Response:
+    """Answer ``{upload_url, file_url}``: a one-time PUT slot and the file's future URL.
+
+    A multipart slot takes ``PUT {upload_url}/{n}`` parts, then ``POST {upload_url}/complete``.
+    """
     body = json_body(optional=True) or {}
     content_type = str(body.get("content_type") or "application/octet-stream")[:100]
+    expires_in = object_expiry(request.headers)
     storage = services().storage
     slot = secrets.token_urlsafe(24)
     key = secrets.token_urlsafe(24)
     uploads.open_slot(services().redis, slot, {
         "key": key, "content_type": content_type, "key_id": g.api_key.id,
+        "multipart": "1" if multipart else "", "expires_in": str(expires_in or ""),
         "file_name": str(body.get("file_name") or "upload")[:200]}, UPLOAD_TTL)
     base = services().settings.public_base_url.rstrip("/")
     return jsonify({"upload_url": f"{base}/files/uploads/{slot}", "file_url": storage.url_for(key)})
@@ -117,16 +142,84 @@ def initiate_upload() -> Response:
 
 @bp.put("/files/uploads/<slot>")
 def upload(slot: str):
-    """Take the bytes of an initiated upload (the slot in the URL is the permission)."""
+    """Take the bytes of an initiated upload (the slot in the URL is the permission).
+
+    As fal's storage, any file is taken up to the upload limit: an image keeps the type its
+    bytes say; anything else keeps the declared type (never an image/* one its bytes deny),
+    and fails only when it is used as an image input, naming that field.
+    """
     from app.images import sniff_image
 
     details = uploads.take(services().redis, slot)
-    if details is None:
+    if details is None or details.get("multipart"):
         raise NotFoundError("No such upload slot (it was used already or has expired)")
     settings = services().settings
     data = request.get_data(cache=False)
     if len(data) > settings.max_upload_bytes:
         raise TooLargeError(f"file is larger than the limit of {settings.max_upload_bytes} bytes")
-    content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
-    services().storage.put(data, content_type, details["file_name"], key=details["key"])
+    try:
+        content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
+    except PosehookError:
+        content_type = stored_type(details["content_type"])
+    services().storage.put(data, content_type, details["file_name"], key=details["key"],
+                           expires_at=_expires_at(details))
     return jsonify({"ok": True})
+
+
+def _expires_at(details: dict[str, str]) -> float | None:
+    """When an upload ends, from its slot's object lifecycle preference (None: never)."""
+    seconds = details.get("expires_in")
+    return time.time() + int(seconds) if seconds else None
+
+
+def stored_type(declared: str) -> str:
+    """Return the type a non-image upload keeps: the declared one, unless it claims an image
+    or is no plain media type."""
+    text = declared.split(";")[0].strip().lower()
+    if text.startswith("image/") or not MEDIA_TYPE.fullmatch(text):
+        return "application/octet-stream"
+    return text
+
+
+def _multipart_slot(slot: str) -> dict[str, str]:
+    details = uploads.peek(services().redis, slot)
+    if details is None or not details.get("multipart"):
+        raise NotFoundError("No such multipart upload (it was completed or has expired)")
+    return details
+
+
+@bp.put("/files/uploads/<slot>/<int:number>")
+def upload_part(slot: str, number: int):
+    """Take one part of a multipart upload; answer ``{partNumber, etag}`` as fal's storage."""
+    _multipart_slot(slot)
+    if not 1 <= number <= 10_000:
+        raise NotFoundError("Part numbers go from 1 to 10000")
+    data = request.get_data(cache=False)
+    limit = services().settings.max_multipart_bytes
+    if not uploads.add_part(services().redis, slot, number, len(data), limit):
+        raise TooLargeError(f"the upload is larger than the limit of {limit} bytes")
+    etag = services().storage.put_part(slot, number, data)
+    return jsonify({"partNumber": number, "etag": etag})
+
+
+@bp.post("/files/uploads/<slot>/complete")
+def complete_upload(slot: str):
+    """Join the parts named in ``{parts: [{partNumber, etag}]}`` into the file, once."""
+    _multipart_slot(slot)
+    body = request.get_json(silent=True)
+    parts = body.get("parts") if isinstance(body, dict) else None
+    named = [(p.get("partNumber"), p.get("etag")) for p in parts or ()
+             if isinstance(p, dict)] if isinstance(parts, list) else []
+    if not named or len(named) != len(parts) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and isinstance(e, str)
+            for n, e in named):
+        raise InvalidInputError("parts must list {partNumber, etag} of every part",
+                                field="parts")
+    details = uploads.take(services().redis, slot)
+    if details is None:
+        raise NotFoundError("No such multipart upload (it was completed or has expired)")
+    stored = services().storage.assemble(slot, sorted(named), stored_type(
+        details["content_type"]), details["file_name"], details["key"], _expires_at(details))
+    if stored is None:
+        raise InvalidInputError("a part is missing or is not the one uploaded", field="parts")
+    return jsonify({"ok": True, "url": stored.url})

@@ -42,7 +42,7 @@ def route(target: str, method: str, fal_app: str) -> tuple[str, str]:
         FalError: 404 for any target this posehook does not forward.
     """
     found = parse_target(target, method, fal_app)
-    if found.kind == "other":
+    if found.kind in ("other", "multipart"):  # fal's own proxy does not pass multipart on
         raise FalError(404, f"{method} {found.host}{found.path} is not forwarded: this "
                             f"posehook passes on only {fal_app} and fal's storage upload")
     return found.kind, found.request_id

@@ -11,12 +11,23 @@ import json
 import time
 from typing import Any
 
-from flask import Response, g, jsonify, stream_with_context
+from flask import Response, g, jsonify, request, stream_with_context
 
 from app import intake, lifecycle
 from app.api import services
 from app.errors import InvalidStateError, PosehookError, TooManyRequestsError
-from app.fal_protocol import APP, FalError, field_detail, is_input_error, shown_status
+from app.fal_protocol import (
+    APP,
+    TIMEOUT_TYPE_HEADER,
+    FalError,
+    error_type_for,
+    field_detail,
+    is_input_error,
+    new_logs,
+    platform_fields,
+    queue_urls,
+    shown_status,
+)
 from app.models import Request, Status
 from app.schemas import FalInputSchema, compact, load
 from app.store import requests as store
@@ -26,33 +37,43 @@ QUEUE_BASE = "https://queue.fal.run/" + APP
 STREAM_SECONDS = 600
 
 
-def fal_error_response(status: int, detail: Any) -> Response:
-    """Return ``{"detail": ...}`` with a status, as fal answers errors."""
-    response = jsonify({"detail": detail})
-    response.status_code = status
+def fal_error_response(error: FalError) -> Response:
+    """Return ``{"detail": ...}`` with its status and ``X-Fal-Error-Type``, as fal answers."""
+    response = jsonify({"detail": error.detail})
+    response.status_code = error.status
+    response.headers["X-Fal-Error-Type"] = error.error_type
+    if error.user_timeout:
+        response.headers[TIMEOUT_TYPE_HEADER] = "user"
     return response
 
 
 def urls(request_id: str) -> dict[str, str]:
-    """Return fal-style URLs of a request (the client routes them through the proxy)."""
-    base = f"{QUEUE_BASE}/requests/{request_id}"
-    return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
+    """Return a request's URLs on the queue host the caller called.
+
+    Through the proxy that is fal's own (the JS client sends it back through the proxy);
+    on the fal-hosts listener it is the listener, which the Python client follows.
+    """
+    return queue_urls(g.get("fal_queue_base", QUEUE_BASE), request_id)
 
 
 def own(request_id: str) -> Request:
-    """Return the caller's request or a fal-style 404."""
+    """Return the caller's request or a fal-style 404 (failed first if its timeout passed)."""
     try:
-        return store.get_for_key(services().redis, request_id, g.api_key.id)
+        record = store.get_for_key(services().redis, request_id, g.api_key.id)
     except PosehookError as exc:
         raise FalError(404, "Request not found") from exc
+    if lifecycle.time_out(services(), record):
+        record = store.get(services().redis, request_id) or record
+    return record
 
 
 def submit(body: Any, fal_webhook: str) -> Request:
-    """Validate fal's input and make an ordinary request record."""
+    """Validate fal's input and headers and make an ordinary request record."""
     data = compact(load(FalInputSchema(), body))
+    fields = platform_fields(request.headers, time.time())
     try:
         record, _ = intake.accept(services(), key_id=g.api_key.id, input=data,
-                                  fal_webhook=fal_webhook)
+                                  fal_webhook=fal_webhook, extra=fields)
     except TooManyRequestsError:
         raise  # the blueprint answers it: 429 with Retry-After
     except PosehookError as exc:
@@ -69,19 +90,21 @@ def submit_answer(record: Request) -> Response:
                     "queue_position": position or 0, **urls(record.id)})
 
 
-def status_body(record: Request, with_logs: bool) -> dict[str, Any]:
-    """Return fal's status document for a request."""
+def status_body(record: Request, with_logs: bool, logs_sent: int = 0) -> dict[str, Any]:
+    """Return fal's status document for a request.
+
+    ``logs`` is always there, as on fal (the Python client reads it): null unless asked,
+    else the lines after the first ``logs_sent`` (0 for a status call: all of them).
+    """
     r = services().redis
     body: dict[str, Any] = {"status": shown_status(record.status), "request_id": record.id,
-                            **urls(record.id)}
+                            **urls(record.id), "logs": None, "metrics": {}}
     if record.status is Status.IN_QUEUE:
         body["queue_position"] = tracking.queue_position(r, record.id) or 0
     if record.metrics.get("inference_time") is not None:
         body["metrics"] = {"inference_time": record.metrics["inference_time"]}
     if with_logs:
-        body["logs"] = [{"message": line["message"], "level": line.get("level", "INFO"),
-                         "source": "user", "timestamp": line["timestamp"]}
-                        for line in store.logs(r, record.id)]
+        body["logs"] = new_logs(store.logs(r, record.id), logs_sent)
     return body
 
 
@@ -91,23 +114,31 @@ def status(request_id: str, with_logs: bool) -> Response:
 
 
 def stream(request_id: str, with_logs: bool) -> Response:
-    """GET .../requests/{id}/status/stream: one SSE event per change, closed when done."""
+    """GET .../requests/{id}/status/stream: one SSE event per change, closed when done.
+
+    Each event carries only the log lines no event before it carried: fal's clients add
+    every event's ``logs`` to the lines they have.
+    """
     record = own(request_id)
 
     def events() -> Any:
         last = None
+        sent = 0
         deadline = time.monotonic() + STREAM_SECONDS
         current = record
         while time.monotonic() < deadline:
-            body = status_body(current, with_logs)
-            text = json.dumps(body)
-            if text != last:
+            body = status_body(current, with_logs, sent)
+            sent += len(body["logs"] or ())
+            text = json.dumps({**body, "logs": None})
+            if text != last or body["logs"]:
                 last = text
-                yield f"data: {text}\n\n"
+                yield f"data: {json.dumps(body)}\n\n"
             if body["status"] == "COMPLETED":
                 return
             time.sleep(0.2)
             current = store.get(services().redis, request_id) or current
+            if lifecycle.time_out(services(), current):  # its x-fal-request-timeout passed
+                current = store.get(services().redis, request_id) or current
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
@@ -123,6 +154,8 @@ def result_response(record: Request) -> Response:
         raise FalError(400, "Request was cancelled")
     if record.status is Status.FAILED:
         error = record.error or {}
+        if error.get("type") == "request_timeout":
+            raise FalError(504, error["message"], "request_timeout", user_timeout=True)
         if is_input_error(error) or "image" in error.get("message", ""):
             field = (error.get("field") or "image_url").split(".")[-1]
             raise FalError(422, field_detail(field, error.get("message", "invalid input")))
@@ -145,6 +178,7 @@ def cancel(request_id: str) -> Response:
     except InvalidStateError:
         response = jsonify({"status": "ALREADY_COMPLETED"})
         response.status_code = 400
+        response.headers["X-Fal-Error-Type"] = error_type_for(400)
         return response
     response = jsonify({"status": "CANCELLATION_REQUESTED"})
     response.status_code = 202
@@ -152,9 +186,21 @@ def cancel(request_id: str) -> Response:
 
 
 def run(body: Any, wait: float) -> Response:
-    """POST fal.run/fal-ai/dwpose: submit and answer with the result (sync run)."""
+    """POST fal.run/fal-ai/dwpose: submit and answer with the result (sync run).
+
+    With ``x-fal-request-timeout`` a request not started by then fails with a 504 that says
+    the caller's own limit passed; once started it has the rest of ``wait``.
+    """
+    svc = services()
     record = submit(body, "")
-    done = lifecycle.wait(services(), record.id, wait) or record
+    until = time.monotonic() + wait
+    first = wait if record.start_deadline is None else min(
+        wait, max(0.0, record.start_deadline - time.time()))
+    done = lifecycle.wait(svc, record.id, first) or record
+    if not done.status.is_terminal and lifecycle.time_out(svc, done):
+        done = store.get(svc.redis, record.id) or done
+    elif not done.status.is_terminal:
+        done = lifecycle.wait(svc, record.id, max(0.0, until - time.monotonic())) or done
     if not done.status.is_terminal:
         raise FalError(504, "The request did not finish in time; use the queue")
     return result_response(done)
