@@ -8,6 +8,11 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 DETECT_RESOLUTION = (0, 2048)
 IMAGE_RESOLUTION = (64, 4096)
 OUTPUT_FORMATS = ("png", "webp", "jpeg")
+DRAW_MODES = ("full-pose", "body-pose", "face-pose", "hand-pose", "face-hand-mask", "face-mask",
+              "hand-mask")
+"""fal's seven, as app.engine.draw.MODES draws them."""
+FAL_DRAW_MODE = "body-pose"
+"""fal's own default for fal-ai/dwpose; the native API's is full-pose."""
 
 
 def _range(low: int, high: int) -> validate.Range:
@@ -30,17 +35,18 @@ class PoseInputSchema(Schema):
     output_format = fields.String(load_default=None, validate=validate.OneOf(
         OUTPUT_FORMATS, error="must be one of: " + ", ".join(OUTPUT_FORMATS)))
     return_keypoints = fields.Boolean(load_default=None)
+    draw_mode = fields.String(load_default=None, validate=validate.OneOf(
+        DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
 
 
 class FalInputSchema(PoseInputSchema):
-    """fal's dwpose input: extra fields fal knows (``draw_mode``) are accepted and kept."""
+    """fal's dwpose input: fields fal does not know are dropped; fal's default draw_mode."""
 
     class Meta:
         unknown = EXCLUDE
 
-    draw_mode = fields.String(load_default=None, validate=validate.OneOf([
-        "full-pose", "body-pose", "face-pose", "hand-pose", "face-hand-mask", "face-mask",
-        "hand-mask"]))
+    draw_mode = fields.String(load_default=FAL_DRAW_MODE, validate=validate.OneOf(
+        DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
 
 
 class RequestCreateSchema(Schema):

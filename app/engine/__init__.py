@@ -118,12 +118,19 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
         out_w, out_h = max(1, round(width * k)), max(1, round(height * k))
     else:
         out_w, out_h = width, height
-    parts = {name: options.get(name) is not False
-             for name in ("include_body", "include_hands", "include_face")}
-    from app.engine.draw import draw_pose
+    from app.engine.draw import MODES, draw_masks, draw_pose
     from app.engine.openpose_json import to_openpose
 
-    picture = draw_pose(people, *padded.shape[:2], **parts)[:seen_h, :seen_w]
+    # The mode says what is drawn (full-pose by default); include_* leave parts out of it.
+    kind, drawn = MODES[options.get("draw_mode") or "full-pose"]
+    parts = {f"include_{part}": part in drawn and options.get(f"include_{part}") is not False
+             for part in ("body", "hands", "face")}
+    if kind == "mask":
+        parts["include_body"] = False
+        picture = draw_masks(people, *padded.shape[:2], include_hands=parts["include_hands"],
+                             include_face=parts["include_face"])[:seen_h, :seen_w]
+    else:
+        picture = draw_pose(people, *padded.shape[:2], **parts)[:seen_h, :seen_w]
     if (out_w, out_h) != (seen_w, seen_h):
         picture = cv2.resize(picture, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     people = [_scaled(p, out_w / seen_w, out_h / seen_h) for p in people]

@@ -94,6 +94,41 @@ def draw_face(canvas: np.ndarray, face: np.ndarray) -> None:
             cv2.circle(canvas, point, FACE_RADIUS, FACE_POINT_COLOR, thickness=-1)
 
 
+MODES = {
+    "full-pose": ("pose", ("body", "hands", "face")),
+    "body-pose": ("pose", ("body",)),
+    "face-pose": ("pose", ("face",)),
+    "hand-pose": ("pose", ("hands",)),
+    "face-hand-mask": ("mask", ("hands", "face")),
+    "face-mask": ("mask", ("face",)),
+    "hand-mask": ("mask", ("hands",)),
+}
+"""fal's draw modes: a skeleton picture of some parts, or white masks of hands and faces."""
+MASK_COLOR = (255, 255, 255)
+
+
+def draw_mask(canvas: np.ndarray, points: np.ndarray) -> None:
+    """Fill the convex hull of a part's visible points in white (nothing under 3 points)."""
+    height, width = canvas.shape[:2]
+    seen = [p for p in _visible(points, width, height) if p is not None]
+    if len(seen) >= 3:
+        hull = cv2.convexHull(np.array(seen, dtype=np.int32))
+        cv2.fillConvexPoly(canvas, hull, MASK_COLOR)
+
+
+def draw_masks(people: Sequence[PoseResult], height: int, width: int, *, include_hands: bool = True,
+               include_face: bool = True) -> np.ndarray:
+    """Return an (H, W, 3) uint8 picture: white filled hulls of hands and faces on black."""
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    for person in people:
+        if include_face:
+            draw_mask(canvas, person.face)
+        if include_hands:
+            draw_mask(canvas, person.left_hand)
+            draw_mask(canvas, person.right_hand)
+    return canvas
+
+
 def draw_pose(people: Sequence[PoseResult], height: int, width: int, *, include_body: bool = True,
               include_hands: bool = True, include_face: bool = True) -> np.ndarray:
     """Return an (H, W, 3) uint8 RGB picture of the poses on black."""
