@@ -35,8 +35,18 @@ class Settings:
     # Where our own workers reach the web process (callbacks to /webhooks/fal).
     internal_base_url: str = ""
     data_dir: str = "./data"
-    # Storage of files: a local directory (default) under data_dir/files.
+    # Storage of files: a local directory (default) under data_dir/files, or an S3-compatible
+    # bucket (s3://bucket/prefix; credentials from the usual AWS variables). The endpoint and
+    # region default to boto3's own (AWS_ENDPOINT_URL_S3, AWS_REGION, ...).
     storage_dir: str = ""
+    storage_url: str = ""
+    storage_endpoint_url: str = ""
+    storage_region: str = ""
+    # Seconds a presigned URL lives: /files/<key> redirects to one (0: we stream the file).
+    storage_presign: int = 0
+    # Retention: an upload no request used is deleted after upload_ttl; a request's input
+    # and outputs go with its record (request_ttl), by the janitor the sweeper enqueues.
+    upload_ttl: int = 24 * 3600
 
     # Inputs and limits.
     max_download_bytes: int = 20 * 1024 * 1024
@@ -169,6 +179,23 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("POSEHOOK_PUBLIC_BASE_URL must be an http(s) URL")
     for name in ("max_download_bytes", "max_upload_bytes", "max_pixels", "job_timeout",
                  "fal_timeout", "fal_connect_timeout", "settle_tries"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{_env_name(name)} must be positive")
+    if settings.storage_url and not settings.storage_url.startswith("s3://"):
+        raise ConfigError("POSEHOOK_STORAGE_URL must be s3://bucket/prefix (or empty: the "
+                          "local directory)")
+    if settings.storage_url:
+        from app.storage import parse_s3_url
+
+        try:
+            parse_s3_url(settings.storage_url)
+        except ValueError as exc:
+            raise ConfigError(f"POSEHOOK_STORAGE_URL: {exc}") from exc
+    if not 0 <= settings.storage_presign <= 7 * 86400:
+        raise ConfigError("POSEHOOK_STORAGE_PRESIGN must be 0..604800 seconds (S3's limit)")
+    if settings.storage_presign and not settings.storage_url:
+        raise ConfigError("POSEHOOK_STORAGE_PRESIGN needs POSEHOOK_STORAGE_URL=s3://...")
+    for name in ("upload_ttl", "request_ttl"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
     if not settings.delivery_schedule:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from app.engine import Engine
     from app.signing.fal import JwksCache
-    from app.storage import LocalStorage
+    from app.storage import LocalStorage, S3Storage
 
 
 @dataclass
@@ -53,12 +53,18 @@ class Services:
             return self._cache[name]
 
     @property
-    def storage(self) -> LocalStorage:
-        """Return the file storage."""
-        from app.storage import LocalStorage
+    def storage(self) -> LocalStorage | S3Storage:
+        """Return the file storage: the S3 bucket of POSEHOOK_STORAGE_URL, else the directory."""
+        from app.storage import LocalStorage, S3Storage
 
-        return self._once("storage", lambda: LocalStorage(self.settings.files_dir,
-                                                          self.settings.public_base_url))
+        settings = self.settings
+        if settings.storage_url:
+            return self._once("storage", lambda: S3Storage(
+                settings.storage_url, settings.public_base_url,
+                endpoint_url=settings.storage_endpoint_url, region=settings.storage_region,
+                presign=settings.storage_presign))
+        return self._once("storage", lambda: LocalStorage(settings.files_dir,
+                                                          settings.public_base_url))
 
     @property
     def signing_key(self) -> Ed25519PrivateKey:

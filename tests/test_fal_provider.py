@@ -84,6 +84,7 @@ def wait_terminal(services, run_jobs, request_id: str, seconds: float = 15) -> s
     raise AssertionError(f"still {store.get(services.redis, request_id).status}")
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"], indirect=True)
 def test_happy_path_copies_fals_image_into_our_storage(http, services, run_jobs, fal, live):
     request_id = submit(http)
     record = wait_terminal(services, run_jobs, request_id)

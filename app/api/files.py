@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, jsonify, redirect, request, send_file
 
 from app.api import require_api_key, services
 from app.errors import InvalidInputError, NotFoundError, TooLargeError
@@ -48,13 +48,38 @@ def upload():
 
 @bp.get("/files/<key>")
 def download(key: str):
-    """Serve a stored file with its content type (no key needed: the key is unguessable)."""
-    found = services().storage.open(key)
-    if found is None:
-        raise NotFoundError("No such file")
-    path, stored = found
-    response = send_file(path, mimetype=stored.content_type, download_name=stored.file_name,
-                         max_age=86400, conditional=True)
+    """Serve a stored file with its content type (no key needed: the key is unguessable).
+
+    From a local directory with send_file; from S3 streamed through us with the same
+    headers, or, with POSEHOOK_STORAGE_PRESIGN, a redirect to a short-lived signed URL.
+    """
+    storage = services().storage
+    path = storage.path_of(key) if hasattr(storage, "path_of") else None
+    if path is not None:
+        stored = storage.stat(key)
+        if stored is None:
+            raise NotFoundError("No such file")
+        response = send_file(path, mimetype=stored.content_type,
+                             download_name=stored.file_name, max_age=86400, conditional=True)
+    elif (signed := storage.presigned_url(key)) is not None:
+        if storage.stat(key) is None:
+            raise NotFoundError("No such file")
+        response = redirect(signed, code=307)
+        # The redirect must not outlive the signature it points at.
+        response.headers["Cache-Control"] = "private, max-age=0, no-store"
+    else:
+        found = storage.open(key)
+        if found is None:
+            raise NotFoundError("No such file")
+        body, stored = found
+        response = send_file(body, mimetype=stored.content_type,
+                             download_name=stored.file_name, max_age=86400, conditional=False,
+                             etag=stored.etag or False, last_modified=stored.modified or None)
+        response.content_length = stored.file_size
+        # As send_file does for a path: 304 for a matching ETag, 206 for a Range (skipped
+        # through the stream; files are at most the upload limit).
+        response = response.make_conditional(request.environ, accept_ranges=True,
+                                             complete_length=stored.file_size)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'"
     return response

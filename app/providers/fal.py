@@ -75,12 +75,12 @@ def fal_input(services: Services, input: dict[str, Any]) -> dict[str, Any]:
         found = services.storage.open(key)
         if found is None:
             raise ProviderError("the uploaded input file is gone")
-        path, stored = found
-        if stored.file_size > services.settings.fal_max_data_uri_bytes:
-            raise ProviderError("the input is too large to send to fal as a data URI")
-        with open(path, "rb") as fh:
+        body, stored = found
+        with body:
+            if stored.file_size > services.settings.fal_max_data_uri_bytes:
+                raise ProviderError("the input is too large to send to fal as a data URI")
             image_url = (f"data:{stored.content_type};base64,"
-                         + base64.b64encode(fh.read()).decode())
+                         + base64.b64encode(body.read()).decode())
     out = {"image_url": image_url}
     if input.get("draw_mode"):
         out["draw_mode"] = input["draw_mode"]
