@@ -5,7 +5,8 @@
 - a stored callback never settled: its settle job enqueued again;
 - a finished request whose event a crash left unsent: announced;
 - overdue deliveries and fal requests with no callback past their lease: their own passes
-  (``jobs.deliver.sweep_overdue``, ``jobs.reconcile.reconcile_overdue``) are enqueued.
+  (``jobs.deliver.sweep_overdue``, ``jobs.reconcile.reconcile_overdue``) are enqueued;
+- stored files whose request or upload expired: the janitor (``jobs.janitor``) is enqueued.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def sweep(now: float | None = None) -> dict[str, int | str | None]:
 
     Returns:
         How many requests or callbacks each pass healed; for the passes enqueued as their
-        own jobs (``deliveries``, ``reconciled``), the RQ job id.
+        own jobs (``deliveries``, ``reconciled``, ``files``), the RQ job id.
     """
     svc = current()
     now = time.time() if now is None else now
@@ -86,4 +87,5 @@ def sweep(now: float | None = None) -> dict[str, int | str | None]:
             "stale_queued": requeue_stale(svc, now), "resettled": resettle(svc, now),
             "announced": announce_owed(svc, now - STALE_AFTER),
             "deliveries": queues.enqueue_sweep_deliveries(svc.rq, now),
-            "reconciled": queues.enqueue_reconcile(svc.rq, now)}
+            "reconciled": queues.enqueue_reconcile(svc.rq, now),
+            "files": queues.enqueue_clean_files(svc.rq, now)}

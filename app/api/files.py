@@ -33,11 +33,13 @@ def _upload_bytes(limit: int) -> tuple[bytes, str]:
 def upload():
     """Store an image and answer its URL and metadata (201)."""
     from app.images import sniff_image
+    from app.retention import keep_upload
 
     settings = services().settings
     data, name = _upload_bytes(settings.max_upload_bytes)
     content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels, field="file")
     stored = services().storage.put(data, content_type, name)
+    keep_upload(services(), stored)
     body = {"key": stored.key, "url": stored.url, "content_type": stored.content_type,
             "file_name": stored.file_name, "file_size": stored.file_size,
             "width": width, "height": height}

@@ -231,10 +231,14 @@ def link(services: Services, request: Request, ref: str) -> None:
         queues.enqueue_fal_cancel(services.rq, request.id)
 
 
-def copy_output(services: Services, output: dict[str, Any]) -> dict[str, Any]:
-    """Download fal's output image into our storage so our URLs outlive fal's CDN."""
+def copy_output(services: Services, output: dict[str, Any], request: Request) -> dict[str, Any]:
+    """Download fal's output image into our storage so our URLs outlive fal's CDN.
+
+    The copy is the request's: it goes when the request record expires.
+    """
     from app.images import sniff_image
     from app.outbound import Guard, fetch
+    from app.retention import keep_for_request
 
     image = output.get("image") if isinstance(output, dict) else None
     if not isinstance(image, dict) or not image.get("url"):
@@ -246,6 +250,7 @@ def copy_output(services: Services, output: dict[str, Any]) -> dict[str, Any]:
     content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels,
                                               field="payload.image.url")
     stored = services.storage.put(data, content_type, image.get("file_name") or "pose.png")
+    keep_for_request(services, stored, request.id, request.created_at)
     copied = {**image, "url": stored.url, "content_type": content_type,
               "file_size": stored.file_size, "width": width, "height": height}
     return {**output, "image": copied}

@@ -119,6 +119,7 @@ def initiate_upload() -> Response:
 def upload(slot: str):
     """Take the bytes of an initiated upload (the slot in the URL is the permission)."""
     from app.images import sniff_image
+    from app.retention import keep_upload
 
     details = uploads.take(services().redis, slot)
     if details is None:
@@ -128,5 +129,6 @@ def upload(slot: str):
     if len(data) > settings.max_upload_bytes:
         raise TooLargeError(f"file is larger than the limit of {settings.max_upload_bytes} bytes")
     content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
-    services().storage.put(data, content_type, details["file_name"], key=details["key"])
+    stored = services().storage.put(data, content_type, details["file_name"], key=details["key"])
+    keep_upload(services(), stored)
     return jsonify({"ok": True})
