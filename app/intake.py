@@ -103,7 +103,8 @@ def accept(
     hashed = body_hash({"input": input, "webhook_url": webhook_url,
                         "webhook_events": webhook_events})
     input = prepare_input(services, input)
-    # Our own input file is kept as long as the request (refused if it expired just now).
+    # Our own input file is kept as long as the request (refused if it expired just now);
+    # should the accept then fail, the file is still gone one request TTL from now.
     from app.retention import claim_input
 
     now = time.time()

@@ -87,6 +87,10 @@ class _Storage:
         """Return a short-lived direct URL of the file, or None (served by us)."""
         return None
 
+    def path_of(self, key: str) -> str | None:
+        """Return the local path of a stored file (served with send_file), or None."""
+        return None
+
 
 class LocalStorage(_Storage):
     """Files in a local directory; the key is random, the content type kept beside it."""

@@ -56,7 +56,7 @@ def download(key: str):
     headers, or, with POSEHOOK_STORAGE_PRESIGN, a redirect to a short-lived signed URL.
     """
     storage = services().storage
-    path = storage.path_of(key) if hasattr(storage, "path_of") else None
+    path = storage.path_of(key)
     if path is not None:
         stored = storage.stat(key)
         if stored is None:
