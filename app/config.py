@@ -23,7 +23,8 @@ def _env_name(name: str) -> str:
     return name.upper() if name in _WORLD_NAMES else "POSEHOOK_" + name.upper()
 
 
-_WORLD_NAMES = {"redis_url", "fal_key", "dwpose_model_dir"}
+_WORLD_NAMES = {"redis_url", "fal_key", "dwpose_model_dir", "redis_sentinels",
+                "redis_sentinel_master"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class Settings:
     """Every knob of the service, with its default. Environment: POSEHOOK_<NAME>."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis behind Sentinel: host:port of each sentinel and the master's name; REDIS_URL then
+    # gives only the database, user and password (its host is not used).
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     # Where our own workers reach the web process (callbacks to /webhooks/fal).
     internal_base_url: str = ""
@@ -181,6 +186,12 @@ def _validate(settings: Settings) -> Settings:
                  "fal_timeout", "fal_connect_timeout", "settle_tries"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
+    if bool(settings.redis_sentinels) != bool(settings.redis_sentinel_master):
+        raise ConfigError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together")
+    for address in settings.redis_sentinels:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"REDIS_SENTINELS: {address!r} is not host:port")
     if settings.storage_url and not settings.storage_url.startswith("s3://"):
         raise ConfigError("POSEHOOK_STORAGE_URL must be s3://bucket/prefix (or empty: the "
                           "local directory)")

@@ -87,8 +87,13 @@ def fal_cancel_job_id(request_id: str) -> str:
     return f"fal-cancel-{request_id}"
 
 
-def rq_connection(url: str) -> Redis:
+def rq_connection(url: str, sentinels: tuple[str, ...] = (), master: str = "") -> Redis:
     """Return a byte-level Redis client for RQ (RQ needs undecoded responses)."""
+    if sentinels:
+        from app.store import sentinel_master
+
+        return sentinel_master(url, sentinels, master, socket_connect_timeout=5,
+                               health_check_interval=30)
     return Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
 
 

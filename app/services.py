@@ -43,8 +43,9 @@ class Services:
         from app.queues import rq_connection
         from app.store import connect
 
-        return cls(settings=settings, redis=connect(settings.redis_url),
-                   rq=rq_connection(settings.redis_url))
+        sentinel = (settings.redis_sentinels, settings.redis_sentinel_master)
+        return cls(settings=settings, redis=connect(settings.redis_url, *sentinel),
+                   rq=rq_connection(settings.redis_url, *sentinel))
 
     def _once(self, name: Hashable, build: Callable[[], Any]) -> Any:
         with self._lock:
