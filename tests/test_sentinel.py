@@ -4,19 +4,24 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="needs Debian's redis-server (apt-get install redis)")
 MASTER = "posehook"
+ROOT = Path(__file__).resolve().parent.parent
 SWITCH_ERRORS = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 
 
@@ -87,7 +92,7 @@ def test_requests_survive_a_failover_of_the_primary(tmp_path, sample_bytes):
     import httpx
     from redis import Redis
 
-    from app import create_app
+    from app import create_app, queues
     from app import services as services_module
     from app.store import apikeys
     from app.store import requests as store
@@ -157,6 +162,21 @@ def test_requests_survive_a_failover_of_the_primary(tmp_path, sample_bytes):
             submit(n)
         assert svc.redis.connection_pool.get_master_address()[1] == cluster.replica
         assert len(accepted) == len(set(accepted)) == 100
+        # The Procfile's fast workers: rq's own command line, over Sentinel by app.rq_settings.
+        env = {**os.environ, "REDIS_URL": "redis://ignored:1/3",
+               "REDIS_SENTINELS": ",".join(cluster.sentinels), "REDIS_SENTINEL_MASTER": MASTER,
+               "POSEHOOK_PUBLIC_BASE_URL": live.url, "POSEHOOK_DATA_DIR": str(tmp_path / "d")}
+        wait = subprocess.run([sys.executable, "-m", "app.embedded_redis", "wait",
+                               env["REDIS_URL"], "20"], cwd=ROOT, env=env, timeout=60)
+        assert wait.returncode == 0
+        queued = queues.queue(svc.rq, queues.SUBMIT).count
+        assert queued == 50  # the requests accepted after the failover, on the new master
+        subprocess.run([str(Path(sys.executable).parent / "rq"), "worker", "-w",
+                        "jobs.fast_worker.Worker", "--serializer", "json", "-c",
+                        "app.rq_settings", "--burst", queues.SUBMIT], cwd=ROOT, env=env,
+                       timeout=120, check=True, stdout=subprocess.DEVNULL)
+        assert queues.queue(svc.rq, queues.SUBMIT).count == 0
+        assert queues.queue(svc.rq, queues.INFERENCE).count == queued
         run_until_all_end(svc, accepted)
         ended = [store.get(svc.redis, i).status.value for i in accepted]
         assert ended.count("COMPLETED") == 100, ended
