@@ -190,3 +190,86 @@ def test_requests_survive_a_failover_of_the_primary(tmp_path, sample_bytes):
         photo.shutdown()
         photo.server_close()
         cluster.stop()
+
+
+def test_a_primary_killed_while_jobs_run_loses_no_request(tmp_path, sample_bytes):
+    """The kill lands mid-job: what the lost primary had not passed on, the sweeper heals."""
+    import threading
+
+    import httpx
+    from redis import Redis
+
+    from app import create_app
+    from app import services as services_module
+    from app.store import apikeys
+    from app.store import requests as store
+    from jobs.sweep import sweep
+    from tests.conftest import LiveServer
+    from tests.sinks import serve_photo
+
+    cluster = Cluster(tmp_path)
+    photo, photo_url = serve_photo(sample_bytes)
+    live = None
+    try:
+        replica = Redis(port=cluster.replica)
+        wait_for(lambda: replica.info("replication")["master_link_status"] == "up",
+                 "replication")
+        for address in cluster.sentinels:
+            sentinel = Redis(port=int(address.rsplit(":", 1)[1]), decode_responses=True)
+            wait_for(lambda s=sentinel: s.sentinel_master(MASTER)["num-slaves"] == 1
+                     and s.sentinel_master(MASTER)["num-other-sentinels"] == 2,
+                     f"sentinel {address} seeing the replica and the other sentinels")
+        port = free_port()
+        app = create_app({"redis_url": "redis://ignored:1/3", "redis_sentinels": cluster.sentinels,
+                          "redis_sentinel_master": MASTER, "data_dir": str(tmp_path / "data"),
+                          "public_base_url": f"http://127.0.0.1:{port}", "engine": "mediapipe",
+                          "allowed_cidrs": ["127.0.0.0/8"], "rate_per_key": 0})
+        svc = app.extensions["posehook"]
+        services_module.install(svc)
+        live = LiveServer(app, port)
+        wait_for(lambda: svc.redis.ping(), "the sentinels naming the primary")
+        key = apikeys.create(svc.redis, "failover")[1]
+        ids = [httpx.post(f"{live.url}/v1/requests", json={"input": {"image_url": photo_url}},
+                          headers={"Authorization": f"Key {key}"}, timeout=30
+                          ).json()["request_id"] for _ in range(40)]
+        primary = Redis(port=cluster.primary, db=3, decode_responses=True)
+        primary.set("posehook-test:mark", "1")
+        assert primary.execute_command("WAIT", 1, 5000) == 1  # the 40 records are replicated
+        killed_after: list[int] = []
+
+        def kill_mid_run() -> None:
+            """Kill the primary once some requests completed and the rest are in flight."""
+            while True:
+                done = sum(store.get(primary, i).status.value == "COMPLETED" for i in ids)
+                if done >= 10:
+                    cluster.procs["primary"].kill()
+                    killed_after.append(done)
+                    return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_mid_run, daemon=True)
+        killer.start()
+        sweeps = 0
+        for _ in range(6):  # bursts of every queue; the sweeper heals what the kill stranded
+            try:
+                run_until_all_end(svc, ids, rounds=3)
+                break
+            except (AssertionError, *SWITCH_ERRORS):
+                wait_for(lambda: svc.redis.ping(), "a master after the failover")
+                sweep(now=time.time() + 3600)  # as the sweeper will, once the leases run out
+                sweeps += 1
+        killer.join(timeout=60)
+        assert killed_after and killed_after[0] < len(ids)  # it died with work in flight
+        assert svc.redis.connection_pool.get_master_address()[1] == cluster.replica
+        ended = [store.get(svc.redis, i) for i in ids]
+        assert all(r is not None for r in ended)  # no request lost
+        assert [r.status.value for r in ended].count("COMPLETED") == len(ids)
+        print(f"killed after {killed_after[0]} of {len(ids)} completed; {sweeps} sweep(s); "
+              f"attempts {sorted(r.attempts for r in ended)[-3:]}")
+    finally:
+        services_module.install(None)
+        if live is not None:
+            live.stop()
+        photo.shutdown()
+        photo.server_close()
+        cluster.stop()
