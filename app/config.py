@@ -23,7 +23,8 @@ def _env_name(name: str) -> str:
     return name.upper() if name in _WORLD_NAMES else "POSEHOOK_" + name.upper()
 
 
-_WORLD_NAMES = {"redis_url", "fal_key", "dwpose_model_dir"}
+_WORLD_NAMES = {"redis_url", "fal_key", "dwpose_model_dir", "redis_sentinels",
+                "redis_sentinel_master"}
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,26 @@ class Settings:
     """Every knob of the service, with its default. Environment: POSEHOOK_<NAME>."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis behind Sentinel: host:port of each sentinel and the master's name; REDIS_URL then
+    # gives only the database, user and password (its host is not used).
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     # Where our own workers reach the web process (callbacks to /webhooks/fal).
     internal_base_url: str = ""
     data_dir: str = "./data"
-    # Storage of files: a local directory (default) under data_dir/files.
+    # Storage of files: a local directory (default) under data_dir/files, or an S3-compatible
+    # bucket (s3://bucket/prefix; credentials from the usual AWS variables). The endpoint and
+    # region default to boto3's own (AWS_ENDPOINT_URL_S3, AWS_REGION, ...).
     storage_dir: str = ""
+    storage_url: str = ""
+    storage_endpoint_url: str = ""
+    storage_region: str = ""
+    # Seconds a presigned URL lives: /files/<key> redirects to one (0: we stream the file).
+    storage_presign: int = 0
+    # Retention: an upload no request used is deleted after upload_ttl; a request's input
+    # and outputs go with its record (request_ttl), by the janitor the sweeper enqueues.
+    upload_ttl: int = 24 * 3600
 
     # Inputs and limits.
     max_download_bytes: int = 20 * 1024 * 1024
@@ -184,6 +199,29 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("POSEHOOK_FAL_HOST_BIND needs POSEHOOK_FAL_HOST_CERTFILE and "
                           "POSEHOOK_FAL_HOST_KEYFILE (make run FAL_HOSTS=1 makes a development "
                           "pair)")
+    if bool(settings.redis_sentinels) != bool(settings.redis_sentinel_master):
+        raise ConfigError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together")
+    for address in settings.redis_sentinels:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"REDIS_SENTINELS: {address!r} is not host:port")
+    if settings.storage_url and not settings.storage_url.startswith("s3://"):
+        raise ConfigError("POSEHOOK_STORAGE_URL must be s3://bucket/prefix (or empty: the "
+                          "local directory)")
+    if settings.storage_url:
+        from app.storage_s3 import parse_s3_url
+
+        try:
+            parse_s3_url(settings.storage_url)
+        except ValueError as exc:
+            raise ConfigError(f"POSEHOOK_STORAGE_URL: {exc}") from exc
+    if not 0 <= settings.storage_presign <= 7 * 86400:
+        raise ConfigError("POSEHOOK_STORAGE_PRESIGN must be 0..604800 seconds (S3's limit)")
+    if settings.storage_presign and not settings.storage_url:
+        raise ConfigError("POSEHOOK_STORAGE_PRESIGN needs POSEHOOK_STORAGE_URL=s3://...")
+    for name in ("upload_ttl", "request_ttl"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{_env_name(name)} must be positive")
     if not settings.delivery_schedule:
         raise ConfigError("POSEHOOK_DELIVERY_SCHEDULE needs at least one delay")
     return settings

@@ -45,13 +45,24 @@ def redis_binary() -> str:
 
 
 def wait(url: str, seconds: float = 30) -> None:
-    """Return once the Redis at ``url`` answers PING; exit non-zero after ``seconds``."""
+    """Return once the Redis at ``url`` answers PING; exit non-zero after ``seconds``.
+
+    With REDIS_SENTINELS set, the master the sentinels name is waited for instead.
+    """
     from redis import Redis
 
+    from app.config import load_settings
+    from app.store import sentinel_master
+
+    settings = load_settings()
     deadline = time.time() + seconds
     while True:
         try:
-            if Redis.from_url(url, socket_connect_timeout=1).ping():
+            client = (sentinel_master(url, settings.redis_sentinels,
+                                      settings.redis_sentinel_master, socket_connect_timeout=1)
+                      if settings.redis_sentinels else Redis.from_url(url,
+                                                                      socket_connect_timeout=1))
+            if client.ping():
                 return
         except Exception:  # noqa: BLE001 - still starting
             pass

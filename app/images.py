@@ -152,7 +152,7 @@ def validate_image_url(url: str, settings: Settings, guard: Guard, storage: Any,
                        field: str = FIELD) -> None:
     """Refuse, at submit time, an image_url we would never load."""
     if storage.key_from_url(url) is not None:
-        if storage.open(storage.key_from_url(url)) is None:
+        if storage.stat(storage.key_from_url(url)) is None:
             raise InvalidInputError(f"{field}: no such uploaded file", field=field)
         return
     if url.startswith("data:"):

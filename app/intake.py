@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
     """
     from app.images import parse_data_uri, sniff_image, validate_image_url
     from app.outbound import Guard
+    from app.retention import keep_upload
 
     settings = services.settings
     prepared = dict(input)
@@ -38,6 +40,7 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
         data, _ = parse_data_uri(url, max_bytes=settings.max_upload_bytes)
         content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels)
         stored = services.storage.put(data, content_type, "input")
+        keep_upload(services, stored)
         prepared["image_url"] = stored.url
         return prepared
     validate_image_url(url, settings, Guard.from_settings(settings), services.storage)
@@ -100,7 +103,13 @@ def accept(
     hashed = body_hash({"input": input, "webhook_url": webhook_url,
                         "webhook_events": webhook_events})
     input = prepare_input(services, input)
-    return lifecycle.accept(
+    # Our own input file is kept as long as the request (refused if it expired just now);
+    # should the accept then fail, the file is still gone one request TTL from now.
+    from app.retention import claim_input
+
+    now = time.time()
+    claimed = claim_input(services, input["image_url"], "request", now)
+    request, created = lifecycle.accept(
         services, key_id=key_id, input=input, provider=settings.provider,
         webhook_url=webhook_url, fal_webhook=fal_webhook, idempotency_key=idempotency_key,
         body_hash=hashed, idempotency_ttl=settings.idempotency_ttl, ttl=settings.request_ttl,
@@ -108,4 +117,7 @@ def accept(
         extra={**({"webhook_events": webhook_events} if webhook_events else {}),
                **(extra or {})} or None,
     )
+    if claimed is not None and created:
+        claim_input(services, input["image_url"], f"request:{request.id}", request.created_at)
+    return request, created
 

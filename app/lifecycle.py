@@ -168,7 +168,7 @@ def settle(services: Services, request_id: str, payload: Any, source: str) -> st
         if source != "local":
             from app.providers.fal import copy_output
 
-            output = copy_output(services, output)
+            output = copy_output(services, output, record)
         moved = complete(services, request_id, output)
     else:
         assert error is not None

@@ -47,8 +47,9 @@ JOB_SWEEP = "jobs.sweep.sweep"
 JOB_SWEEP_DELIVERIES = "jobs.deliver.sweep_overdue"
 JOB_RECONCILE = "jobs.reconcile.reconcile_overdue"
 JOB_FAL_CANCEL = "jobs.reconcile.cancel_at_fal"
+JOB_CLEAN_FILES = "jobs.janitor.clean_files"
 JOB_PATHS = (JOB_SUBMIT, JOB_INFER, JOB_SETTLE, JOB_DELIVER, JOB_SWEEP, JOB_SWEEP_DELIVERIES,
-             JOB_RECONCILE, JOB_FAL_CANCEL)
+             JOB_RECONCILE, JOB_FAL_CANCEL, JOB_CLEAN_FILES)
 
 RETRIES = (1, 5, 30)
 """Seconds between RQ's retries of a job that raised (submit, settle)."""
@@ -90,8 +91,13 @@ def fal_cancel_job_id(request_id: str) -> str:
     return f"fal-cancel-{request_id}"
 
 
-def rq_connection(url: str) -> Redis:
+def rq_connection(url: str, sentinels: tuple[str, ...] = (), master: str = "") -> Redis:
     """Return a byte-level Redis client for RQ (RQ needs undecoded responses)."""
+    if sentinels:
+        from app.store import sentinel_master
+
+        return sentinel_master(url, sentinels, master, socket_connect_timeout=5,
+                               health_check_interval=30)
     return Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
 
 
@@ -172,6 +178,12 @@ def enqueue_reconcile(connection: Redis, now: float) -> str | None:
     """Enqueue the sweeper's pass over fal requests whose callback is late."""
     return enqueue(connection, MAINTENANCE, JOB_RECONCILE, now, timeout=SWEEP_TIMEOUT,
                    job_id=f"reconcile-{int(now)}")
+
+
+def enqueue_clean_files(connection: Redis, now: float) -> str | None:
+    """Enqueue the janitor's pass over stored files whose owner has expired."""
+    return enqueue(connection, MAINTENANCE, JOB_CLEAN_FILES, now, timeout=SWEEP_TIMEOUT,
+                   job_id=f"clean-files-{int(now)}")
 
 
 def enqueue_fal_cancel(connection: Redis, request_id: str) -> str | None:

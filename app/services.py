@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from app.engine import Engine
     from app.signing.fal import JwksCache
     from app.storage import LocalStorage
+    from app.storage_s3 import S3Storage
 
 
 @dataclass
@@ -43,8 +44,9 @@ class Services:
         from app.queues import rq_connection
         from app.store import connect
 
-        return cls(settings=settings, redis=connect(settings.redis_url),
-                   rq=rq_connection(settings.redis_url))
+        sentinel = (settings.redis_sentinels, settings.redis_sentinel_master)
+        return cls(settings=settings, redis=connect(settings.redis_url, *sentinel),
+                   rq=rq_connection(settings.redis_url, *sentinel))
 
     def _once(self, name: Hashable, build: Callable[[], Any]) -> Any:
         with self._lock:
@@ -53,12 +55,19 @@ class Services:
             return self._cache[name]
 
     @property
-    def storage(self) -> LocalStorage:
-        """Return the file storage."""
+    def storage(self) -> LocalStorage | S3Storage:
+        """Return the file storage: the S3 bucket of POSEHOOK_STORAGE_URL, else the directory."""
         from app.storage import LocalStorage
+        from app.storage_s3 import S3Storage
 
-        return self._once("storage", lambda: LocalStorage(self.settings.files_dir,
-                                                          self.settings.public_base_url))
+        settings = self.settings
+        if settings.storage_url:
+            return self._once("storage", lambda: S3Storage(
+                settings.storage_url, settings.public_base_url,
+                endpoint_url=settings.storage_endpoint_url, region=settings.storage_region,
+                presign=settings.storage_presign))
+        return self._once("storage", lambda: LocalStorage(settings.files_dir,
+                                                          settings.public_base_url))
 
     @property
     def signing_key(self) -> Ed25519PrivateKey:

@@ -1,4 +1,11 @@
-"""File storage: uploaded inputs and result images, under unguessable keys."""
+"""File storage: uploaded inputs and result images, under unguessable keys.
+
+Two backends behind one small interface (``put``, ``stat``, ``open``, ``read``, ``delete``,
+``url_for``, ``key_from_url``, ``presigned_url``): a local directory (the default) and an
+S3-compatible bucket (``POSEHOOK_STORAGE_URL=s3://bucket/prefix``). Either way a file's public
+URL is ours, ``<public base>/files/<key>``: served from here, or answered with a redirect to a
+short-lived presigned URL when ``POSEHOOK_STORAGE_PRESIGN`` is set.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,11 @@ import shutil
 import tempfile
 import time
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import IO
+
+from app.errors import UnavailableError
 
 UPLOAD_SLOT_SECONDS = 3600
 """How long a fal-style upload slot (and a multipart upload's parts) waits for its bytes."""
@@ -26,13 +37,15 @@ EXTENSIONS = {
 
 @dataclass(frozen=True)
 class StoredFile:
-    """What we know of a stored file."""
+    """What we know of a stored file (``modified``: seconds since the epoch, 0 if unknown)."""
 
     key: str
     url: str
     content_type: str
     file_name: str
     file_size: int
+    modified: float = 0.0
+    etag: str = ""
 
 
 def safe_file_name(name: str) -> str:
@@ -42,13 +55,15 @@ def safe_file_name(name: str) -> str:
     return kept.strip(" .")[:200]
 
 
-class LocalStorage:
-    """Files in a local directory; the key is random, the content type kept beside it."""
+def new_key(content_type: str) -> str:
+    """Return a fresh unguessable key (192 random bits) with the type's suffix."""
+    return secrets.token_urlsafe(24) + EXTENSIONS.get(content_type, "")
 
-    def __init__(self, root: str, public_base_url: str) -> None:
-        self.root = os.path.abspath(root)  # send_file would resolve a relative one under app/
-        self.base_url = public_base_url.rstrip("/")
-        os.makedirs(root, exist_ok=True)
+
+class _Storage:
+    """What both backends share: our URL space for keys."""
+
+    base_url: str
 
     def url_for(self, key: str) -> str:
         """Return the public URL of a key."""
@@ -62,13 +77,56 @@ class LocalStorage:
             return key if is_key(key) else None
         return None
 
+    def open(self, key: str) -> tuple[IO[bytes], StoredFile] | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def read(self, key: str) -> bytes | None:
+        """Return a stored file's bytes, or None."""
+        found = self.open(key)
+        if found is None:
+            return None
+        with found[0] as fh:
+            return fh.read()
+
+    def presigned_url(self, key: str) -> str | None:
+        """Return a short-lived direct URL of the file, or None (served by us)."""
+        return None
+
+    def put_part(self, upload: str, number: int, data: bytes) -> str:
+        """Keep one part of a multipart upload (the local directory only, for now)."""
+        raise UnavailableError("fal's multipart upload is served only when files are kept in "
+                               "a local directory; upload the file in one PUT")
+
+    def assemble(self, upload: str, parts: list[tuple[int, str]], content_type: str,
+                 file_name: str, key: str, expires_at: float | None = None) -> StoredFile | None:
+        """Join a multipart upload's parts (the local directory only, for now)."""
+        raise UnavailableError("fal's multipart upload is served only when files are kept in "
+                               "a local directory")
+
+    def drop_stale_parts(self, before: float) -> int:
+        """Remove abandoned multipart parts; none are kept outside a local directory."""
+        return 0
+
+    def path_of(self, key: str) -> str | None:
+        """Return the local path of a stored file (served with send_file), or None."""
+        return None
+
+
+class LocalStorage(_Storage):
+    """Files in a local directory; the key is random, the content type kept beside it."""
+
+    def __init__(self, root: str, public_base_url: str) -> None:
+        self.root = os.path.abspath(root)  # send_file would resolve a relative one under app/
+        self.base_url = public_base_url.rstrip("/")
+        os.makedirs(root, exist_ok=True)
+
     def put(self, data: bytes, content_type: str, file_name: str = "",
             key: str | None = None, expires_at: float | None = None) -> StoredFile:
         """Store bytes under a new (or a reserved) key; the write is atomic (temp + rename).
 
         A file with ``expires_at`` is gone for every reader from then on (and removed then).
         """
-        key = key or secrets.token_urlsafe(24) + EXTENSIONS.get(content_type, "")
+        key = key or new_key(content_type)
         if not is_key(key):
             raise ValueError("invalid storage key")
         path = os.path.join(self.root, key)
@@ -85,12 +143,17 @@ class LocalStorage:
         return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
                           file_name=name, file_size=len(data))
 
-    def open(self, key: str) -> tuple[str, StoredFile] | None:
-        """Return (path, facts) of a stored file, or None."""
+    def path_of(self, key: str) -> str | None:
+        """Return the path of a stored file (served with send_file), or None."""
         if not is_key(key):
             return None
         path = os.path.join(self.root, key)
-        if not os.path.isfile(path):
+        return path if os.path.isfile(path) else None
+
+    def stat(self, key: str) -> StoredFile | None:
+        """Return the facts of a stored file, or None."""
+        path = self.path_of(key)
+        if path is None:
             return None
         try:
             with open(path + ".meta") as fh:
@@ -102,9 +165,20 @@ class LocalStorage:
                 with contextlib.suppress(OSError):
                     os.unlink(gone)
             return None
-        return path, StoredFile(key=key, url=self.url_for(key), content_type=meta["content_type"],
-                                file_name=meta.get("file_name", key),
-                                file_size=os.path.getsize(path))
+        info = os.stat(path)
+        return StoredFile(key=key, url=self.url_for(key), content_type=meta["content_type"],
+                          file_name=meta.get("file_name", key), file_size=info.st_size,
+                          modified=info.st_mtime)
+
+    def open(self, key: str) -> tuple[IO[bytes], StoredFile] | None:
+        """Return (open binary file, facts) of a stored file, or None; the caller closes it."""
+        stored = self.stat(key)
+        if stored is None:
+            return None
+        try:
+            return open(os.path.join(self.root, key), "rb"), stored
+        except FileNotFoundError:
+            return None
 
     def put_part(self, upload: str, number: int, data: bytes) -> str:
         """Keep one part of a multipart upload; return its etag (a hash of its bytes)."""
@@ -167,13 +241,19 @@ class LocalStorage:
             raise ValueError("invalid upload id")
         return os.path.join(self.root, ".parts", upload)
 
-    def read(self, key: str) -> bytes | None:
-        """Return a stored file's bytes, or None."""
-        found = self.open(key)
-        if found is None:
-            return None
-        with open(found[0], "rb") as fh:
-            return fh.read()
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete files (and their metadata); a file already gone counts as deleted."""
+        count = 0
+        for key in keys:
+            if not is_key(key):
+                continue
+            for path in (os.path.join(self.root, key), os.path.join(self.root, key) + ".meta"):
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
+            count += 1
+        return count
 
 
 def is_key(key: str) -> bool:

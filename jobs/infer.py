@@ -49,11 +49,16 @@ def _checkpoint(services: Services, request_id: str, step: str) -> None:
         raise Cancelled(step)
 
 
-def run_pose(services: Services, request_id: str, input: dict[str, Any]) -> dict[str, Any]:
-    """Load the input, run the engine, store the picture; return fal's output object."""
+def run_pose(services: Services, request_id: str, input: dict[str, Any],
+             created_at: float | None = None) -> dict[str, Any]:
+    """Load the input, run the engine, store the picture; return fal's output object.
+
+    The picture is kept as long as the request record (``created_at`` + the request TTL).
+    """
     from app.engine import render
     from app.images import decode_image, load_image_bytes
     from app.outbound import Guard
+    from app.retention import keep_for_request
 
     settings = services.settings
     r = services.redis
@@ -71,6 +76,8 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any]) -> dict
     encoded, content_type = encode(rendering.image, output_format)
     _checkpoint(services, request_id, "before storing")
     stored = services.storage.put(encoded, content_type, f"pose.{output_format}")
+    keep_for_request(services, stored, request_id,
+                     time.time() if created_at is None else created_at)
     height, width = rendering.image.shape[:2]
     output: dict[str, Any] = {"image": {
         "url": stored.url, "content_type": content_type, "file_name": stored.file_name,
@@ -107,7 +114,7 @@ def _run(services: Services, record: Any) -> bytes | None:
     request_id = record.id
     r = services.redis
     try:
-        output = run_pose(services, request_id, record.input)
+        output = run_pose(services, request_id, record.input, record.created_at)
         return fal_protocol.callback_body(request_id, output)
     except Cancelled as stop:
         store.add_log(r, request_id, f"inference stopped {stop}: the request was cancelled")

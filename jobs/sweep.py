@@ -5,7 +5,8 @@
 - a stored callback never settled: its settle job enqueued again;
 - a finished request whose event a crash left unsent: announced;
 - overdue deliveries and fal requests with no callback past their lease: their own passes
-  (``jobs.deliver.sweep_overdue``, ``jobs.reconcile.reconcile_overdue``) are enqueued.
+  (``jobs.deliver.sweep_overdue``, ``jobs.reconcile.reconcile_overdue``) are enqueued;
+- stored files whose request or upload expired: the janitor (``jobs.janitor``) is enqueued.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def sweep(now: float | None = None) -> dict[str, int | str | None]:
 
     Returns:
         How many requests or callbacks each pass healed; for the passes enqueued as their
-        own jobs (``deliveries``, ``reconciled``), the RQ job id.
+        own jobs (``deliveries``, ``reconciled``, ``files``), the RQ job id.
     """
     svc = current()
     now = time.time() if now is None else now
@@ -91,4 +92,5 @@ def sweep(now: float | None = None) -> dict[str, int | str | None]:
             # Multipart uploads never completed: their slot is gone, so are their parts.
             "stale_parts": svc.storage.drop_stale_parts(now - UPLOAD_SLOT_SECONDS),
             "deliveries": queues.enqueue_sweep_deliveries(svc.rq, now),
-            "reconciled": queues.enqueue_reconcile(svc.rq, now)}
+            "reconciled": queues.enqueue_reconcile(svc.rq, now),
+            "files": queues.enqueue_clean_files(svc.rq, now)}

@@ -75,13 +75,49 @@ def port() -> int:
     return redis_server.free_port()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's standalone S3 server on 127.0.0.1, for the session."""
+    from tests.s3_server import MotoServer
+
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def overrides(redis_url, tmp_path, port) -> dict:
+def storage_kind(request) -> str:
+    """Where files go: "local" (default) or "s3"; parametrize with ``indirect=True``."""
+    return getattr(request, "param", "local")
+
+
+@pytest.fixture
+def storage_overrides(storage_kind, request, monkeypatch) -> dict:
+    """The storage settings of one test: the local directory, or a fresh bucket on moto."""
+    if storage_kind == "local":
+        return {}
+    import secrets
+
+    import boto3
+
+    from tests.s3_server import CREDENTIALS
+
+    server = request.getfixturevalue("s3_server")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    bucket = "posehook-" + secrets.token_hex(6)
+    boto3.client("s3", endpoint_url=server.url).create_bucket(Bucket=bucket)
+    return {"storage_url": f"s3://{bucket}/files", "storage_endpoint_url": server.url,
+            "storage_region": "us-east-1"}
+
+
+@pytest.fixture
+def overrides(redis_url, tmp_path, port, storage_overrides) -> dict:
     """Settings for one test: its own Redis database, data directory and base URL.
 
     Loopback is allow-listed because every test server lives on 127.0.0.1.
     """
-    return {
+    return {**storage_overrides,
         "redis_url": redis_url,
         "data_dir": str(tmp_path / "data"),
         "public_base_url": f"http://127.0.0.1:{port}",

@@ -280,6 +280,7 @@ def test_files_are_served_with_a_relative_data_dir(overrides, redis, tmp_path, m
     assert served.status_code == 200 and served.data == sample_bytes
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"], indirect=True)
 @pytest.mark.parametrize("name", ["a\r\nb.png", "../../etc/passwd", "\u202egpj.exe"])
 def test_uploaded_file_names_are_made_safe_to_serve(http, sample_bytes, name):
     upload = http.post("/v1/files", content=sample_bytes, params={"file_name": name},

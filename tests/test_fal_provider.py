@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app.models import Status
+from app.store import files
 from app.store import requests as store
 from app.store.keys import key_for_callbacks_pending
 from tests.conftest import SAMPLE
@@ -84,6 +85,7 @@ def wait_terminal(services, run_jobs, request_id: str, seconds: float = 15) -> s
     raise AssertionError(f"still {store.get(services.redis, request_id).status}")
 
 
+@pytest.mark.parametrize("storage_kind", ["local", "s3"], indirect=True)
 def test_happy_path_copies_fals_image_into_our_storage(http, services, run_jobs, fal, live):
     request_id = submit(http)
     record = wait_terminal(services, run_jobs, request_id)
@@ -92,6 +94,8 @@ def test_happy_path_copies_fals_image_into_our_storage(http, services, run_jobs,
     assert image["url"].startswith(live.url + "/files/") and (image["width"], image["height"]) == (
         64, 48)
     assert httpx.get(image["url"]).content == fal.result_image()
+    copied = files.facts(services.redis, services.storage.key_from_url(image["url"]))
+    assert copied["owner"] == f"request:{request_id}"  # it goes with the request record
     assert len(fal.submits) == 1 and len(fal.jobs) == 1
     sent = fal.submits[0]
     assert sent["input"]["image_url"].startswith("data:image/jpeg;base64,")

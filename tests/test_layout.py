@@ -176,7 +176,7 @@ def test_the_procfile_serves_every_queue_the_way_the_code_enqueues():
         assert "--with-scheduler" in worker and worker[worker.index("--serializer") + 1] == "json"
         assert int(worker[worker.index("--maintenance-interval") + 1]) == \
             queues.MAINTENANCE_INTERVAL
-        assert tuple(worker[worker.index("$REDIS_URL") + 1:]) == wanted, name
+        assert tuple(worker[worker.index("app.rq_settings") + 1:]) == wanted, name
         served += wanted
     assert sorted(served) == sorted(queues.FAST_QUEUES)  # every fast queue, each once
     assert procs["inference"].endswith("exec python -m jobs.worker")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, jsonify, redirect, request, send_file
 
 from app.api import require_api_key, services
 from app.errors import InvalidInputError, NotFoundError, TooLargeError
@@ -33,11 +33,13 @@ def _upload_bytes(limit: int) -> tuple[bytes, str]:
 def upload():
     """Store an image and answer its URL and metadata (201)."""
     from app.images import sniff_image
+    from app.retention import keep_upload
 
     settings = services().settings
     data, name = _upload_bytes(settings.max_upload_bytes)
     content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels, field="file")
     stored = services().storage.put(data, content_type, name)
+    keep_upload(services(), stored)
     body = {"key": stored.key, "url": stored.url, "content_type": stored.content_type,
             "file_name": stored.file_name, "file_size": stored.file_size,
             "width": width, "height": height}
@@ -48,15 +50,45 @@ def upload():
 
 @bp.get("/files/<key>")
 def download(key: str):
-    """Serve a stored file with its content type (no key needed: the key is unguessable)."""
-    found = services().storage.open(key)
-    if found is None:
-        raise NotFoundError("No such file")
-    path, stored = found
-    # Not an image (fal-style storage takes any file): a download, never a page of ours.
-    response = send_file(path, mimetype=stored.content_type, download_name=stored.file_name,
-                         max_age=86400, conditional=True,
-                         as_attachment=not stored.content_type.startswith("image/"))
+    """Serve a stored file with its content type (no key needed: the key is unguessable).
+
+    From a local directory with send_file; from S3 streamed through us with the same
+    headers, or, with POSEHOOK_STORAGE_PRESIGN, a redirect to a short-lived signed URL.
+    """
+    storage = services().storage
+    path = storage.path_of(key)
+    if path is not None:
+        stored = storage.stat(key)
+        if stored is None:
+            raise NotFoundError("No such file")
+        response = send_file(path, mimetype=stored.content_type,
+                             download_name=stored.file_name, max_age=86400, conditional=True,
+                             as_attachment=_attachment(stored))
+    elif (signed := storage.presigned_url(key)) is not None:
+        if storage.stat(key) is None:
+            raise NotFoundError("No such file")
+        response = redirect(signed, code=307)
+        # The redirect must not outlive the signature it points at.
+        response.headers["Cache-Control"] = "private, max-age=0, no-store"
+    else:
+        found = storage.open(key)
+        if found is None:
+            raise NotFoundError("No such file")
+        body, stored = found
+        response = send_file(body, mimetype=stored.content_type,
+                             download_name=stored.file_name, max_age=86400, conditional=False,
+                             etag=stored.etag or False, last_modified=stored.modified or None,
+                             as_attachment=_attachment(stored))
+        response.content_length = stored.file_size
+        # As send_file does for a path: 304 for a matching ETag, 206 for a Range (skipped
+        # through the stream; files are at most the upload limit).
+        response = response.make_conditional(request.environ, accept_ranges=True,
+                                             complete_length=stored.file_size)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'"
     return response
+
+
+def _attachment(stored) -> bool:
+    """Not an image (fal-style storage takes any file): a download, never a page of ours."""
+    return not stored.content_type.startswith("image/")

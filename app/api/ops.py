@@ -11,6 +11,7 @@ from app import queues, store
 from app.api import OPENAPI, services
 from app.signing.keys import jwks
 from app.store import clock, deliveries, tracking
+from app.store import files as stored_files
 from app.store import workers as inference_workers
 
 bp = Blueprint("ops", __name__)
@@ -86,9 +87,19 @@ def _metrics_text() -> str:
               "# TYPE posehook_delivery_oldest_pending_seconds gauge",
               "posehook_delivery_oldest_pending_seconds "
               f"{deliveries.oldest_pending_age(svc.redis, time.time()):.3f}",
+              *_storage_lines(svc),
               "# TYPE posehook_scrape_time_seconds gauge",
               f"posehook_scrape_time_seconds {time.time():.3f}"]
     return "\n".join(lines) + "\n"
+
+
+def _storage_lines(svc) -> list[str]:
+    """Stored files and bytes (every one has an owner and an expiry), and those past it."""
+    use = stored_files.usage(svc.redis, time.time())
+    return ["# TYPE posehook_storage_files gauge", f"posehook_storage_files {use['files']}",
+            "# TYPE posehook_storage_bytes gauge", f"posehook_storage_bytes {use['bytes']}",
+            "# TYPE posehook_storage_files_expired gauge",
+            f"posehook_storage_files_expired {use['due']}"]
 
 
 @bp.get("/.well-known/jwks.json")

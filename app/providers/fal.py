@@ -75,12 +75,12 @@ def fal_input(services: Services, input: dict[str, Any]) -> dict[str, Any]:
         found = services.storage.open(key)
         if found is None:
             raise ProviderError("the uploaded input file is gone")
-        path, stored = found
-        if stored.file_size > services.settings.fal_max_data_uri_bytes:
-            raise ProviderError("the input is too large to send to fal as a data URI")
-        with open(path, "rb") as fh:
+        body, stored = found
+        with body:
+            if stored.file_size > services.settings.fal_max_data_uri_bytes:
+                raise ProviderError("the input is too large to send to fal as a data URI")
             image_url = (f"data:{stored.content_type};base64,"
-                         + base64.b64encode(fh.read()).decode())
+                         + base64.b64encode(body.read()).decode())
     out = {"image_url": image_url}
     if input.get("draw_mode"):
         out["draw_mode"] = input["draw_mode"]
@@ -231,10 +231,14 @@ def link(services: Services, request: Request, ref: str) -> None:
         queues.enqueue_fal_cancel(services.rq, request.id)
 
 
-def copy_output(services: Services, output: dict[str, Any]) -> dict[str, Any]:
-    """Download fal's output image into our storage so our URLs outlive fal's CDN."""
+def copy_output(services: Services, output: dict[str, Any], request: Request) -> dict[str, Any]:
+    """Download fal's output image into our storage so our URLs outlive fal's CDN.
+
+    The copy is the request's: it goes when the request record expires.
+    """
     from app.images import sniff_image
     from app.outbound import Guard, fetch
+    from app.retention import keep_for_request
 
     image = output.get("image") if isinstance(output, dict) else None
     if not isinstance(image, dict) or not image.get("url"):
@@ -246,6 +250,7 @@ def copy_output(services: Services, output: dict[str, Any]) -> dict[str, Any]:
     content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels,
                                               field="payload.image.url")
     stored = services.storage.put(data, content_type, image.get("file_name") or "pose.png")
+    keep_for_request(services, stored, request.id, request.created_at)
     copied = {**image, "url": stored.url, "content_type": content_type,
               "file_size": stored.file_size, "width": width, "height": height}
     return {**output, "image": copied}

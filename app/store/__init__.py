@@ -26,12 +26,30 @@ from redis import Redis
 from redis.commands.core import Script
 
 
-def connect(url: str) -> Redis:
-    """Return a Redis client for records (str responses, short timeouts)."""
-    return Redis.from_url(
-        url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
-        health_check_interval=30,
-    )
+def connect(url: str, sentinels: tuple[str, ...] = (), master: str = "") -> Redis:
+    """Return a Redis client for records (str responses, short timeouts).
+
+    With ``sentinels`` the client asks them for ``master``'s address, and again after a
+    failover; ``url`` then gives only the database and credentials.
+    """
+    options = {"decode_responses": True, "socket_timeout": 10, "socket_connect_timeout": 5,
+               "health_check_interval": 30}
+    if sentinels:
+        return sentinel_master(url, sentinels, master, **options)
+    return Redis.from_url(url, **options)
+
+
+def sentinel_master(url: str, sentinels: tuple[str, ...], master: str, **options) -> Redis:
+    """Return a client of the master that ``sentinels`` name (redis-py's Sentinel support)."""
+    from redis.connection import parse_url
+    from redis.sentinel import Sentinel
+
+    parsed = parse_url(url)
+    auth = {k: parsed[k] for k in ("db", "username", "password") if parsed.get(k) is not None}
+    addresses = [(host, int(port)) for host, _, port in (s.rpartition(":") for s in sentinels)]
+    found = Sentinel(addresses, sentinel_kwargs={"socket_timeout": 2,
+                                                 "socket_connect_timeout": 2})
+    return found.master_for(master, **options, **auth)
 
 
 def script(source: str) -> Script:

@@ -143,3 +143,23 @@ def key_for_sweep_clock() -> str:
 def key_for_last_sweep() -> str:
     """String: the RQ job id of the last sweep enqueued."""
     return f"{PREFIX}:sweep:last"
+
+
+def key_for_file(storage_key: str) -> str:
+    """Hash of one stored file: its owner (``upload`` or ``request:<id>``) and size."""
+    return f"{PREFIX}:file:{storage_key}"
+
+
+def key_for_files_expiry() -> str:
+    """Sorted set: stored file key → when it may be deleted (s)."""
+    return f"{PREFIX}:files:expiry"
+
+
+def key_for_files_deleting() -> str:
+    """Sorted set: stored file key → when the janitor took it for deletion (s)."""
+    return f"{PREFIX}:files:deleting"
+
+
+def key_for_files_bytes() -> str:
+    """Counter: bytes of all tracked stored files."""
+    return f"{PREFIX}:files:bytes"

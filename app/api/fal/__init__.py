@@ -149,6 +149,7 @@ def upload(slot: str):
     and fails only when it is used as an image input, naming that field.
     """
     from app.images import sniff_image
+    from app.retention import keep_upload
 
     details = uploads.take(services().redis, slot)
     if details is None or details.get("multipart"):
@@ -161,8 +162,9 @@ def upload(slot: str):
         content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
     except PosehookError:
         content_type = stored_type(details["content_type"])
-    services().storage.put(data, content_type, details["file_name"], key=details["key"],
-                           expires_at=_expires_at(details))
+    stored = services().storage.put(data, content_type, details["file_name"],
+                                    key=details["key"], expires_at=_expires_at(details))
+    keep_upload(services(), stored)
     return jsonify({"ok": True})
 
 
@@ -222,4 +224,7 @@ def complete_upload(slot: str):
         details["content_type"]), details["file_name"], details["key"], _expires_at(details))
     if stored is None:
         raise InvalidInputError("a part is missing or is not the one uploaded", field="parts")
+    from app.retention import keep_upload
+
+    keep_upload(services(), stored)
     return jsonify({"ok": True, "url": stored.url})
