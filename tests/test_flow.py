@@ -147,29 +147,35 @@ class _TextHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_worker_killed_mid_job_does_not_lose_the_request(client, stack):
+def _kill_mid_job_then_sweep(client, stack, request_id: str) -> dict:
+    """SIGKILL the inference worker once the request runs, start another, sweep until it ends."""
     from redis import Redis
 
+    deadline = time.time() + 30
+    while client.get(f"/v1/requests/{request_id}/status").json()["status"] != "IN_PROGRESS":
+        assert time.time() < deadline, "the job never started"
+        time.sleep(0.05)
+    stack.kill("inference")  # SIGKILL while it downloads the photo
+    stack.start_inference()
+    rq = Redis.from_url(stack.redis_url)
+    record: dict = {}
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        # The cron process runs the sweeper every 30 s; here we ask for a pass now.
+        queues.enqueue_sweep(rq)
+        time.sleep(1)
+        record = client.get(f"/v1/requests/{request_id}").json()
+        if record["status"] in ("COMPLETED", "FAILED"):
+            break
+    return record
+
+
+def test_a_worker_killed_mid_job_does_not_lose_the_request(client, stack):
     server, url = serve_photo(delay=4)
     try:
         request_id = client.post("/v1/requests", json={"input": {"image_url": url}}).json()[
             "request_id"]
-        deadline = time.time() + 30
-        while client.get(f"/v1/requests/{request_id}/status").json()["status"] != "IN_PROGRESS":
-            assert time.time() < deadline, "the job never started"
-            time.sleep(0.05)
-        stack.kill("inference")  # SIGKILL while it downloads the photo
-        stack.start_inference()
-        rq = Redis.from_url(stack.redis_url)
-        record: dict = {}
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            # The cron process runs the sweeper every 30 s; here we ask for a pass now.
-            queues.enqueue(rq, queues.MAINTENANCE, queues.JOB_SWEEP)
-            time.sleep(1)
-            record = client.get(f"/v1/requests/{request_id}").json()
-            if record["status"] in ("COMPLETED", "FAILED"):
-                break
+        record = _kill_mid_job_then_sweep(client, stack, request_id)
         assert record["status"] == "COMPLETED", record
         logs = client.get(f"/v1/requests/{request_id}/status", params={"logs": 1}).json()["logs"]
         assert any("worker was lost" in line["message"] for line in logs)
@@ -180,29 +186,13 @@ def test_a_worker_killed_mid_job_does_not_lose_the_request(client, stack):
 
 
 def test_with_fals_no_retry_a_worker_killed_mid_job_fails_the_request(client, stack):
-    from redis import Redis
-
     server, url = serve_photo(delay=4)
     try:
         submitted = client.post("/api/fal/proxy", json={"image_url": url}, headers={
             "x-fal-target-url": "https://queue.fal.run/fal-ai/dwpose", "x-fal-no-retry": "1"})
         assert submitted.status_code == 200, submitted.text
         request_id = submitted.json()["request_id"]
-        deadline = time.time() + 30
-        while client.get(f"/v1/requests/{request_id}/status").json()["status"] != "IN_PROGRESS":
-            assert time.time() < deadline, "the job never started"
-            time.sleep(0.05)
-        stack.kill("inference")  # SIGKILL while it downloads the photo
-        stack.start_inference()
-        rq = Redis.from_url(stack.redis_url)
-        record: dict = {}
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            queues.enqueue(rq, queues.MAINTENANCE, queues.JOB_SWEEP)
-            time.sleep(1)
-            record = client.get(f"/v1/requests/{request_id}").json()
-            if record["status"] in ("COMPLETED", "FAILED"):
-                break
+        record = _kill_mid_job_then_sweep(client, stack, request_id)
         assert record["status"] == "FAILED", record
         assert record["error"]["type"] == "worker_lost"
         assert "x-fal-no-retry" in record["error"]["message"]

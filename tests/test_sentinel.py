@@ -88,39 +88,52 @@ def run_until_all_end(svc, ids: list[str], rounds: int = 40) -> None:
     raise AssertionError("requests still running after the workers emptied the queues")
 
 
-def test_requests_survive_a_failover_of_the_primary(tmp_path, sample_bytes):
-    import httpx
+def _serve_on_sentinels(cluster, tmp_path):
+    """Once replication and every sentinel are up, serve the app, found through the sentinels.
+
+    Returns:
+        The app's Services (installed for in-process jobs) and its LiveServer.
+    """
     from redis import Redis
 
-    from app import create_app, queues
+    from app import create_app
+    from app import services as services_module
+    from tests.conftest import LiveServer
+
+    replica = Redis(port=cluster.replica)
+    wait_for(lambda: replica.info("replication")["master_link_status"] == "up", "replication")
+    # Each sentinel must know the replica and the two others before a failover can run.
+    for address in cluster.sentinels:
+        sentinel = Redis(port=int(address.rsplit(":", 1)[1]), decode_responses=True)
+        wait_for(lambda s=sentinel: s.sentinel_master(MASTER)["num-slaves"] == 1
+                 and s.sentinel_master(MASTER)["num-other-sentinels"] == 2,
+                 f"sentinel {address} seeing the replica and the other sentinels")
+    port = free_port()
+    app = create_app({"redis_url": "redis://ignored:1/3", "redis_sentinels": cluster.sentinels,
+                      "redis_sentinel_master": MASTER, "data_dir": str(tmp_path / "data"),
+                      "public_base_url": f"http://127.0.0.1:{port}", "engine": "mediapipe",
+                      "allowed_cidrs": ["127.0.0.0/8"], "rate_per_key": 0})
+    svc = app.extensions["posehook"]
+    services_module.install(svc)
+    live = LiveServer(app, port)
+    wait_for(lambda: svc.redis.ping(), "the sentinels naming the primary")
+    return svc, live
+
+
+def test_requests_survive_a_failover_of_the_primary(tmp_path, sample_bytes):
+    import httpx
+
+    from app import queues
     from app import services as services_module
     from app.store import apikeys
     from app.store import requests as store
-    from tests.conftest import LiveServer
     from tests.sinks import serve_photo
 
     cluster = Cluster(tmp_path)
     photo, photo_url = serve_photo(sample_bytes)
     live = None
     try:
-        replica = Redis(port=cluster.replica)
-        wait_for(lambda: replica.info("replication")["master_link_status"] == "up",
-                 "replication")
-        # Each sentinel must know the replica and the two others before a failover can run.
-        for address in cluster.sentinels:
-            sentinel = Redis(port=int(address.rsplit(":", 1)[1]), decode_responses=True)
-            wait_for(lambda s=sentinel: s.sentinel_master(MASTER)["num-slaves"] == 1
-                     and s.sentinel_master(MASTER)["num-other-sentinels"] == 2,
-                     f"sentinel {address} seeing the replica and the other sentinels")
-        port = free_port()
-        app = create_app({"redis_url": "redis://ignored:1/3", "redis_sentinels": cluster.sentinels,
-                          "redis_sentinel_master": MASTER, "data_dir": str(tmp_path / "data"),
-                          "public_base_url": f"http://127.0.0.1:{port}", "engine": "mediapipe",
-                          "allowed_cidrs": ["127.0.0.0/8"], "rate_per_key": 0})
-        svc = app.extensions["posehook"]
-        services_module.install(svc)
-        live = LiveServer(app, port)
-        wait_for(lambda: svc.redis.ping(), "the sentinels naming the primary")
+        svc, live = _serve_on_sentinels(cluster, tmp_path)
         assert svc.redis.connection_pool.get_master_address()[1] == cluster.primary
         key = apikeys.create(svc.redis, "failover")[1]
 
@@ -199,35 +212,17 @@ def test_a_primary_killed_while_jobs_run_loses_no_request(tmp_path, sample_bytes
     import httpx
     from redis import Redis
 
-    from app import create_app
     from app import services as services_module
     from app.store import apikeys
     from app.store import requests as store
     from jobs.sweep import sweep
-    from tests.conftest import LiveServer
     from tests.sinks import serve_photo
 
     cluster = Cluster(tmp_path)
     photo, photo_url = serve_photo(sample_bytes)
     live = None
     try:
-        replica = Redis(port=cluster.replica)
-        wait_for(lambda: replica.info("replication")["master_link_status"] == "up",
-                 "replication")
-        for address in cluster.sentinels:
-            sentinel = Redis(port=int(address.rsplit(":", 1)[1]), decode_responses=True)
-            wait_for(lambda s=sentinel: s.sentinel_master(MASTER)["num-slaves"] == 1
-                     and s.sentinel_master(MASTER)["num-other-sentinels"] == 2,
-                     f"sentinel {address} seeing the replica and the other sentinels")
-        port = free_port()
-        app = create_app({"redis_url": "redis://ignored:1/3", "redis_sentinels": cluster.sentinels,
-                          "redis_sentinel_master": MASTER, "data_dir": str(tmp_path / "data"),
-                          "public_base_url": f"http://127.0.0.1:{port}", "engine": "mediapipe",
-                          "allowed_cidrs": ["127.0.0.0/8"], "rate_per_key": 0})
-        svc = app.extensions["posehook"]
-        services_module.install(svc)
-        live = LiveServer(app, port)
-        wait_for(lambda: svc.redis.ping(), "the sentinels naming the primary")
+        svc, live = _serve_on_sentinels(cluster, tmp_path)
         key = apikeys.create(svc.redis, "failover")[1]
         ids = [httpx.post(f"{live.url}/v1/requests", json={"input": {"image_url": photo_url}},
                           headers={"Authorization": f"Key {key}"}, timeout=30
