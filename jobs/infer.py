@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 LOCAL_USER_ID = "posehook-local"
 FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp"),
            "jpeg": ("JPEG", "image/jpeg")}
-INPUT_ERRORS = fal_protocol.INPUT_ERRORS
 
 
 class Cancelled(Exception):
@@ -93,7 +92,7 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
 
 def error_of(exc: PosehookError) -> dict[str, Any]:
     """Return the error object a failed run reports: the caller's input, or the engine."""
-    if exc.code in INPUT_ERRORS:
+    if exc.code in fal_protocol.INPUT_ERRORS:
         return {"type": "input_error", "message": exc.message,
                 "field": exc.field or "input.image_url"}
     return {"type": exc.code, "message": exc.message}
