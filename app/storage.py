@@ -1,7 +1,8 @@
 """File storage: uploaded inputs and result images, under unguessable keys.
 
 Two backends behind one small interface (``put``, ``stat``, ``open``, ``read``, ``delete``,
-``url_for``, ``key_from_url``, ``presigned_url``): a local directory (the default) and an
+``url_for``, ``key_from_url``, ``presigned_url``, and fal's multipart uploads: ``put_part``,
+``assemble``, ``drop_stale_parts``): a local directory (the default) and an
 S3-compatible bucket (``POSEHOOK_STORAGE_URL=s3://bucket/prefix``). Either way a file's public
 URL is ours, ``<public base>/files/<key>``: served from here, or answered with a redirect to a
 short-lived presigned URL when ``POSEHOOK_STORAGE_PRESIGN`` is set.
@@ -22,8 +23,6 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
-
-from app.errors import UnavailableError
 
 UPLOAD_SLOT_SECONDS = 3600
 """How long a fal-style upload slot (and a multipart upload's parts) waits for its bytes."""
@@ -91,21 +90,6 @@ class _Storage:
     def presigned_url(self, key: str) -> str | None:
         """Return a short-lived direct URL of the file, or None (served by us)."""
         return None
-
-    def put_part(self, upload: str, number: int, data: bytes) -> str:
-        """Keep one part of a multipart upload (the local directory only, for now)."""
-        raise UnavailableError("fal's multipart upload is served only when files are kept in "
-                               "a local directory; upload the file in one PUT")
-
-    def assemble(self, upload: str, parts: list[tuple[int, str]], content_type: str,
-                 file_name: str, key: str, expires_at: float | None = None) -> StoredFile | None:
-        """Join a multipart upload's parts (the local directory only, for now)."""
-        raise UnavailableError("fal's multipart upload is served only when files are kept in "
-                               "a local directory")
-
-    def drop_stale_parts(self, before: float) -> int:
-        """Remove abandoned multipart parts; none are kept outside a local directory."""
-        return 0
 
     def path_of(self, key: str) -> str | None:
         """Return the local path of a stored file (served with send_file), or None."""
