@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -224,6 +224,14 @@ class LocalStorage(_Storage):
         if not is_key(upload):
             raise ValueError("invalid upload id")
         return os.path.join(self.root, ".parts", upload)
+
+    def list_files(self) -> Iterator[tuple[str, int]]:
+        """Yield (key, size) of every stored file (not metadata, parts or files being written)."""
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if is_key(entry.name) and not entry.name.endswith(".meta") and entry.is_file():
+                    with contextlib.suppress(OSError):  # deleted meanwhile
+                        yield entry.name, entry.stat().st_size
 
     def delete(self, keys: Iterable[str]) -> int:
         """Delete files (and their metadata); a file already gone counts as deleted."""

@@ -114,6 +114,13 @@ class S3Storage(_Storage):
         self._delete_objects([self._object(k) for k in wanted])
         return len(wanted)
 
+    def list_files(self) -> Iterator[tuple[str, int]]:
+        """Yield (key, size) of every stored file under the prefix (not multipart parts)."""
+        for item in self._listed(self.prefix):
+            key = item["Key"][len(self.prefix):]
+            if is_key(key):
+                yield key, int(item["Size"])
+
     def _delete_objects(self, names: list[str]) -> None:
         for start in range(0, len(names), DELETE_BATCH):
             answer = self.client.delete_objects(Bucket=self.bucket, Delete={
