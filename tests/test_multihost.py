@@ -230,7 +230,7 @@ def test_what_a_crashed_run_left_is_removed_by_the_next(tmp_path):
         assert set(names) <= set(netns.remove_stale())
         assert names[0] not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                               text=True).stdout
-        assert subprocess.run(["ip", "link", "show", names[1]]).returncode != 0
+        assert subprocess.run(["ip", "link", "show", names[1]], capture_output=True).returncode != 0
     finally:
         subprocess.run(["ip", "netns", "delete", names[0]], capture_output=True)
         subprocess.run(["ip", "link", "delete", names[1]], capture_output=True)
