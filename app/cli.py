@@ -1,4 +1,5 @@
-"""Commands: ``flask keys create|list|revoke``, ``flask models download``, ``flask dev-banner``."""
+"""Commands: ``flask keys create|list|revoke``, ``flask models download``, ``flask files
+backfill``, ``flask dev-banner``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from app.store import apikeys
 
 keys = AppGroup("keys", help="Create, list and revoke API keys.")
 models = AppGroup("models", help="Pose model weights.")
+files = AppGroup("files", help="Stored files.")
 
 
 def _services():
@@ -72,6 +74,21 @@ def models_download(model_dir: str | None, base_url: str | None, sums: tuple[str
         click.echo(f"ok  {path}")
 
 
+@files.command("backfill")
+@click.option("--ttl", type=click.IntRange(min=1), default=None,
+              help="Seconds from now the files found get (default POSEHOOK_REQUEST_TTL: no "
+                   "request still alive can point at a file that goes first).")
+@click.option("--batch", type=click.IntRange(1, 1000), default=500, show_default=True,
+              help="Files listed and indexed per Redis call.")
+def files_backfill(ttl: int | None, batch: int) -> None:
+    """Give every stored file with no owner one (files stored before retention existed)."""
+    from app.retention import backfill
+
+    done = backfill(_services(), ttl=ttl, batch=batch)
+    click.echo(f"{done['seen']} stored file(s), {done['indexed']} newly indexed; the janitor "
+               "deletes them once their expiry passes")
+
+
 @click.command("dev-banner")
 @with_appcontext
 def dev_banner() -> None:
@@ -125,4 +142,5 @@ def register(app: Flask) -> None:
     """Add the commands to the app's CLI."""
     app.cli.add_command(keys)
     app.cli.add_command(models)
+    app.cli.add_command(files)
     app.cli.add_command(dev_banner)

@@ -73,3 +73,35 @@ def clean(services: Services, now: float | None = None) -> dict[str, int]:
     if deleted:
         log.info("janitor deleted %d expired file(s)", deleted)
     return {"deleted": deleted, "due": files.usage(services.redis, now)["due"]}
+
+
+BACKFILL_OWNER = "backfill"
+"""The owner of a file found in storage with no owner on record (stored before the index)."""
+
+
+def backfill(services: Services, ttl: float | None = None, now: float | None = None,
+             batch: int = BATCH) -> dict[str, int]:
+    """Index every stored file that has no owner yet: it expires ``ttl`` from now.
+
+    For files stored before the index existed. The default ``ttl`` is the request TTL, so no
+    request record still alive can point at a file that goes first. Batched (one listing
+    page and one Redis call per ``batch`` files), and safe to run again or beside the
+    service: a file already indexed keeps its owner and expiry.
+
+    Returns:
+        ``{"seen": files in storage, "indexed": files this run gave an owner}``.
+    """
+    now = time.time() if now is None else now
+    until = now + (services.settings.request_ttl if ttl is None else ttl)
+    seen = indexed = 0
+    pending: list[tuple[str, int]] = []
+    for found in services.storage.list_files():
+        pending.append(found)
+        if len(pending) >= batch:
+            indexed += files.adopt(services.redis, pending, BACKFILL_OWNER, until)
+            seen += len(pending)
+            pending = []
+    indexed += files.adopt(services.redis, pending, BACKFILL_OWNER, until)
+    seen += len(pending)
+    log.info("retention backfill: %d stored file(s), %d newly indexed", seen, indexed)
+    return {"seen": seen, "indexed": indexed}

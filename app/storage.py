@@ -1,7 +1,8 @@
 """File storage: uploaded inputs and result images, under unguessable keys.
 
 Two backends behind one small interface (``put``, ``stat``, ``open``, ``read``, ``delete``,
-``url_for``, ``key_from_url``, ``presigned_url``): a local directory (the default) and an
+``url_for``, ``key_from_url``, ``presigned_url``, and fal's multipart uploads: ``put_part``,
+``assemble``, ``drop_stale_parts``): a local directory (the default) and an
 S3-compatible bucket (``POSEHOOK_STORAGE_URL=s3://bucket/prefix``). Either way a file's public
 URL is ours, ``<public base>/files/<key>``: served from here, or answered with a redirect to a
 short-lived presigned URL when ``POSEHOOK_STORAGE_PRESIGN`` is set.
@@ -19,11 +20,9 @@ import shutil
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
-
-from app.errors import UnavailableError
 
 UPLOAD_SLOT_SECONDS = 3600
 """How long a fal-style upload slot (and a multipart upload's parts) waits for its bytes."""
@@ -91,21 +90,6 @@ class _Storage:
     def presigned_url(self, key: str) -> str | None:
         """Return a short-lived direct URL of the file, or None (served by us)."""
         return None
-
-    def put_part(self, upload: str, number: int, data: bytes) -> str:
-        """Keep one part of a multipart upload (the local directory only, for now)."""
-        raise UnavailableError("fal's multipart upload is served only when files are kept in "
-                               "a local directory; upload the file in one PUT")
-
-    def assemble(self, upload: str, parts: list[tuple[int, str]], content_type: str,
-                 file_name: str, key: str, expires_at: float | None = None) -> StoredFile | None:
-        """Join a multipart upload's parts (the local directory only, for now)."""
-        raise UnavailableError("fal's multipart upload is served only when files are kept in "
-                               "a local directory")
-
-    def drop_stale_parts(self, before: float) -> int:
-        """Remove abandoned multipart parts; none are kept outside a local directory."""
-        return 0
 
     def path_of(self, key: str) -> str | None:
         """Return the local path of a stored file (served with send_file), or None."""
@@ -240,6 +224,14 @@ class LocalStorage(_Storage):
         if not is_key(upload):
             raise ValueError("invalid upload id")
         return os.path.join(self.root, ".parts", upload)
+
+    def list_files(self) -> Iterator[tuple[str, int]]:
+        """Yield (key, size) of every stored file (not metadata, parts or files being written)."""
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if is_key(entry.name) and not entry.name.endswith(".meta") and entry.is_file():
+                    with contextlib.suppress(OSError):  # deleted meanwhile
+                        yield entry.name, entry.stat().st_size
 
     def delete(self, keys: Iterable[str]) -> int:
         """Delete files (and their metadata); a file already gone counts as deleted."""

@@ -17,6 +17,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    peer: str = ""
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     url: str = ""
     on_request: Callable[[Received], None] | None = None
+    host: str = "127.0.0.1"
 
     def start(self) -> Sink:
         sink = self
@@ -40,7 +42,8 @@ class Sink:
             def do_POST(self):  # noqa: N802 - the stdlib's name
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
-                got = Received(self.path, dict(self.headers.items()), body, time.time())
+                got = Received(self.path, dict(self.headers.items()), body, time.time(),
+                               self.client_address[0])
                 sink.received.append(got)
                 if sink.on_request is not None:
                     sink.on_request(got)
@@ -65,10 +68,10 @@ class Sink:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.url = f"http://{self.host}:{self.server.server_address[1]}/hook"
         return self
 
     def stop(self) -> None:
@@ -76,13 +79,14 @@ class Sink:
         self.server.server_close()
 
 
-def serve_photo(data: bytes, delay: float = 0.0,
-                before: Callable[[], None] | None = None) -> tuple[http.server.HTTPServer, str]:
-    """Serve ``data`` as a JPEG on 127.0.0.1 after ``delay`` s (``before`` runs first, while
+def serve_photo(data: bytes, delay: float = 0.0, before: Callable[[], None] | None = None,
+                host: str = "127.0.0.1") -> tuple[http.server.HTTPServer, str]:
+    """Serve ``data`` as a JPEG on ``host`` after ``delay`` s (``before`` runs first, while
     the downloader waits); return the server and the photo's URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the stdlib's name
+            server.peers.append(self.client_address[0])
             if before is not None:
                 before()
             time.sleep(delay)
@@ -95,6 +99,7 @@ def serve_photo(data: bytes, delay: float = 0.0,
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    server.peers = []  # who fetched the photo
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
+    return server, f"http://{host}:{server.server_address[1]}/photo.jpg"

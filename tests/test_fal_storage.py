@@ -12,6 +12,8 @@ from app.models import Status
 from app.store import requests as store
 from tests.test_api_fal import SUBMIT, call
 
+BOTH = pytest.mark.parametrize("storage_kind", ["local", "s3"], indirect=True)
+
 INITIATE = "https://rest.fal.ai/storage/upload/initiate?storage_type=fal-cdn-v3"
 
 
@@ -78,7 +80,20 @@ def initiate_multipart(live, api_key, content_type: str = "application/zip") -> 
     return slot.json()
 
 
-def test_a_multipart_upload_joins_its_parts_in_order(live, api_key):
+def parts_kept(services) -> list[str]:
+    """The parts of unfinished multipart uploads, wherever the storage keeps them."""
+    storage = services.storage
+    if not hasattr(storage, "client"):
+        folder = Path(services.settings.files_dir) / ".parts"
+        return sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    listed = storage.client.list_objects_v2(Bucket=storage.bucket, Prefix=storage.prefix)
+    uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
+    return sorted(o["Key"] for o in listed.get("Contents", []) if "/.parts/" in o["Key"]) + [
+        u["UploadId"] for u in uploads]
+
+
+@BOTH
+def test_a_multipart_upload_joins_its_parts_in_order(live, api_key, services):
     slot = initiate_multipart(live, api_key)
     chunks = [b"first-" * 1000, b"second-" * 1000, b"third"]
     parts = []
@@ -90,11 +105,45 @@ def test_a_multipart_upload_joins_its_parts_in_order(live, api_key):
     assert done.status_code == 200, done.text
     got = httpx.get(slot["file_url"])
     assert got.content == b"".join(chunks) and got.headers["content-type"] == "application/zip"
+    assert "big.zip" in got.headers["content-disposition"]
     again = httpx.post(slot["upload_url"] + "/complete", json={"parts": parts[1:]})
     assert again.status_code == 404  # used once
+    assert parts_kept(services) == []
 
 
-def test_a_multipart_upload_with_a_wrong_or_missing_part_stores_nothing(live, api_key):
+@pytest.mark.parametrize("storage_kind", ["s3"], indirect=True)
+def test_parts_of_fals_size_are_joined_inside_the_bucket(live, api_key, services):
+    from app.storage_s3 import MIN_PART
+
+    slot = initiate_multipart(live, api_key)
+    chunks = [b"a" * MIN_PART, b"b" * (MIN_PART + 7), b"tail"]  # S3's floor but for the last
+    parts = [httpx.put(f"{slot['upload_url']}/{n}", content=c, timeout=60).json()
+             for n, c in enumerate(chunks, 1)]
+    done = httpx.post(slot["upload_url"] + "/complete", json={"parts": parts}, timeout=60)
+    assert done.status_code == 200, done.text
+    got = httpx.get(slot["file_url"], timeout=60)
+    assert got.status_code == 200 and got.content == b"".join(chunks)
+    key = slot["file_url"].rsplit("/", 1)[1]
+    head = services.storage.client.head_object(Bucket=services.storage.bucket,
+                                               Key=services.storage.prefix + key)
+    assert head["ETag"].strip('"').endswith("-3")  # S3's mark of a three-part object
+    assert parts_kept(services) == []
+
+
+@BOTH
+def test_a_part_sent_again_after_it_was_named_is_not_joined(live, api_key, services):
+    slot = initiate_multipart(live, api_key)
+    named = httpx.put(f"{slot['upload_url']}/1", content=b"first").json()
+    assert httpx.put(f"{slot['upload_url']}/1", content=b"other").status_code == 200
+    done = httpx.post(slot["upload_url"] + "/complete", json={"parts": [named]})
+    assert done.status_code == 422 and "not the one uploaded" in done.text
+    assert httpx.get(slot["file_url"]).status_code == 404
+    assert parts_kept(services) == []
+
+
+@BOTH
+def test_a_multipart_upload_with_a_wrong_or_missing_part_stores_nothing(live, api_key,
+                                                                        services):
     slot = initiate_multipart(live, api_key)
     part = httpx.put(f"{slot['upload_url']}/1", content=b"abc").json()
     done = httpx.post(slot["upload_url"] + "/complete",
@@ -106,6 +155,7 @@ def test_a_multipart_upload_with_a_wrong_or_missing_part_stores_nothing(live, ap
     wrong = httpx.post(bad["upload_url"] + "/complete",
                        json={"parts": [{"partNumber": 1, "etag": "0" * 32}]})
     assert wrong.status_code == 422 and httpx.get(bad["file_url"]).status_code == 404
+    assert parts_kept(services) == []
 
 
 class TestALimitOfTenBytes:
@@ -146,14 +196,15 @@ def test_a_lifecycle_preference_fal_would_not_take_is_a_422(live, api_key, value
     assert answer.json()["detail"][0]["loc"] == ["header", "x-fal-object-lifecycle"]
 
 
+@BOTH
 def test_the_sweeper_drops_the_parts_of_a_multipart_upload_never_completed(live, api_key,
                                                                            services):
     from jobs import sweep
 
     slot = initiate_multipart(live, api_key)
-    assert httpx.put(f"{slot['upload_url']}/1", content=b"abc").status_code == 200
-    parts = Path(services.settings.files_dir) / ".parts"
-    assert len(list(parts.iterdir())) == 1
+    for number in (1, 2):
+        assert httpx.put(f"{slot['upload_url']}/{number}", content=b"abc").status_code == 200
+    assert len(parts_kept(services)) == 2
     assert sweep.sweep()["stale_parts"] == 0  # still within its slot's hour
     later = time.time() + 3601
-    assert sweep.sweep(later)["stale_parts"] == 1 and list(parts.iterdir()) == []
+    assert sweep.sweep(later)["stale_parts"] == 1 and parts_kept(services) == []

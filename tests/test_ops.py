@@ -69,3 +69,17 @@ def test_metrics_say_redis_is_down_with_a_503(overrides, redis):
     app = create_app({**overrides, "redis_url": "redis://127.0.0.1:9/0"})  # nothing listens
     answer = app.test_client().get("/metrics")
     assert answer.status_code == 503 and b"posehook_up 0" in answer.data
+
+
+def test_every_metric_and_queue_is_explained_in_the_deployment_guide(app):
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "deploy.md").read_text()
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    names = set(re.findall(r"^# TYPE (\w+) ", text, re.M))
+    queue_names = set(re.findall(r'queue="([\w-]+)"', text))
+    assert len(names) >= 10 and "posehook_storage_files_expired" in names
+    documented = set(re.findall(r"^\| `(posehook_\w+)", guide, re.M))
+    assert names == documented  # a new metric gets its row (and its alarm) in docs/deploy.md
+    assert all(f"`{q}`" in guide for q in queue_names)

@@ -135,3 +135,53 @@ def test_a_fal_storage_upload_is_an_upload_until_used(live, api_key, services, s
     assert files.facts(services.redis, key)["owner"] == "upload"
     assert httpx.get(started.json()["file_url"]).content == sample_bytes
 
+
+
+@BOTH
+def test_the_backfill_gives_files_stored_before_the_index_an_owner_once(
+        app, services, sample_bytes, run_jobs):
+    storage = services.storage
+    # Stored as before retention existed: in storage, nowhere in the index.
+    old = [storage.put(sample_bytes[:n], "image/jpeg") for n in (100, 200, 300, 400, 500)]
+    tracked = storage.put(sample_bytes, "image/jpeg")
+    retention.keep_upload(services, tracked)
+    kept_until = files.facts(services.redis, tracked.key)["until"]
+    ttl, now = 3600, time.time()
+
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["files", "backfill", "--ttl", str(ttl), "--batch", "2"])
+    assert first.exit_code == 0, first.output
+    assert "6 stored file(s), 5 newly indexed" in first.output
+    for stored in old:
+        facts = files.facts(services.redis, stored.key)
+        assert facts["owner"] == "backfill" and int(facts["size"]) == stored.file_size
+        assert now + ttl <= facts["until"] <= time.time() + ttl
+    assert files.facts(services.redis, tracked.key) == {
+        "owner": "upload", "size": str(len(sample_bytes)), "until": kept_until}
+    usage = files.usage(services.redis, now)
+    assert usage["files"] == 6 and usage["bytes"] == 1500 + len(sample_bytes)
+
+    again = retention.backfill(services, ttl=10 * ttl, batch=4)
+    assert again == {"seen": 6, "indexed": 0}  # nothing changes the second time
+    assert files.usage(services.redis, now)["bytes"] == 1500 + len(sample_bytes)
+    assert files.facts(services.redis, old[0].key)["until"] <= time.time() + ttl
+
+    sweep_at(run_jobs, time.time() + ttl + 1)  # the janitor deletes them when they are due
+    assert all(storage.stat(s.key) is None for s in old)
+    assert storage.stat(tracked.key) is not None  # the upload TTL (a day) is not over yet
+
+
+@BOTH
+def test_the_backfill_leaves_multipart_parts_and_metadata_alone(services, sample_bytes):
+    storage = services.storage
+    stored = storage.put(sample_bytes, "application/octet-stream")  # a key with no suffix
+    storage.put_part("P" * 32, 1, b"part")
+    assert retention.backfill(services) == {"seen": 1, "indexed": 1}
+    facts = files.facts(services.redis, stored.key)
+    assert facts["until"] >= time.time() + services.settings.request_ttl - 60
+    assert list(storage.list_files()) == [(stored.key, len(sample_bytes))]
+
+
+def test_the_backfill_command_refuses_a_ttl_that_is_not_positive(app):
+    answer = app.test_cli_runner().invoke(args=["files", "backfill", "--ttl", "0"])
+    assert answer.exit_code == 2 and "--ttl" in answer.output

@@ -68,11 +68,44 @@ return forgotten
 """)
 
 
+_ADOPT = script("""
+-- KEYS[1] files:expiry, KEYS[2] files:deleting, KEYS[3] files:bytes, KEYS[4..] file hashes
+-- ARGV[1] owner, ARGV[2] keep until (s), then storage key and size of each file in turn
+local adopted = 0
+for i = 4, #KEYS do
+  local key, size = ARGV[2 * i - 5], ARGV[2 * i - 4]
+  if not redis.call('ZSCORE', KEYS[1], key) and not redis.call('ZSCORE', KEYS[2], key) then
+    redis.call('INCRBY', KEYS[3], size)
+    redis.call('HSET', KEYS[i], 'size', size, 'owner', ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[2], key)
+    adopted = adopted + 1
+  end
+end
+return adopted
+""")
+
+
 def keep(r: Redis, storage_key: str, owner: str, size: int, until: float) -> bool:
     """Record (or extend) a file's owner and expiry; False when it is being deleted."""
     return bool(_KEEP(keys=[key_for_file(storage_key), key_for_files_expiry(),
                             key_for_files_deleting(), key_for_files_bytes()],
                       args=[storage_key, owner, int(size), repr(float(until))], client=r))
+
+
+def adopt(r: Redis, found: list[tuple[str, int]], owner: str, until: float) -> int:
+    """Index the files of ``found`` (key, size) that are not indexed yet; return how many.
+
+    A file already indexed (or being deleted) keeps its owner and expiry: adopting twice
+    changes nothing.
+    """
+    if not found:
+        return 0
+    args = [owner, repr(float(until))]
+    for storage_key, size in found:
+        args += [storage_key, int(size)]
+    return int(_ADOPT(keys=[key_for_files_expiry(), key_for_files_deleting(),
+                            key_for_files_bytes(), *(key_for_file(k) for k, _ in found)],
+                      args=args, client=r))
 
 
 def take_due(r: Redis, now: float, limit: int, lease: float) -> list[str]:
