@@ -15,9 +15,11 @@ import numpy as np
 
 from app.engine.types import Engine, PoseResult
 
-__all__ = ["Engine", "PoseResult", "Rendering", "load_engine", "render", "OPTION_LIMITS"]
+__all__ = ["Engine", "PoseResult", "Rendering", "load_engine", "render", "OPTION_LIMITS",
+           "KEYPOINTS_FORMATS"]
 
 OPTION_LIMITS = {"detect_resolution": (0, 2048), "image_resolution": (64, 4096)}
+KEYPOINTS_FORMATS = ("openpose", "coco_wholebody")  # the first is the default
 DWPOSE_FILES = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
 
 _cache: dict[tuple[str, str], Engine] = {}
@@ -98,7 +100,8 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
 
     As DWPose's annotators do: the picture is drawn on the (64-padded) detection image, the
     padding cropped, and the picture resized to the output size with INTER_LINEAR, so sticks
-    and dots grow with the output. The keypoints are given in output pixels.
+    and dots grow with the output. The keypoints are given in output pixels, as OpenPose JSON
+    or, with ``keypoints_format`` ``coco_wholebody``, as 133 COCO-WholeBody points a person.
     """
     import cv2
 
@@ -120,6 +123,7 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
         out_w, out_h = width, height
     from app.engine.draw import MODES, draw_masks, draw_pose
     from app.engine.openpose_json import to_openpose
+    from app.engine.wholebody_json import to_wholebody
 
     # The mode says what is drawn (full-pose by default); include_* leave parts out of it.
     kind, drawn = MODES[options.get("draw_mode") or "full-pose"]
@@ -134,5 +138,9 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
     if (out_w, out_h) != (seen_w, seen_h):
         picture = cv2.resize(picture, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     people = [_scaled(p, out_w / seen_w, out_h / seen_h) for p in people]
-    return Rendering(picture, to_openpose(people, out_w, out_h, **parts), engine.name,
-                     engine.version)
+    keypoints_format = options.get("keypoints_format") or KEYPOINTS_FORMATS[0]
+    if keypoints_format not in KEYPOINTS_FORMATS:
+        raise ValueError(f"keypoints_format must be one of {', '.join(KEYPOINTS_FORMATS)}")
+    document = (to_wholebody if keypoints_format == "coco_wholebody" else to_openpose)(
+        people, out_w, out_h, **parts)
+    return Rendering(picture, document, engine.name, engine.version)

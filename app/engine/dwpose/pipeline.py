@@ -8,26 +8,17 @@ import numpy as np
 
 from app.engine.dwpose.detect import Detector
 from app.engine.dwpose.pose import PoseModel
-from app.engine.layout import THRESHOLD
 from app.engine.types import PoseResult
+from app.engine.wholebody_json import pose_from_wholebody
 
 DETECTOR_FILE = "yolox_l.onnx"
 POSE_FILE = "dw-ll_ucoco_384.onnx"
-
-# After inserting the neck at 17, these rows take their OpenPose places (DWPose's remap).
-_TO = [1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17]
-_FROM = [17, 6, 8, 10, 7, 9, 12, 14, 16, 13, 15, 2, 1, 4, 3]
 
 
 def to_openpose(points: np.ndarray, scores: np.ndarray) -> list[PoseResult]:
     """Map COCO-WholeBody (N, 133, 2) points and (N, 133) scores to OpenPose PoseResults."""
     info = np.concatenate((points, scores[..., None]), axis=-1)
-    neck = info[:, [5, 6]].mean(axis=1)
-    neck[:, 2] = ((info[:, 5, 2] > THRESHOLD) & (info[:, 6, 2] > THRESHOLD)).astype(float)
-    info = np.insert(info, 17, neck, axis=1)
-    info[:, _TO] = info[:, _FROM]
-    return [PoseResult(body=p[0:18].copy(), feet=p[18:24].copy(), face=p[24:92].copy(),
-                       left_hand=p[92:113].copy(), right_hand=p[113:134].copy()) for p in info]
+    return [pose_from_wholebody(person) for person in info]
 
 
 def providers() -> list[str]:
