@@ -20,9 +20,9 @@ __all__ = ["Engine", "PoseResult", "Rendering", "load_engine", "render", "OPTION
 
 OPTION_LIMITS = {"detect_resolution": (0, 2048), "image_resolution": (64, 4096)}
 KEYPOINTS_FORMATS = ("openpose", "coco_wholebody")  # the first is the default
-DWPOSE_FILES = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
+DWPOSE_MODELS = ("yolox-l", "dwpose-l-384")  # the dwpose engine's default detector and pose
 
-_cache: dict[tuple[str, str], Engine] = {}
+_cache: dict[tuple[str, ...], Engine] = {}
 _lock = threading.Lock()
 
 
@@ -35,17 +35,27 @@ class Rendering(NamedTuple):
     engine_version: str
 
 
-def has_dwpose_weights(model_dir: str | None) -> bool:
-    """Return True when both DWPose ONNX files are in ``model_dir``."""
+def _dwpose_files(models: tuple[str, str]) -> list[str]:
+    from app.engine.dwpose.registry import spec
+
+    return [spec(models[0], "detector").file, spec(models[1], "pose").file]
+
+
+def has_dwpose_weights(model_dir: str | None, models: tuple[str, str] = DWPOSE_MODELS) -> bool:
+    """Return True when the (detector, pose) models' ONNX files are both in ``model_dir``."""
     return bool(model_dir) and all(os.path.isfile(os.path.join(model_dir, f))
-                                   for f in DWPOSE_FILES)
+                                   for f in _dwpose_files(models))
 
 
-def load_engine(name: str = "auto", model_dir: str | None = None) -> Engine:
-    """Return a loaded engine: ``auto`` takes dwpose when its weights are there, else mediapipe."""
+def load_engine(name: str = "auto", model_dir: str | None = None,
+                models: tuple[str, str] = DWPOSE_MODELS) -> Engine:
+    """Return a loaded engine: ``auto`` takes dwpose when its weights are there, else mediapipe.
+
+    ``models`` names the dwpose engine's detector and pose model (app.engine.dwpose.registry).
+    """
     if name == "auto":
-        name = "dwpose" if has_dwpose_weights(model_dir) else "mediapipe"
-    key = (name, model_dir or "")
+        name = "dwpose" if has_dwpose_weights(model_dir, models) else "mediapipe"
+    key = (name, model_dir or "", *models)
     with _lock:
         if key not in _cache:
             if name == "mediapipe":
@@ -59,11 +69,11 @@ def load_engine(name: str = "auto", model_dir: str | None = None) -> Engine:
             elif name == "dwpose":
                 from app.engine.dwpose.pipeline import DWPoseEngine
 
-                if not has_dwpose_weights(model_dir):
+                if not has_dwpose_weights(model_dir, models):
                     raise FileNotFoundError(
-                        f"DWPose weights {', '.join(DWPOSE_FILES)} not found in "
+                        f"DWPose weights {', '.join(_dwpose_files(models))} not found in "
                         f"{model_dir!r}: run 'flask models download' or set DWPOSE_MODEL_DIR")
-                _cache[key] = DWPoseEngine(model_dir)
+                _cache[key] = DWPoseEngine(model_dir, *models)
             else:
                 raise ValueError(f"unknown engine {name!r}")
         return _cache[key]

@@ -1,18 +1,31 @@
-"""The DWPose engine: two ONNX Runtime sessions (CUDA when present) and the 133 → OpenPose map."""
+"""The DWPose engine: a YOLOX detector and a SimCC whole-body model on ONNX Runtime.
+
+Which models: names from ``registry.MODELS`` (DWPose t/s/m/l, RTMW l/x; YOLOX l/m/tiny).
+Where they run: the best execution provider this onnxruntime build has, in the order of
+``PROVIDER_ORDER`` (CPU last, always), and the providers the sessions really took are named
+in the engine's version, so the logs, ``/readyz`` and every result's ``engine`` say it.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
 from app.engine.dwpose.detect import Detector
 from app.engine.dwpose.pose import PoseModel
+from app.engine.dwpose.registry import DEFAULT_DETECTOR, DEFAULT_POSE, spec
 from app.engine.types import PoseResult
 from app.engine.wholebody_json import pose_from_wholebody
 
-DETECTOR_FILE = "yolox_l.onnx"
-POSE_FILE = "dw-ll_ucoco_384.onnx"
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                  "OpenVINOExecutionProvider", "CoreMLExecutionProvider",
+                  "DmlExecutionProvider", "CPUExecutionProvider")
+# Short names for the engine's version string.
+PROVIDER_NAMES = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
+                  "OpenVINOExecutionProvider": "openvino", "CoreMLExecutionProvider": "coreml",
+                  "DmlExecutionProvider": "directml", "CPUExecutionProvider": "cpu"}
 
 
 def to_openpose(points: np.ndarray, scores: np.ndarray) -> list[PoseResult]:
@@ -21,33 +34,50 @@ def to_openpose(points: np.ndarray, scores: np.ndarray) -> list[PoseResult]:
     return [pose_from_wholebody(person) for person in info]
 
 
+def choose_providers(available: Sequence[str]) -> list[str]:
+    """Return the providers to ask for, best first, from those a build has; CPU always last."""
+    return [p for p in PROVIDER_ORDER if p in available or p == "CPUExecutionProvider"]
+
+
 def providers() -> list[str]:
-    """Return ONNX Runtime providers: CUDA first when this build and machine have it."""
+    """Return the providers to ask this onnxruntime for."""
     import onnxruntime
 
-    available = onnxruntime.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return choose_providers(onnxruntime.get_available_providers())
 
 
 class DWPoseEngine:
-    """YOLOX-L boxes, then DW-LL 384x288 whole-body points per person."""
+    """YOLOX person boxes, then whole-body points for all people of a picture at once."""
 
     name = "dwpose"
     sees_padding = True  # YOLOX runs on the 64-padded image, as sane's DWPose does
-    version = "yolox-l+dw-ll-ucoco-384"
 
-    def __init__(self, model_dir: str, detector_file: str = DETECTOR_FILE,
-                 pose_file: str = POSE_FILE) -> None:
+    def __init__(self, model_dir: str, detector: str = DEFAULT_DETECTOR,
+                 pose: str = DEFAULT_POSE) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         chosen = providers()
-        self.detector = Detector(onnxruntime.InferenceSession(
-            os.path.join(model_dir, detector_file), options, providers=chosen))
-        self.pose = PoseModel(onnxruntime.InferenceSession(
-            os.path.join(model_dir, pose_file), options, providers=chosen))
-        self.providers = chosen
+        det, body = spec(detector, "detector"), spec(pose, "pose")
+        det_session = onnxruntime.InferenceSession(
+            os.path.join(model_dir, det.file), options, providers=chosen)
+        pose_session = onnxruntime.InferenceSession(
+            os.path.join(model_dir, body.file), options, providers=chosen)
+        self.detector = Detector(det_session, det.input_size[::-1])
+        self.pose = PoseModel(pose_session, body.input_size)
+        # What the sessions really run on (a CUDA build without a GPU falls back to CPU).
+        self.providers = list(dict.fromkeys(det_session.get_providers()
+                                            + pose_session.get_providers()))
+        on = "+".join(PROVIDER_NAMES.get(p, p) for p in self.providers)
+        self.version = f"{detector}+{pose}@{on}"
+
+    def warm(self) -> None:
+        """Run both models once on a blank picture, so the first request pays no start-up."""
+        height, width = self.detector.size
+        blank = np.zeros((height, width, 3), dtype=np.uint8)
+        self.detector(blank)
+        self.pose(blank, np.array([[0.0, 0.0, width / 2, height], [width / 2, 0, width, height]]))
 
     def __call__(self, image: np.ndarray) -> list[PoseResult]:
         """Return one PoseResult per person found (none: an empty list, a black picture)."""
