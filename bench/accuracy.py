@@ -1,7 +1,8 @@
 """Body accuracy and warm latency of the engines on annotated photos; numbers, never asserts.
 
 ``.venv/bin/python -m bench.accuracy --data DIR`` where DIR is mmpose's ``tests/data`` (see
-docs/benchmarks.md for how to get it). Every photo goes through ``app.engine.render`` at
+docs/benchmarks.md for how to get it); hands and faces NME are in ``bench.parts``. Every
+photo goes through ``app.engine.render`` at
 ``detect_resolution`` 512 with the output at the photo's own size, so keypoints are in the
 photo's pixels. The datasets label different joints; the 12 limb joints every one of them has
 (shoulders, elbows, wrists, hips, knees, ankles) are scored, with COCO's OKS sigmas for them:
@@ -286,12 +287,16 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="mmpose's tests/data")
     parser.add_argument("--runs", type=int, default=20, help="latency rounds (0: none)")
+    parser.add_argument("--only", choices=("body", "parts"), help="one table, not all")
     args = parser.parse_args()
-    print("\n### Body accuracy (12 limb joints)\n")
-    print("\n".join(accuracy(args.data)))
-    if args.runs:
-        print("\n### Warm latency at 512, interleaved\n")
-        print("\n".join(latency(args.runs)))
+    if args.only != "parts":
+        print("\n### Body accuracy (12 limb joints)\n\n" + "\n".join(accuracy(args.data)))
+    if args.only != "body":
+        from bench.parts import table
+
+        print("\n### Hands and faces (NME)\n\n" + "\n".join(table(args.data, engines())))
+    if args.runs and not args.only:
+        print("\n### Warm latency at 512, interleaved\n\n" + "\n".join(latency(args.runs)))
 
 
 if __name__ == "__main__":
