@@ -173,3 +173,17 @@ def test_flask_models_download_of_registry_models(server, tmp_path, app):
     assert trusted.exit_code == 0, trusted.output
     assert sha256(server.model_bytes) in trusted.output
     assert runner.invoke(args=args[:-1] + ["dwpose-xl"]).exit_code == 2
+
+
+def test_the_engine_refuses_weights_that_changed_since_they_were_downloaded(server, tmp_path):
+    from app.engine import load_engine
+    from tests.test_engine_dwpose_models import install
+
+    target = tmp_path / "models"
+    download_weights(str(target), names=[ARCHIVED], base_url=server.url, progress=False,
+                     trust_first=True)
+    install(target, "yolox-tiny", "dwpose-m-256")  # a different model in the downloaded place
+    with pytest.raises(ChecksumError, match="dwpose-m-256.onnx does not match"):
+        load_engine("dwpose", str(target), ("yolox-tiny", "dwpose-m-256"))
+    (target / "SHA256SUMS").unlink()  # files put there by hand are the operator's to vouch for
+    assert load_engine("dwpose", str(target), ("yolox-tiny", "dwpose-m-256")).name == "dwpose"

@@ -68,11 +68,14 @@ def load_engine(name: str = "auto", model_dir: str | None = None,
                 _cache[key] = HolisticEngine()
             elif name == "dwpose":
                 from app.engine.dwpose.pipeline import DWPoseEngine
+                from app.engine.dwpose.weights import verify_weights
 
                 if not has_dwpose_weights(model_dir, models):
                     raise FileNotFoundError(
                         f"DWPose weights {', '.join(_dwpose_files(models))} not found in "
                         f"{model_dir!r}: run 'flask models download' or set DWPOSE_MODEL_DIR")
+                # Files the download command installed are checked against what it recorded.
+                verify_weights(model_dir, _dwpose_files(models), published=False)
                 _cache[key] = DWPoseEngine(model_dir, *models)
             else:
                 raise ValueError(f"unknown engine {name!r}")

@@ -170,11 +170,14 @@ def download_weights(model_dir: str, *, names: Iterable[str] = (DEFAULT_DETECTOR
     return paths
 
 
-def verify_weights(model_dir: str, files: Iterable[str] = FILES) -> None:
-    """Check installed files against their recorded (else published) sums; raise on mismatch."""
+def verify_weights(model_dir: str, files: Iterable[str] = FILES, *,
+                   published: bool = True) -> None:
+    """Check installed files against their recorded sums (and, with ``published``, a file with
+    none recorded against the registry's); raise ChecksumError on a mismatch."""
     recorded = read_sums(model_dir)
-    published = {m.file: m.sha256 for m in MODELS.values() if m.sha256 and not m.member}
+    known = {m.file: m.sha256 for m in MODELS.values() if m.sha256 and not m.member}
     for name in files:
-        expected = recorded.get(name) or published.get(name)
+        expected = recorded.get(name) or (known.get(name) if published else None)
         if expected and file_sha256(os.path.join(model_dir, name)) != expected:
-            raise ChecksumError(f"{name} does not match its SHA-256 {expected}")
+            raise ChecksumError(f"{os.path.join(model_dir, name)} does not match its SHA-256 "
+                                f"{expected}: download it again (flask models download)")
