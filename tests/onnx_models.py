@@ -43,6 +43,19 @@ def _save(graph: onnx.GraphProto, path: str) -> str:
     return path
 
 
+def _save_simcc(path: str, name: str, nodes: list, inits: list, batch: int | str,
+                size: tuple[int, int]) -> str:
+    """Save a graph with SimCC's input [N, 3, h, w] and outputs [N, 133, 2w], [N, 133, 2h]."""
+    width, height = size
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, height, width])],
+        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [batch, 133, 2 * width]),
+         helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [batch, 133, 2 * height])],
+        inits)
+    return _save(graph, path)
+
+
 def detector_row(box: tuple[float, float, float, float], ratio: float, score: float = 0.9,
                  cls: int = 0, stride: int = 32, size: int = 640) -> tuple[int, np.ndarray]:
     """Return (anchor, raw 85-row) that decodes to ``box`` (image pixels) at ``ratio``."""
@@ -86,7 +99,6 @@ def pose(path: str, peaks_x: np.ndarray, peaks_y: np.ndarray, batch: int | str =
     With ``mark_batch`` every bin is raised by 0.01 x the batch it is run with, so a point's
     score says how many crops shared its call.
     """
-    width, height = size
     inits = [numpy_helper.from_array(peaks_x[None].astype(np.float32), "cx"),
              numpy_helper.from_array(peaks_y[None].astype(np.float32), "cy"),
              numpy_helper.from_array(np.array([-1, 1, 1], dtype=np.int64), "zero_shape"),
@@ -103,13 +115,7 @@ def pose(path: str, peaks_x: np.ndarray, peaks_y: np.ndarray, batch: int | str =
     offset = "offset" if mark_batch else "zero"
     nodes += [helper.make_node("Add", ["cx", offset], ["simcc_x"]),
               helper.make_node("Add", ["cy", offset], ["simcc_y"])]
-    graph = helper.make_graph(
-        nodes, "simcc_standin",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, height, width])],
-        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [batch, 133, 2 * width]),
-         helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [batch, 133, 2 * height])],
-        inits)
-    return _save(graph, path)
+    return _save_simcc(path, "simcc_standin", nodes, inits, batch, size)
 
 
 def peaks(points: dict[int, tuple[int, int]], value_x: float = 0.9, value_y: float = 0.9,
@@ -120,3 +126,28 @@ def peaks(points: dict[int, tuple[int, int]], value_x: float = 0.9, value_y: flo
         sx[k, 2 * x] = value_x
         sy[k, 2 * y] = value_y
     return sx, sy
+
+
+def locator(path: str, size: tuple[int, int] = (288, 384), batch: int | str = "batch") -> str:
+    """A SimCC model of input ``size`` (w, h) that finds the brightest spot of the crop.
+
+    Every keypoint's x map is the crop's first channel maxed over rows, each bin given twice
+    (SimCC's split ratio 2), and likewise y: so each point lands on the brightest pixel, and
+    the whole chain (box, aspect, warp, normalisation, decode, back to the image) is tested.
+    """
+    inits = [numpy_helper.from_array(np.array([0], dtype=np.int64), "c0"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "c1"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+             numpy_helper.from_array(np.array([1, 1, 1, 2], dtype=np.int64), "twice"),
+             numpy_helper.from_array(np.array([0, 1, -1], dtype=np.int64), "flat"),
+             numpy_helper.from_array(np.array([1, 133, 1], dtype=np.int64), "points")]
+    nodes = [helper.make_node("Slice", ["input", "c0", "c1", "axis1"], ["first"])]
+    for axis, name in ((2, "simcc_x"), (3, "simcc_y")):
+        nodes += [helper.make_node("ReduceMax", ["first"], [f"{name}_p"], axes=[axis],
+                                   keepdims=0),
+                  helper.make_node("Unsqueeze", [f"{name}_p", "minus1"], [f"{name}_u"]),
+                  helper.make_node("Expand", [f"{name}_u", "twice"], [f"{name}_e"]),
+                  helper.make_node("Reshape", [f"{name}_e", "flat"], [f"{name}_r"]),
+                  helper.make_node("Expand", [f"{name}_r", "points"], [name])]
+    inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus1"))
+    return _save_simcc(path, "simcc_locator", nodes, inits, batch, size)

@@ -154,3 +154,19 @@ def test_the_worker_warms_its_models_and_readyz_logs_and_results_name_the_provid
         assert record["status"] == "COMPLETED", record
         assert record["engine"] == ready["engine"]
         assert len(record["output"]["keypoints"]["people"]) == 1
+
+
+@pytest.mark.parametrize("pose", ["dwpose-l-256", "rtmw-l-384"])
+def test_a_bright_spot_is_found_where_it_is_through_the_real_crop_of_each_size(tmp_path, pose):
+    install(tmp_path, "yolox-l", "dwpose-l-384")
+    onnx_models.locator(str(tmp_path / MODELS[pose].file), MODELS[pose].input_size)
+    engine = DWPoseEngine(str(tmp_path), "yolox-l", pose)
+    image = IMAGE.copy()
+    image[299:302, 199:202] = 255  # a white dot at (200, 300), inside box A only
+    first, second = engine(image)
+    width = engine.pose.size[0]
+    crop_pixel = 375 / width  # box A's padded width over the model's input width
+    found = np.concatenate([first.body[[0, 2, 5]], first.left_hand, first.face])
+    assert np.abs(found[:, :2] - (200, 300)).max() <= crop_pixel + 1.5
+    assert (found[:, 2] > 0.3).all()
+    assert (second.body[:, 2] <= 0.3).all()  # no spot in box B: nothing found there
