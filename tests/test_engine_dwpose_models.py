@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.engine import load_engine, render
-from app.engine.dwpose.pipeline import DWPoseEngine, choose_providers
+from app.engine.dwpose.pipeline import DWPoseEngine, choose_providers, with_options
 from app.engine.dwpose.registry import MODELS
 from tests import onnx_models
 
@@ -99,6 +99,11 @@ def test_providers_are_the_best_the_build_has_and_cpu_always_last():
         "CoreMLExecutionProvider", cpu]
     assert choose_providers(["DmlExecutionProvider", "OpenVINOExecutionProvider"]) == [
         "OpenVINOExecutionProvider", "DmlExecutionProvider", cpu]
+    # TensorRT's built engines are kept beside the models, for the next start.
+    assert with_options(["TensorrtExecutionProvider", cpu], "/models") == [
+        ("TensorrtExecutionProvider", {"trt_engine_cache_enable": "True",
+                                       "trt_engine_cache_path": "/models/tensorrt-cache"}),
+        (cpu, {})]
 
 
 def test_the_engine_names_its_models_and_the_provider_it_runs_on(tmp_path):

@@ -46,6 +46,14 @@ def providers() -> list[str]:
     return choose_providers(onnxruntime.get_available_providers())
 
 
+def with_options(chosen: Sequence[str], model_dir: str) -> list[tuple[str, dict[str, str]]]:
+    """Return (provider, options) pairs: TensorRT keeps the engines it builds (minutes per
+    model) in ``model_dir``/tensorrt-cache, so a restarted worker does not build them again."""
+    cache = {"trt_engine_cache_enable": "True",
+             "trt_engine_cache_path": os.path.join(model_dir, "tensorrt-cache")}
+    return [(p, cache if p == "TensorrtExecutionProvider" else {}) for p in chosen]
+
+
 class DWPoseEngine:
     """YOLOX person boxes, then whole-body points for all people of a picture at once."""
 
@@ -58,7 +66,7 @@ class DWPoseEngine:
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        chosen = providers()
+        chosen = with_options(providers(), model_dir)
         det, body = spec(detector, "detector"), spec(pose, "pose")
         det_session = onnxruntime.InferenceSession(
             os.path.join(model_dir, det.file), options, providers=chosen)
