@@ -53,10 +53,17 @@ def keys_revoke(key_id: str) -> None:
 @click.option("--dir", "model_dir", default=None, help="Target directory (DWPOSE_MODEL_DIR).")
 @click.option("--base-url", default=None, help="A mirror of the weights (default: their home).")
 @click.option("--sha256", "sums", multiple=True, metavar="NAME=HEX",
-              help="Expect this SHA-256 for a file (a mirror's own build).")
-def models_download(model_dir: str | None, base_url: str | None, sums: tuple[str, ...]) -> None:
-    """Download the DWPose weights and check their SHA-256."""
-    from app.engine.dwpose.weights import ChecksumError, download_weights
+              help="Expect this SHA-256 for a model or file (a mirror's own build, or a model "
+                   "with no published hash).")
+@click.option("--model", "names", multiple=True, metavar="NAME",
+              help="A model of the registry (default: the configured detector and pose model).")
+@click.option("--trust-first-download", is_flag=True,
+              help="Install a model with no published SHA-256 and record the hash it has now.")
+def models_download(model_dir: str | None, base_url: str | None, sums: tuple[str, ...],
+                    names: tuple[str, ...], trust_first_download: bool) -> None:
+    """Download DWPose-family weights and check their SHA-256."""
+    from app.engine.dwpose.registry import MODELS
+    from app.engine.dwpose.weights import ChecksumError, download_weights, read_sums
 
     checksums = {}
     for item in sums:
@@ -64,14 +71,22 @@ def models_download(model_dir: str | None, base_url: str | None, sums: tuple[str
         if not name or len(digest) != 64:
             raise click.BadParameter(f"{item!r} is not NAME=<64 hex digits>", param_hint="--sha256")
         checksums[name] = digest.lower()
-    target = model_dir or _services().settings.dwpose_model_dir or os.path.join(
-        _services().settings.data_dir, "models")
+    settings = _services().settings
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise click.BadParameter(f"unknown model {unknown[0]!r}; choose from: "
+                                 + ", ".join(MODELS), param_hint="--model")
+    target = model_dir or settings.dwpose_model_dir or os.path.join(settings.data_dir, "models")
     try:
-        paths = download_weights(target, base_url=base_url, progress=True, checksums=checksums)
+        paths = download_weights(target, names=names or (settings.dwpose_detector,
+                                                         settings.dwpose_pose),
+                                 base_url=base_url, progress=True, checksums=checksums,
+                                 trust_first=trust_first_download)
     except ChecksumError as exc:
         raise click.ClickException(str(exc)) from exc
+    recorded = read_sums(target)
     for path in paths:
-        click.echo(f"ok  {path}")
+        click.echo(f"ok  {path}  sha256 {recorded.get(os.path.basename(path), '?')}")
 
 
 @files.command("backfill")

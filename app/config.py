@@ -70,6 +70,9 @@ class Settings:
     provider: str = "local"
     engine: str = "auto"
     dwpose_model_dir: str = ""
+    # The dwpose engine's models, by their names in app/engine/dwpose/registry.py.
+    dwpose_detector: str = "yolox-l"
+    dwpose_pose: str = "dwpose-l-384"
     job_timeout: int = 120
     max_attempts: int = 2
     # How long past job_timeout a running request may go silent before the sweeper acts.

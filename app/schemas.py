@@ -11,6 +11,8 @@ OUTPUT_FORMATS = ("png", "webp", "jpeg")
 DRAW_MODES = ("full-pose", "body-pose", "face-pose", "hand-pose", "face-hand-mask", "face-mask",
               "hand-mask")
 """fal's seven, as app.engine.draw.MODES draws them."""
+KEYPOINTS_FORMATS = ("openpose", "coco_wholebody")
+"""As app.engine.KEYPOINTS_FORMATS; the first is the default."""
 FAL_DRAW_MODE = "body-pose"
 """fal's own default for fal-ai/dwpose; the native API's is full-pose."""
 
@@ -35,6 +37,8 @@ class PoseInputSchema(Schema):
     output_format = fields.String(load_default=None, validate=validate.OneOf(
         OUTPUT_FORMATS, error="must be one of: " + ", ".join(OUTPUT_FORMATS)))
     return_keypoints = fields.Boolean(load_default=None)
+    keypoints_format = fields.String(load_default=None, validate=validate.OneOf(
+        KEYPOINTS_FORMATS, error="must be one of: " + ", ".join(KEYPOINTS_FORMATS)))
     draw_mode = fields.String(load_default=None, validate=validate.OneOf(
         DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
 

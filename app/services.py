@@ -83,9 +83,10 @@ class Services:
         from app.engine import load_engine
 
         settings = self.settings
-        return self._once(("engine", settings.engine, settings.dwpose_model_dir),
+        models = (settings.dwpose_detector, settings.dwpose_pose)
+        return self._once(("engine", settings.engine, settings.dwpose_model_dir, *models),
                           lambda: load_engine(settings.engine,
-                                              settings.dwpose_model_dir or None))
+                                              settings.dwpose_model_dir or None, models))
 
     def client(self, key: Hashable, build: Callable[[], httpx.Client]) -> httpx.Client:
         """Return the pooled HTTP client made by ``build`` for ``key``, made once."""

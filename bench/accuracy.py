@@ -1,17 +1,15 @@
 """Body accuracy and warm latency of the engines on annotated photos; numbers, never asserts.
 
 ``.venv/bin/python -m bench.accuracy --data DIR`` where DIR is mmpose's ``tests/data`` (see
-docs/benchmarks.md for how to get it). Every photo goes through ``app.engine.render`` at
-``detect_resolution`` 512 with the output at the photo's own size, so keypoints are in the
-photo's pixels. The datasets label different joints; the 12 limb joints every one of them has
-(shoulders, elbows, wrists, hips, knees, ankles) are scored, with COCO's OKS sigmas for them:
+docs/benchmarks.md for how to get it); hands and faces NME are in ``bench.parts``. Photos go
+through ``render`` at ``detect_resolution`` 512, output at their own size. The 12 limb joints
+every dataset labels (shoulders, elbows, wrists, hips, knees, ankles) are scored, COCO's sigmas:
 
 - AP: COCO keypoint AP (pycocotools, OKS, people ranked by the JSON's ``score``);
 - PCK@0.1: share of labelled joints within 0.1 x the longer side of the person's box, each
   annotated person paired with the prediction of highest OKS (one to one; unpaired: 0);
 - recall: annotated people with a prediction at OKS >= 0.5, all photos and multi-person photos;
-- unmatched: predicted people at OKS < 0.5 to every annotated one (false people, or people the
-  annotation leaves out);
+- unmatched: predicted people at OKS < 0.5 to every annotated one (false or unannotated people);
 - hidden: photos where render finds fewer people than the engine on the plain resized photo.
 
 Engines (called in turn on each photo, so load drifts hit them alike): ``today`` is main's
@@ -286,12 +284,16 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="mmpose's tests/data")
     parser.add_argument("--runs", type=int, default=20, help="latency rounds (0: none)")
+    parser.add_argument("--only", choices=("body", "parts"), help="one table, not all")
     args = parser.parse_args()
-    print("\n### Body accuracy (12 limb joints)\n")
-    print("\n".join(accuracy(args.data)))
-    if args.runs:
-        print("\n### Warm latency at 512, interleaved\n")
-        print("\n".join(latency(args.runs)))
+    if args.only != "parts":
+        print("\n### Body accuracy (12 limb joints)\n\n" + "\n".join(accuracy(args.data)))
+    if args.only != "body":
+        from bench.parts import table
+
+        print("\n### Hands and faces (NME)\n\n" + "\n".join(table(args.data, engines())))
+    if args.runs and not args.only:
+        print("\n### Warm latency at 512, interleaved\n\n" + "\n".join(latency(args.runs)))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,11 @@ def main() -> None:
     svc = current()
     engine = svc.engine
     name = f"inference-{socket.gethostname()}-{os.getpid()}"
-    logging.getLogger(__name__).info("engine %s %s loaded", engine.name, engine.version)
+    warm = getattr(engine, "warm", None)
+    if warm is not None:
+        warm()  # sessions run once now, so the first job pays no start-up
+    logging.getLogger(__name__).info("engine %s %s loaded%s", engine.name, engine.version,
+                                     "" if warm is None else " and warmed")
     stop = threading.Event()
     threading.Thread(target=_beat, args=(name, f"{engine.name}:{engine.version}", stop),
                      daemon=True).start()

@@ -142,3 +142,17 @@ def test_no_person_gives_no_pose(tmp_path):
                          [onnx_models.detector_row(BOX_A, 0.5, 0.05)])
     onnx_models.pose(str(tmp_path / "dw-ll_ucoco_384.onnx"), *onnx_models.peaks({}))
     assert DWPoseEngine(str(tmp_path))(IMAGE) == []
+
+
+def test_coco_wholebody_output_is_the_models_own_133_points(model_dir):
+    engine = DWPoseEngine(str(model_dir))
+    points, scores = engine.pose(IMAGE, engine.detector(IMAGE))
+    document = render(engine, IMAGE, {"detect_resolution": 0,
+                                      "keypoints_format": "coco_wholebody"}).keypoints
+    assert len(document["people"]) == 2
+    for person, where, score in zip(document["people"], points, scores, strict=True):
+        given = np.array(person["keypoints"]).reshape(133, 3)
+        shown = score > 0.3
+        assert shown.sum() == 7  # the seven peaks the stand-in model emits
+        assert np.allclose(given[shown, :2], where[shown], atol=0.01)
+        assert not given[~shown].any()

@@ -15,12 +15,14 @@ import numpy as np
 
 from app.engine.types import Engine, PoseResult
 
-__all__ = ["Engine", "PoseResult", "Rendering", "load_engine", "render", "OPTION_LIMITS"]
+__all__ = ["Engine", "PoseResult", "Rendering", "load_engine", "render", "OPTION_LIMITS",
+           "KEYPOINTS_FORMATS"]
 
 OPTION_LIMITS = {"detect_resolution": (0, 2048), "image_resolution": (64, 4096)}
-DWPOSE_FILES = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
+KEYPOINTS_FORMATS = ("openpose", "coco_wholebody")  # the first is the default
+DWPOSE_MODELS = ("yolox-l", "dwpose-l-384")  # the dwpose engine's default detector and pose
 
-_cache: dict[tuple[str, str], Engine] = {}
+_cache: dict[tuple[str, ...], Engine] = {}
 _lock = threading.Lock()
 
 
@@ -33,17 +35,27 @@ class Rendering(NamedTuple):
     engine_version: str
 
 
-def has_dwpose_weights(model_dir: str | None) -> bool:
-    """Return True when both DWPose ONNX files are in ``model_dir``."""
+def _dwpose_files(models: tuple[str, str]) -> list[str]:
+    from app.engine.dwpose.registry import spec
+
+    return [spec(models[0], "detector").file, spec(models[1], "pose").file]
+
+
+def has_dwpose_weights(model_dir: str | None, models: tuple[str, str] = DWPOSE_MODELS) -> bool:
+    """Return True when the (detector, pose) models' ONNX files are both in ``model_dir``."""
     return bool(model_dir) and all(os.path.isfile(os.path.join(model_dir, f))
-                                   for f in DWPOSE_FILES)
+                                   for f in _dwpose_files(models))
 
 
-def load_engine(name: str = "auto", model_dir: str | None = None) -> Engine:
-    """Return a loaded engine: ``auto`` takes dwpose when its weights are there, else mediapipe."""
+def load_engine(name: str = "auto", model_dir: str | None = None,
+                models: tuple[str, str] = DWPOSE_MODELS) -> Engine:
+    """Return a loaded engine: ``auto`` takes dwpose when its weights are there, else mediapipe.
+
+    ``models`` names the dwpose engine's detector and pose model (app.engine.dwpose.registry).
+    """
     if name == "auto":
-        name = "dwpose" if has_dwpose_weights(model_dir) else "mediapipe"
-    key = (name, model_dir or "")
+        name = "dwpose" if has_dwpose_weights(model_dir, models) else "mediapipe"
+    key = (name, model_dir or "", *models)
     with _lock:
         if key not in _cache:
             if name == "mediapipe":
@@ -56,12 +68,15 @@ def load_engine(name: str = "auto", model_dir: str | None = None) -> Engine:
                 _cache[key] = HolisticEngine()
             elif name == "dwpose":
                 from app.engine.dwpose.pipeline import DWPoseEngine
+                from app.engine.dwpose.weights import verify_weights
 
-                if not has_dwpose_weights(model_dir):
+                if not has_dwpose_weights(model_dir, models):
                     raise FileNotFoundError(
-                        f"DWPose weights {', '.join(DWPOSE_FILES)} not found in "
+                        f"DWPose weights {', '.join(_dwpose_files(models))} not found in "
                         f"{model_dir!r}: run 'flask models download' or set DWPOSE_MODEL_DIR")
-                _cache[key] = DWPoseEngine(model_dir)
+                # Files the download command installed are checked against what it recorded.
+                verify_weights(model_dir, _dwpose_files(models), published=False)
+                _cache[key] = DWPoseEngine(model_dir, *models)
             else:
                 raise ValueError(f"unknown engine {name!r}")
         return _cache[key]
@@ -98,7 +113,8 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
 
     As DWPose's annotators do: the picture is drawn on the (64-padded) detection image, the
     padding cropped, and the picture resized to the output size with INTER_LINEAR, so sticks
-    and dots grow with the output. The keypoints are given in output pixels.
+    and dots grow with the output. The keypoints are given in output pixels, as OpenPose JSON
+    or, with ``keypoints_format`` ``coco_wholebody``, as 133 COCO-WholeBody points a person.
     """
     import cv2
 
@@ -120,6 +136,7 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
         out_w, out_h = width, height
     from app.engine.draw import MODES, draw_masks, draw_pose
     from app.engine.openpose_json import to_openpose
+    from app.engine.wholebody_json import to_wholebody
 
     # The mode says what is drawn (full-pose by default); include_* leave parts out of it.
     kind, drawn = MODES[options.get("draw_mode") or "full-pose"]
@@ -134,5 +151,9 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
     if (out_w, out_h) != (seen_w, seen_h):
         picture = cv2.resize(picture, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     people = [_scaled(p, out_w / seen_w, out_h / seen_h) for p in people]
-    return Rendering(picture, to_openpose(people, out_w, out_h, **parts), engine.name,
-                     engine.version)
+    keypoints_format = options.get("keypoints_format") or KEYPOINTS_FORMATS[0]
+    if keypoints_format not in KEYPOINTS_FORMATS:
+        raise ValueError(f"keypoints_format must be one of {', '.join(KEYPOINTS_FORMATS)}")
+    document = (to_wholebody if keypoints_format == "coco_wholebody" else to_openpose)(
+        people, out_w, out_h, **parts)
+    return Rendering(picture, document, engine.name, engine.version)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import colorsys
 
+import numpy as np
+
 THRESHOLD = 0.3
 
 # OpenPose-18 limbs as 0-based pairs; DWPose draws the first 17.
@@ -30,6 +32,34 @@ BODY_RADIUS = 4
 HAND_RADIUS = 4
 HAND_THICKNESS = 2
 FACE_RADIUS = 3
+
+# COCO-WholeBody (133 points: body 0-16, feet 17-22, face 23-90, left hand 91-111, right hand
+# 112-132, as mmpose's coco_wholebody dataset lists them) index of each OpenPose-18 body point;
+# None is the neck, which COCO does not have (DWPose makes it from the shoulders).
+COCO_TO_BODY = [0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3]
+# Where each part starts in the 133, and its length.
+WHOLEBODY_PARTS = {"body": (0, 17), "feet": (17, 6), "face": (23, 68), "left_hand": (91, 21),
+                   "right_hand": (112, 21)}
+
+
+
+def neck(left_shoulder: np.ndarray, right_shoulder: np.ndarray) -> np.ndarray:
+    """Return OpenPose's neck (3,) as DWPose makes it: the shoulders' midpoint, certain (score 1)
+    only when both shoulders are above the threshold, else score 0."""
+    point = (left_shoulder + right_shoulder) / 2
+    point[2] = float(left_shoulder[2] > THRESHOLD and right_shoulder[2] > THRESHOLD)
+    return point
+
+
+def body_from_coco(points: np.ndarray) -> np.ndarray:
+    """Return the OpenPose-18 body (18, 3) from COCO-ordered points (at least 17, 3)."""
+    body = np.zeros((18, 3), dtype=np.float64)
+    for row, source in enumerate(COCO_TO_BODY):
+        if source is not None:
+            body[row] = points[source]
+    body[1] = neck(points[5], points[6])
+    return body
+
 
 # MediaPipe Pose-33 index for each OpenPose-18 point; None is the neck (shoulder midpoint).
 MP_POSE_TO_BODY = [0, None, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7]

@@ -20,6 +20,7 @@ from app.engine.layout import (
     MP_POSE_TO_FEET,
     MP_SHOULDERS,
     THRESHOLD,
+    neck,
 )
 from app.engine.types import PoseResult, empty_part
 
@@ -30,10 +31,7 @@ def map_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for index, source in enumerate(MP_POSE_TO_BODY):
         if source is not None:
             body[index] = pose[source]
-    left, right = pose[MP_SHOULDERS[0]], pose[MP_SHOULDERS[1]]
-    # As DWPose: the neck is the shoulders' midpoint, certain only when both shoulders are.
-    body[1, :2] = (left[:2] + right[:2]) / 2
-    body[1, 2] = float(left[2] > THRESHOLD and right[2] > THRESHOLD)
+    body[1] = neck(pose[MP_SHOULDERS[0]], pose[MP_SHOULDERS[1]])
     return body, pose[MP_POSE_TO_FEET].copy()
 
 

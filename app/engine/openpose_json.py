@@ -11,8 +11,11 @@ from app.engine.layout import THRESHOLD
 from app.engine.types import PoseResult
 
 
-def _flat(points: np.ndarray, strict: bool) -> list[float]:
-    """Return [x, y, c, …]; a hidden point is 0, 0, 0 as OpenPose writes it."""
+def flat_points(points: np.ndarray, strict: bool) -> list[float]:
+    """Return [x, y, c, …] of (K, 3) points; a hidden point is 0, 0, 0 as OpenPose writes it.
+
+    Body points are visible above the threshold (``strict``), hands and face at it, as DWPose.
+    """
     out: list[float] = []
     for x, y, score in points:
         visible = score > THRESHOLD if strict else score >= THRESHOLD
@@ -31,28 +34,33 @@ def person_box(person: PoseResult) -> list[float]:
     return [round(float(v), 2) for v in (*sure.min(axis=0), *sure.max(axis=0))]
 
 
+def person_entry(person: PoseResult) -> dict[str, Any]:
+    """Return a person's ``bbox`` and ``score`` (the mean of the 18 body scores, as DWPose ranks
+    people), the fields every keypoints format starts with."""
+    return {"bbox": person_box(person), "score": round(float(person.body[:, 2].mean()), 4)}
+
+
 def to_openpose(people: Sequence[PoseResult], width: int, height: int, *,
                 include_body: bool = True, include_hands: bool = True,
                 include_face: bool = True) -> dict[str, Any]:
     """Return the OpenPose JSON document for these people on a width x height canvas.
 
-    Each person has ``bbox`` and ``score`` (the mean of the 18 body scores, as DWPose ranks
-    people); a part that is not drawn is not listed either.
+    Each person has ``bbox`` and ``score`` (``person_entry``); a part that is not drawn is not
+    listed either.
     """
     listed = []
     for person in people:
-        entry: dict[str, Any] = {"bbox": person_box(person),
-                                 "score": round(float(person.body[:, 2].mean()), 4)}
+        entry = person_entry(person)
         if include_body:
-            entry["pose_keypoints_2d"] = _flat(person.body, True)
-            entry["foot_keypoints_2d"] = _flat(person.feet, True)
+            entry["pose_keypoints_2d"] = flat_points(person.body, True)
+            entry["foot_keypoints_2d"] = flat_points(person.feet, True)
         if include_face:
             # OpenPose's face has 70 points: the 68, then the right and left eye (body 14, 15).
-            entry["face_keypoints_2d"] = _flat(np.concatenate([person.face, person.body[14:16]]),
-                                               False)
+            entry["face_keypoints_2d"] = flat_points(
+                np.concatenate([person.face, person.body[14:16]]), False)
         if include_hands:
-            entry["hand_left_keypoints_2d"] = _flat(person.left_hand, False)
-            entry["hand_right_keypoints_2d"] = _flat(person.right_hand, False)
+            entry["hand_left_keypoints_2d"] = flat_points(person.left_hand, False)
+            entry["hand_right_keypoints_2d"] = flat_points(person.right_hand, False)
         listed.append(entry)
     return {"people": listed, "canvas_width": int(width), "canvas_height": int(height)}
 

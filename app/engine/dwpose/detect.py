@@ -1,8 +1,8 @@
 """YOLOX person detector: letterbox → run → grid decode → NMS → person boxes.
 
-Numbers follow DWPose's ONNX annotator: 640x640 input of raw 0-255 values, pad 114
-pasted top-left, strides 8/16/32, score = obj x class, class-aware NMS at IoU 0.45
-over scores > 0.1, then persons (class 0) above 0.3.
+Numbers follow DWPose's ONNX annotator: input of raw 0-255 values (640x640 for YOLOX-L and -m,
+416x416 for -tiny: read from the model), pad 114 pasted top-left, strides 8/16/32, score =
+obj x class, class-aware NMS at IoU 0.45 over scores > 0.1, then persons (class 0) above 0.3.
 """
 
 from __future__ import annotations
@@ -77,10 +77,11 @@ def multiclass_nms(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array(found, dtype=np.float64).reshape(-1, 6)
 
 
-def person_boxes(output: np.ndarray, ratio: float) -> np.ndarray:
+def person_boxes(output: np.ndarray, ratio: float,
+                 size: tuple[int, int] = INPUT_SIZE) -> np.ndarray:
     """Return (N, 4) xyxy person boxes in image pixels from the raw (1, A, 85) output."""
     predictions = output[0]
-    decoded = grid_decode(predictions)
+    decoded = grid_decode(predictions, size)
     scores = predictions[:, 4:5] * predictions[:, 5:]
     xyxy = np.concatenate((decoded[:, :2] - decoded[:, 2:] / 2,
                            decoded[:, :2] + decoded[:, 2:] / 2), 1) / ratio
@@ -89,15 +90,24 @@ def person_boxes(output: np.ndarray, ratio: float) -> np.ndarray:
     return dets[keep, :4]
 
 
+def model_size(entry: Any, fallback: tuple[int, int]) -> tuple[int, int]:
+    """Return the (height, width) of an NCHW model input, or ``fallback`` where it is symbolic."""
+    height, width = entry.shape[2:4]
+    return (height if isinstance(height, int) and height > 0 else fallback[0],
+            width if isinstance(width, int) and width > 0 else fallback[1])
+
+
 class Detector:
     """The YOLOX session: ``__call__(image) -> (N, 4)`` person boxes."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, size: tuple[int, int] = INPUT_SIZE) -> None:
         self.session = session
-        self.input_name = session.get_inputs()[0].name
+        entry = session.get_inputs()[0]
+        self.input_name = entry.name
+        self.size = model_size(entry, size)  # (h, w)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Find people in an (H, W, 3) RGB image."""
-        blob, ratio = letterbox(image)
+        blob, ratio = letterbox(image, self.size)
         output = self.session.run(None, {self.input_name: blob})[0]
-        return person_boxes(output, ratio)
+        return person_boxes(output, ratio, self.size)

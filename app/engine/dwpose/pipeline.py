@@ -1,62 +1,91 @@
-"""The DWPose engine: two ONNX Runtime sessions (CUDA when present) and the 133 → OpenPose map."""
+"""The DWPose engine: a YOLOX detector and a SimCC whole-body model on ONNX Runtime.
+
+Which models: names from ``registry.MODELS`` (DWPose t/s/m/l, RTMW l/x; YOLOX l/m/tiny).
+Where they run: the best execution provider this onnxruntime build has, in the order of
+``PROVIDER_ORDER`` (CPU last, always), and the providers the sessions really took are named
+in the engine's version, so the logs, ``/readyz`` and every result's ``engine`` say it.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
 from app.engine.dwpose.detect import Detector
 from app.engine.dwpose.pose import PoseModel
-from app.engine.layout import THRESHOLD
+from app.engine.dwpose.registry import DEFAULT_DETECTOR, DEFAULT_POSE, spec
 from app.engine.types import PoseResult
+from app.engine.wholebody_json import pose_from_wholebody
 
-DETECTOR_FILE = "yolox_l.onnx"
-POSE_FILE = "dw-ll_ucoco_384.onnx"
-
-# After inserting the neck at 17, these rows take their OpenPose places (DWPose's remap).
-_TO = [1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17]
-_FROM = [17, 6, 8, 10, 7, 9, 12, 14, 16, 13, 15, 2, 1, 4, 3]
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                  "OpenVINOExecutionProvider", "CoreMLExecutionProvider",
+                  "DmlExecutionProvider", "CPUExecutionProvider")
+# Short names for the engine's version string.
+PROVIDER_NAMES = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
+                  "OpenVINOExecutionProvider": "openvino", "CoreMLExecutionProvider": "coreml",
+                  "DmlExecutionProvider": "directml", "CPUExecutionProvider": "cpu"}
 
 
 def to_openpose(points: np.ndarray, scores: np.ndarray) -> list[PoseResult]:
     """Map COCO-WholeBody (N, 133, 2) points and (N, 133) scores to OpenPose PoseResults."""
     info = np.concatenate((points, scores[..., None]), axis=-1)
-    neck = info[:, [5, 6]].mean(axis=1)
-    neck[:, 2] = ((info[:, 5, 2] > THRESHOLD) & (info[:, 6, 2] > THRESHOLD)).astype(float)
-    info = np.insert(info, 17, neck, axis=1)
-    info[:, _TO] = info[:, _FROM]
-    return [PoseResult(body=p[0:18].copy(), feet=p[18:24].copy(), face=p[24:92].copy(),
-                       left_hand=p[92:113].copy(), right_hand=p[113:134].copy()) for p in info]
+    return [pose_from_wholebody(person) for person in info]
+
+
+def choose_providers(available: Sequence[str]) -> list[str]:
+    """Return the providers to ask for, best first, from those a build has; CPU always last."""
+    return [p for p in PROVIDER_ORDER if p in available or p == "CPUExecutionProvider"]
 
 
 def providers() -> list[str]:
-    """Return ONNX Runtime providers: CUDA first when this build and machine have it."""
+    """Return the providers to ask this onnxruntime for."""
     import onnxruntime
 
-    available = onnxruntime.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return choose_providers(onnxruntime.get_available_providers())
+
+
+def with_options(chosen: Sequence[str], model_dir: str) -> list[tuple[str, dict[str, str]]]:
+    """Return (provider, options) pairs: TensorRT keeps the engines it builds (minutes per
+    model) in ``model_dir``/tensorrt-cache, so a restarted worker does not build them again."""
+    cache = {"trt_engine_cache_enable": "True",
+             "trt_engine_cache_path": os.path.join(model_dir, "tensorrt-cache")}
+    return [(p, cache if p == "TensorrtExecutionProvider" else {}) for p in chosen]
 
 
 class DWPoseEngine:
-    """YOLOX-L boxes, then DW-LL 384x288 whole-body points per person."""
+    """YOLOX person boxes, then whole-body points for all people of a picture at once."""
 
     name = "dwpose"
     sees_padding = True  # YOLOX runs on the 64-padded image, as sane's DWPose does
-    version = "yolox-l+dw-ll-ucoco-384"
 
-    def __init__(self, model_dir: str, detector_file: str = DETECTOR_FILE,
-                 pose_file: str = POSE_FILE) -> None:
+    def __init__(self, model_dir: str, detector: str = DEFAULT_DETECTOR,
+                 pose: str = DEFAULT_POSE) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        chosen = providers()
-        self.detector = Detector(onnxruntime.InferenceSession(
-            os.path.join(model_dir, detector_file), options, providers=chosen))
-        self.pose = PoseModel(onnxruntime.InferenceSession(
-            os.path.join(model_dir, pose_file), options, providers=chosen))
-        self.providers = chosen
+        chosen = with_options(providers(), model_dir)
+        det, body = spec(detector, "detector"), spec(pose, "pose")
+        det_session = onnxruntime.InferenceSession(
+            os.path.join(model_dir, det.file), options, providers=chosen)
+        pose_session = onnxruntime.InferenceSession(
+            os.path.join(model_dir, body.file), options, providers=chosen)
+        self.detector = Detector(det_session, det.input_size[::-1])
+        self.pose = PoseModel(pose_session, body.input_size)
+        # What the sessions really run on (a CUDA build without a GPU falls back to CPU).
+        self.providers = list(dict.fromkeys(det_session.get_providers()
+                                            + pose_session.get_providers()))
+        on = "+".join(PROVIDER_NAMES.get(p, p) for p in self.providers)
+        self.version = f"{detector}+{pose}@{on}"
+
+    def warm(self) -> None:
+        """Run both models once on a blank picture, so the first request pays no start-up."""
+        height, width = self.detector.size
+        blank = np.zeros((height, width, 3), dtype=np.uint8)
+        self.detector(blank)
+        self.pose(blank, np.array([[0.0, 0.0, width / 2, height], [width / 2, 0, width, height]]))
 
     def __call__(self, image: np.ndarray) -> list[PoseResult]:
         """Return one PoseResult per person found (none: an empty list, a black picture)."""
