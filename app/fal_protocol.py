@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 from app.models import Status
 
 APP = "fal-ai/dwpose"
+VIDEO_APP = APP + "/video"
+"""fal's second DWPose endpoint: a pose video from a video (``{video_url}`` → ``{video}``)."""
 QUEUE_HOST = "queue.fal.run"
 RUN_HOST = "fal.run"
 STORAGE_HOSTS = ("rest.fal.ai", "rest.alpha.fal.ai")

@@ -11,12 +11,19 @@ OUTPUT_FORMATS = ("png", "webp", "jpeg")
 DRAW_MODES = ("full-pose", "body-pose", "face-pose", "hand-pose", "face-hand-mask", "face-mask",
               "hand-mask")
 """fal's seven, as app.engine.draw.MODES draws them."""
+SMOOTHING = ("off", "one_euro")
+"""Temporal smoothing of video keypoints (app.engine.smoothing.MODES)."""
 FAL_DRAW_MODE = "body-pose"
 """fal's own default for fal-ai/dwpose; the native API's is full-pose."""
 
 
 def _range(low: int, high: int) -> validate.Range:
     return validate.Range(min=low, max=high, error=f"must be between {low} and {high}")
+
+
+def _draw_mode(default: str | None) -> fields.String:
+    return fields.String(load_default=default, validate=validate.OneOf(
+        DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
 
 
 class PoseInputSchema(Schema):
@@ -35,8 +42,7 @@ class PoseInputSchema(Schema):
     output_format = fields.String(load_default=None, validate=validate.OneOf(
         OUTPUT_FORMATS, error="must be one of: " + ", ".join(OUTPUT_FORMATS)))
     return_keypoints = fields.Boolean(load_default=None)
-    draw_mode = fields.String(load_default=None, validate=validate.OneOf(
-        DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
+    draw_mode = _draw_mode(None)
 
 
 class FalInputSchema(PoseInputSchema):
@@ -45,18 +51,72 @@ class FalInputSchema(PoseInputSchema):
     class Meta:
         unknown = EXCLUDE
 
-    draw_mode = fields.String(load_default=FAL_DRAW_MODE, validate=validate.OneOf(
-        DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
+    draw_mode = _draw_mode(FAL_DRAW_MODE)
 
 
-class RequestCreateSchema(Schema):
-    """Body of ``POST /v1/requests``."""
+class VideoInputSchema(Schema):
+    """A video to pose: fal's ``video_url`` and ``draw_mode``, plus our options.
+
+    ``smoothing`` (default one_euro) filters each tracked person's keypoints over time with
+    ``smoothing_params`` (min_cutoff, beta, d_cutoff; ranges as app.engine.smoothing.LIMITS).
+    """
 
     class Meta:
         unknown = RAISE
 
-    input = fields.Nested(PoseInputSchema, required=True, error_messages={
-        "required": "input is required, e.g. {{\"image_url\": ...}}"})
+    video_url = fields.String(required=True, validate=validate.Length(min=1, max=40_000_000),
+                              error_messages={"required": "video_url is required"})
+    draw_mode = _draw_mode(None)
+    detect_resolution = fields.Integer(load_default=None, validate=_range(*DETECT_RESOLUTION))
+    include_body = fields.Boolean(load_default=None)
+    include_hands = fields.Boolean(load_default=None)
+    include_face = fields.Boolean(load_default=None)
+    return_keypoints = fields.Boolean(load_default=None)
+    smoothing = fields.String(load_default=None, validate=validate.OneOf(
+        SMOOTHING, error="must be one of: " + ", ".join(SMOOTHING)))
+    smoothing_params = fields.Nested(lambda: SmoothingParamsSchema(), load_default=None)
+
+
+class SmoothingParamsSchema(Schema):
+    """The One Euro filter's parameters (each optional: its default otherwise)."""
+
+    class Meta:
+        unknown = RAISE
+
+    min_cutoff = fields.Float(validate=validate.Range(0.01, 100.0,
+                                                      error="must be between 0.01 and 100"))
+    beta = fields.Float(validate=validate.Range(0.0, 1000.0, error="must be between 0 and 1000"))
+    d_cutoff = fields.Float(validate=validate.Range(0.01, 100.0,
+                                                    error="must be between 0.01 and 100"))
+
+
+class FalVideoInputSchema(VideoInputSchema):
+    """fal's dwpose/video input: fields fal does not know are dropped; fal's default mode."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    draw_mode = _draw_mode(FAL_DRAW_MODE)
+
+
+class InputField(fields.Field):
+    """A request's ``input``: a video (``video_url``) or a photo (``image_url``)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("input must be an object")
+        schema = VideoInputSchema() if "video_url" in value else PoseInputSchema()
+        return schema.load(value)
+
+
+class RequestCreateSchema(Schema):
+    """Body of ``POST /v1/requests``: ``input`` is a photo's or a video's."""
+
+    class Meta:
+        unknown = RAISE
+
+    input = InputField(required=True, error_messages={
+        "required": "input is required, e.g. {{\"image_url\": ...}} or {{\"video_url\": ...}}"})
     webhook_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
     webhook_events = fields.List(fields.String(validate=lambda v: _event_filter(v)),
                                  load_default=None, validate=validate.Length(min=1, max=20))

@@ -90,6 +90,119 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
     return output
 
 
+class VideoTimeLimitError(PosehookError):
+    """A video took longer than its limit (job_timeout + its frames x video_frame_seconds)."""
+
+    code = "timeout"
+
+
+def run_video(services: Services, request_id: str, input: dict[str, Any],
+              created_at: float | None = None) -> dict[str, Any]:
+    """Pose a video frame by frame (decode, engine, track and smooth, draw, encode); store
+    the MP4 (and with ``return_keypoints`` the per-frame JSON); return the output object.
+
+    Progress goes to the log and ``metrics.progress``; a cancel stops it at the next frame.
+    """
+    import tempfile
+
+    from app.engine import render
+    from app.engine.smoothing import OneEuroParams
+    from app.engine.tracking import TrackedEngine, Tracker
+    from app.images import load_image_bytes
+    from app.outbound import Guard
+    from app.store import tracking
+    from app.video import FIELD, Encoder, KeypointsWriter, check_size, decode_frames
+
+    settings, r = services.settings, services.redis
+    started = time.monotonic()
+    key = services.storage.key_from_url(input["video_url"])
+    found = services.storage.stat(key) if key is not None else None
+    if found is not None:
+        check_size(found.file_size, settings)
+    data = load_image_bytes(input["video_url"], settings, Guard.from_settings(settings),
+                            services.storage, FIELD, max_bytes=settings.video_max_bytes)
+    info, frames = decode_frames(data, settings)
+    total = info.expected_frames
+    limit = settings.job_timeout + total * settings.video_frame_seconds
+    tracking.extend_lease(r, request_id, time.time() + limit + settings.lease_grace)
+    store.add_log(r, request_id, f"video loaded: {info.width}x{info.height}, {total} frames at "
+                                 f"{float(info.fps):.3g} fps ({info.codec}); audio dropped")
+    options = {k: input[k] for k in ("draw_mode", "detect_resolution", "include_body",
+                                     "include_hands", "include_face") if k in input}
+    engine = TrackedEngine(services.engine, Tracker(float(info.fps), input.get(
+        "smoothing") or "one_euro", OneEuroParams(**(input.get("smoothing_params") or {}))))
+    with tempfile.TemporaryDirectory(prefix="posehook-video-") as folder:
+        encoder = Encoder(f"{folder}/pose.mp4", info.width, info.height, info.fps)
+        points = (KeypointsWriter(f"{folder}/keypoints.json", info.width, info.height, info.fps)
+                  if input.get("return_keypoints") else None)
+        shown = 0.0
+        try:
+            _checkpoint(services, request_id, "after the download")
+            for frame in frames:
+                rendering = render(engine, frame, options)
+                encoder.write(rendering.image)
+                if points is not None:
+                    points.write(rendering.keypoints, engine.ids)
+                done = encoder.frames
+                tenth = done % max(1, total // 10) == 0
+                if tenth or time.monotonic() - shown >= 0.5:
+                    shown = time.monotonic()
+                    _progress(services, request_id, done, max(total, done), tenth)
+                _checkpoint(services, request_id, f"at frame {done}")
+                if time.monotonic() - started > limit:
+                    raise VideoTimeLimitError(
+                        f"the video took longer than its limit of {limit:g} s (POSEHOOK_JOB_"
+                        f"TIMEOUT + {total} frames x POSEHOOK_VIDEO_FRAME_SECONDS)")
+            encoder.close()
+        except BaseException:
+            frames.close()
+            encoder.abort()
+            raise
+        finally:
+            if points is not None:
+                points.close()
+        _checkpoint(services, request_id, "before storing")
+        output = {"video": _keep(services, request_id, created_at, f"{folder}/pose.mp4",
+                                 "video/mp4", "pose.mp4")}
+        if points is not None:
+            output["keypoints_file"] = _keep(services, request_id, created_at,
+                                             f"{folder}/keypoints.json", "application/json",
+                                             "keypoints.json")
+    done = encoder.frames
+    output["video"].update(width=info.width, height=info.height, fps=round(float(info.fps), 6),
+                           num_frames=done, duration=round(done / float(info.fps), 6))
+    elapsed = round(time.monotonic() - started, 3)
+    store.update(r, request_id, engine=f"{engine.name}:{engine.version}", metrics={
+        "inference_time": elapsed, "progress": _fraction(done, done)})
+    store.add_log(r, request_id, f"pose video stored: {done} frames, "
+                                 f"{output['video']['file_size']} bytes, {elapsed}s")
+    return output
+
+
+def _fraction(done: int, total: int) -> dict[str, Any]:
+    return {"frames_done": done, "frames_total": total, "fraction": round(done / total, 4)}
+
+
+def _progress(services: Services, request_id: str, done: int, total: int, log: bool) -> None:
+    """Show how far a video is: ``metrics.progress``, and a log line every tenth."""
+    store.update(services.redis, request_id, metrics={"progress": _fraction(done, total)})
+    if log:
+        store.add_log(services.redis, request_id, f"posed {done} of {total} frames")
+
+
+def _keep(services: Services, request_id: str, created_at: float | None, path: str,
+          content_type: str, name: str) -> dict[str, Any]:
+    """Store a finished file of a request for as long as its record; return fal's File."""
+    from app.retention import keep_for_request
+
+    with open(path, "rb") as file:
+        stored = services.storage.put(file.read(), content_type, name)
+    keep_for_request(services, stored, request_id,
+                     time.time() if created_at is None else created_at)
+    return {"url": stored.url, "content_type": content_type, "file_name": stored.file_name,
+            "file_size": stored.file_size}
+
+
 def error_of(exc: PosehookError) -> dict[str, Any]:
     """Return the error object a failed run reports: the caller's input, or the engine."""
     if exc.code in fal_protocol.INPUT_ERRORS:
@@ -113,7 +226,8 @@ def _run(services: Services, record: Any) -> bytes | None:
     request_id = record.id
     r = services.redis
     try:
-        output = run_pose(services, request_id, record.input, record.created_at)
+        run = run_video if "video_url" in record.input else run_pose
+        output = run(services, request_id, record.input, record.created_at)
         return fal_protocol.callback_body(request_id, output)
     except Cancelled as stop:
         store.add_log(r, request_id, f"inference stopped {stop}: the request was cancelled")
@@ -121,9 +235,10 @@ def _run(services: Services, record: Any) -> bytes | None:
     except PosehookError as exc:
         error = error_of(exc)
     except JobTimeoutException:
+        seconds = (services.settings.video_job_timeout if "video_url" in record.input
+                   else services.settings.job_timeout)
         error = {"type": "timeout",
-                 "message": f"inference took longer than the limit of "
-                            f"{services.settings.job_timeout} s"}
+                 "message": f"inference took longer than the limit of {seconds} s"}
     except Exception:  # noqa: BLE001 - a bug must fail the request, not the worker
         log.exception("inference failed for %s", request_id)
         error = {"type": "engine_error",

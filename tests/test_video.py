@@ -1,0 +1,151 @@
+"""Videos through the native API, in process: a clip in, a pose MP4 of the same frames out.
+
+The clips are the sample photo walking right across a grey canvas (tests/videos.py),
+encoded with PyAV; the inference runs in the real job with the real engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from app.store import requests as store
+from tests import sinks
+from tests.contract import check
+from tests.videos import HEIGHT, WIDTH, make_video, read_video
+
+
+@pytest.fixture
+def overrides(overrides):
+    """Small video limits, so a short clip can be over them."""
+    return {**overrides, "video_max_frames": 40, "video_max_seconds": 10}
+
+
+def data_uri(path: Path) -> str:
+    return "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def lit_centre(frame: np.ndarray) -> float:
+    """Return the mean x of the drawn (non-black) pixels of a pose frame."""
+    return float(np.argwhere(frame.max(axis=2) > 40)[:, 1].mean())
+
+
+def test_a_clip_comes_back_as_a_pose_video_of_the_same_frames_size_and_rate(
+        http, run_jobs, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=16, fps=12, shift=120, audio=True)
+    answer = http.post("/v1/requests", json={"input": {
+        "video_url": data_uri(clip), "return_keypoints": True}})
+    assert answer.status_code == 202, answer.text
+    check(answer, "POST", "/v1/requests")
+    request_id = answer.json()["request_id"]
+    run_jobs()
+    record = http.get(f"/v1/requests/{request_id}")
+    check(record, "GET", "/v1/requests/{request_id}")
+    body = record.json()
+    assert body["status"] == "COMPLETED", body
+    video = body["output"]["video"]
+    assert video["content_type"] == "video/mp4"
+    assert (video["width"], video["height"], video["num_frames"]) == (WIDTH, HEIGHT, 16)
+    assert body["metrics"]["progress"] == {"frames_done": 16, "frames_total": 16,
+                                           "fraction": 1.0}
+    mp4 = httpx.get(video["url"]).content
+    assert len(mp4) == video["file_size"] and mp4[4:8] == b"ftyp"
+    frames, facts = read_video(mp4)
+    assert len(frames) == facts["frames"] == 16
+    assert (facts["width"], facts["height"], facts["rate"]) == (WIDTH, HEIGHT, 12)
+    assert facts["codec"] == "h264" and facts["audio"] == 0  # H.264, audio dropped
+    # The skeleton walks with her: drawn pixels move right by about the shift.
+    assert 80 < lit_centre(frames[-1]) - lit_centre(frames[0]) < 160
+    points = json.loads(httpx.get(body["output"]["keypoints_file"]["url"]).content)
+    assert (points["width"], points["height"], len(points["frames"])) == (WIDTH, HEIGHT, 16)
+    ids = {p["person_id"] for f in points["frames"] for p in f["people"]}
+    assert ids == {1}  # one person, one id all through
+    necks = [f["people"][0]["pose_keypoints_2d"][3] for f in points["frames"]]
+    assert all(b > a - 2 for a, b in zip(necks, necks[1:], strict=False))  # she only goes right
+    assert 80 < necks[-1] - necks[0] < 160
+    logs = [line["message"] for line in http.get(
+        f"/v1/requests/{request_id}/status", params={"logs": 1}).json()["logs"]]
+    assert any(m.startswith("video loaded: 320x240, 16 frames at 12 fps") for m in logs)
+    assert "posed 16 of 16 frames" in logs and any(m.startswith("pose video stored") for m in logs)
+
+
+@pytest.mark.parametrize("payload, limit", [
+    ("frames", "POSEHOOK_VIDEO_MAX_FRAMES"), ("text", "not a video"), ("image", "not a video"),
+    ("cut", "not a video")])
+def test_a_video_refused_at_submit_is_422_naming_the_limit_or_the_problem(
+        http, tmp_path, sample_bytes, payload, limit):
+    if payload == "frames":
+        uri = data_uri(make_video(tmp_path / "long.mp4", frames=45, width=64, height=48))
+    elif payload == "text":
+        uri = "data:video/mp4;base64," + base64.b64encode(b"just some text\n" * 50).decode()
+    elif payload == "image":
+        uri = "data:image/jpeg;base64," + base64.b64encode(sample_bytes).decode()
+    else:  # the first half of a file whose index comes last: no moov, nothing to read
+        clip = make_video(tmp_path / "plain.mp4", frames=12, container="mov").read_bytes()
+        uri = "data:video/mp4;base64," + base64.b64encode(clip[: len(clip) // 2]).decode()
+    answer = http.post("/v1/requests", json={"input": {"video_url": uri}})
+    assert answer.status_code == 422, answer.text
+    check(answer, "POST", "/v1/requests")
+    assert answer.json()["errors"] == {"input.video_url": [answer.json()["message"]]} or \
+        "input.video_url" in answer.json()["message"]
+    assert limit in answer.json()["message"]
+
+
+def test_a_truncated_or_non_video_download_fails_the_request_with_the_reason(
+        http, run_jobs, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=24).read_bytes()
+    served = [sinks.serve_photo(clip[: len(clip) * 2 // 3]), sinks.serve_photo(b"<html>" * 99)]
+    try:
+        ids = [http.post("/v1/requests", json={"input": {"video_url": url}}).json()["request_id"]
+               for _, url in served]
+        run_jobs()
+    finally:
+        for server, _ in served:
+            server.shutdown()
+    truncated, html = (http.get(f"/v1/requests/{i}").json() for i in ids)
+    assert truncated["status"] == "FAILED" and truncated["error"]["type"] == "input_error"
+    assert "input.video_url: the video" in truncated["error"]["message"]
+    assert "truncated" in truncated["error"]["message"]
+    assert html["status"] == "FAILED" and html["error"]["type"] == "input_error"
+    assert "not a video we can read" in html["error"]["message"]
+
+
+def test_a_cancel_mid_video_stops_at_the_next_frame_and_stores_nothing(
+        http, run_jobs, services, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=40, fps=10, width=160, height=120)
+    request_id = http.post("/v1/requests", json={"input": {
+        "video_url": data_uri(clip), "return_keypoints": True}}).json()["request_id"]
+    seen: dict = {}
+
+    def cancel_when_two_frames_are_done() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            progress = http.get(f"/v1/requests/{request_id}/status").json()["metrics"].get(
+                "progress")
+            if progress and progress["frames_done"] >= 2:
+                seen["at"] = progress["frames_done"]
+                seen["answer"] = http.put(f"/v1/requests/{request_id}/cancel").status_code
+                return
+            time.sleep(0.02)
+
+    canceller = threading.Thread(target=cancel_when_two_frames_are_done)
+    canceller.start()
+    files = Path(services.storage.root)  # the local directory (the default storage)
+    files_before = set(files.rglob("*"))
+    run_jobs()
+    canceller.join()
+    record = http.get(f"/v1/requests/{request_id}").json()
+    assert seen["answer"] == 202 and record["status"] == "CANCELLED"
+    assert record["output"] is None
+    logs = [line["message"] for line in store.logs(services.redis, request_id)]
+    stopped = [m for m in logs if m.startswith("inference stopped at frame")]
+    assert stopped, logs
+    assert int(stopped[0].split()[4].rstrip(":")) < 40  # it did not run to the end
+    assert set(files.rglob("*")) == files_before  # no video, no JSON

@@ -1,0 +1,73 @@
+"""Test videos made with PyAV: the sample photo moved (and scaled) across a grey canvas."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import SAMPLE
+
+WIDTH, HEIGHT = 320, 240
+
+
+def person_at(frame: int, frames: int, shift: int) -> tuple[int, float]:
+    """Return (left edge in pixels, scale) of the person in a frame: she walks ``shift``
+    pixels to the right over the clip and grows by a tenth."""
+    t = frame / max(1, frames - 1)
+    return round(10 + shift * t), 0.72 + 0.08 * t
+
+
+def frame_image(frame: int, frames: int, shift: int, width: int = WIDTH,
+                height: int = HEIGHT) -> np.ndarray:
+    """Return one (H, W, 3) RGB frame."""
+    photo = Image.open(SAMPLE).convert("RGB")
+    left, scale = person_at(frame, frames, shift)
+    person = photo.resize((round(photo.width * scale), round(photo.height * scale)))
+    canvas = Image.new("RGB", (width, height), (120, 120, 120))
+    canvas.paste(person, (left, height - person.height - 4))
+    return np.asarray(canvas)
+
+
+def make_video(path: Path, frames: int = 24, fps: Fraction | int = 12, shift: int = 120,
+               width: int = WIDTH, height: int = HEIGHT, codec: str = "libx264",
+               container: str = "mp4", audio: bool = False) -> Path:
+    """Encode a clip of the sample walking to the right; return its path."""
+    import av
+
+    options = {"movflags": "+faststart"} if container == "mp4" else {}
+    with av.open(str(path), "w", format=container, options=options) as out:
+        stream = out.add_stream(codec, rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        for index in range(frames):
+            image = av.VideoFrame.from_ndarray(frame_image(index, frames, shift, width, height),
+                                               format="rgb24")
+            image.pts = index
+            out.mux(stream.encode(image))
+        out.mux(stream.encode())
+        if sound is not None:
+            samples = np.zeros((1, 16000), dtype=np.float32)
+            chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 16000, 0
+            out.mux(sound.encode(chunk))
+            out.mux(sound.encode())
+    return path
+
+
+def read_video(data: bytes) -> tuple[list[np.ndarray], dict]:
+    """Decode every frame of an MP4; return (RGB frames, facts of its streams)."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        facts = {"width": stream.codec_context.width, "height": stream.codec_context.height,
+                 "rate": stream.average_rate, "frames": stream.frames,
+                 "codec": stream.codec_context.name, "format": container.format.name,
+                 "audio": len(container.streams.audio)}
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    return frames, facts
