@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.engine.smoothing import OneEuroFilter, OneEuroParams
+from app.engine.smoothing import DEFAULTS, OneEuroFilter, OneEuroParams
 from app.engine.tracking import Tracker, flatten, iou, match, unflatten
 from app.engine.types import PoseResult
 
@@ -33,7 +33,7 @@ def lag(track: np.ndarray, truth: np.ndarray) -> int:
     return int(np.argmin(errors))
 
 
-def filtered(noisy: np.ndarray, params: OneEuroParams = OneEuroParams()) -> np.ndarray:
+def filtered(noisy: np.ndarray, params: OneEuroParams = DEFAULTS) -> np.ndarray:
     one_euro = OneEuroFilter(params)
     return np.array([one_euro(p[None], np.array([True]), 1 / FPS)[0] for p in noisy])
 

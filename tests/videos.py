@@ -13,18 +13,19 @@ from tests.conftest import SAMPLE
 WIDTH, HEIGHT = 320, 240
 
 
-def person_at(frame: int, frames: int, shift: int) -> tuple[int, float]:
+def person_at(frame: int, frames: int, shift: int, height: int = HEIGHT) -> tuple[int, float]:
     """Return (left edge in pixels, scale) of the person in a frame: she walks ``shift``
-    pixels to the right over the clip and grows by a tenth."""
+    pixels to the right over the clip and grows by a tenth (from 0.72 of the photo's size on a
+    240-pixel-high canvas, in proportion on others)."""
     t = frame / max(1, frames - 1)
-    return round(10 + shift * t), 0.72 + 0.08 * t
+    return round(10 + shift * t), (0.72 + 0.08 * t) * height / HEIGHT
 
 
 def frame_image(frame: int, frames: int, shift: int, width: int = WIDTH,
                 height: int = HEIGHT) -> np.ndarray:
     """Return one (H, W, 3) RGB frame."""
     photo = Image.open(SAMPLE).convert("RGB")
-    left, scale = person_at(frame, frames, shift)
+    left, scale = person_at(frame, frames, shift, height)
     person = photo.resize((round(photo.width * scale), round(photo.height * scale)))
     canvas = Image.new("RGB", (width, height), (120, 120, 120))
     canvas.paste(person, (left, height - person.height - 4))

@@ -1,0 +1,135 @@
+"""Video benchmark: frames per second of the video job against the engine alone, and memory.
+
+Run from the repository root (``.venv/bin/python -m bench.video``). For each clip (the sample
+photo walking across the frame, made with PyAV like the tests' clips) it runs, in this order:
+the engine alone on every frame (decoded and resized beforehand, only the engine call timed),
+the real job function ``jobs.infer.run_video`` on the clip stored as an upload (download, decode,
+engine, tracking and smoothing, drawing, H.264 encoding, storing, progress in Redis), then the
+engine alone again; the ratio is the job's frames/s over the mean of the two engine runs. The
+job's resident memory is sampled while it runs. Nothing here is a test: numbers are printed as
+Markdown for docs/benchmarks.md, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CLIPS = {"720p": (1280, 720, 10), "480p": (854, 480, 30)}
+"""name → (width, height, seconds)."""
+
+
+def make_clip(folder: Path, name: str, fps: int) -> Path:
+    """Encode one benchmark clip; return its path."""
+    from tests.videos import make_video
+
+    width, height, seconds = CLIPS[name]
+    return make_video(folder / f"{name}.mp4", frames=seconds * fps, fps=fps,
+                      shift=width // 2, width=width, height=height)
+
+
+def engine_alone(engine, clip: Path) -> tuple[int, float]:
+    """Return (frames, seconds in the engine) over every frame of a clip at 512 px."""
+    import cv2
+
+    from app.config import load_settings
+    from app.video import decode_frames
+
+    _, frames = decode_frames(clip.read_bytes(), load_settings({}))
+    spent, count = 0.0, 0
+    for frame in frames:
+        k = 512 / min(frame.shape[:2])  # as render() resizes for detect_resolution 512
+        seen = cv2.resize(frame, (round(frame.shape[1] * k), round(frame.shape[0] * k)),
+                          interpolation=cv2.INTER_CUBIC if k > 1 else cv2.INTER_AREA)
+        started = time.perf_counter()
+        engine(seen)
+        spent += time.perf_counter() - started
+        count += 1
+    return count, spent
+
+
+def job(services, clip: Path, smoothing: str) -> tuple[int, float, list[tuple[float, float]]]:
+    """Run the real video job on a clip; return (frames, seconds, [(share done, RSS MiB)])."""
+    import psutil
+
+    from app.store import requests as store
+    from jobs.infer import run_video
+
+    stored = services.storage.put(clip.read_bytes(), "video/mp4", clip.name)
+    record, _ = store.create(services.redis, key_id="bench", provider="local",
+                             input={"video_url": stored.url, "smoothing": smoothing})
+    process = psutil.Process()
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            progress = (store.get(services.redis, record.id).metrics or {}).get("progress")
+            share = progress["fraction"] if progress else 0.0
+            samples.append((share, process.memory_info().rss / 2**20))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    output = run_video(services, record.id, record.input, record.created_at)
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    samples.append((1.0, process.memory_info().rss / 2**20))
+    return output["video"]["num_frames"], seconds, samples
+
+
+def main() -> None:
+    """Print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--clips", default="720p,480p")
+    parser.add_argument("--smoothing", default="one_euro")
+    args = parser.parse_args()
+
+    from app.config import load_settings
+    from app.services import Services
+    from tests import redis_server
+
+    base, embedded = redis_server.base_url()
+    url = redis_server.claim_database(base)
+    folder = Path(tempfile.mkdtemp(prefix="posehook-bench-video-"))
+    settings = load_settings({"redis_url": url, "data_dir": str(folder / "data"),
+                              "engine": "mediapipe"})
+    services = Services.from_settings(settings)
+    print(f"load before: {os.getloadavg()}", file=sys.stderr)
+    rows = ["| clip | frames | engine alone frames/s (before / after) | video job frames/s | "
+            "ratio | job RSS MiB at 10 % / 50 % / end |", "|---|---|---|---|---|---|"]
+    try:
+        engine = services.engine
+        for name in args.clips.split(","):
+            clip = make_clip(folder, name, args.fps)
+            width, height, seconds = CLIPS[name]
+            count, before = engine_alone(engine, clip)
+            frames, spent, samples = job(services, clip, args.smoothing)
+            _, after = engine_alone(engine, clip)
+            alone = count / ((before + after) / 2)
+            rss = [min(samples, key=lambda s, at=at: abs(s[0] - at))[1] for at in (0.1, 0.5)]
+            rows.append(f"| {name} ({width}x{height}, {seconds} s at {args.fps} fps) | {frames} | "
+                        f"{alone:.2f} ({count / before:.2f} / {count / after:.2f}) | "
+                        f"{frames / spent:.2f} | {frames / spent / alone:.2f} | "
+                        f"{rss[0]:.0f} / {rss[1]:.0f} / {samples[-1][1]:.0f} |")
+            print(rows[-1], file=sys.stderr)
+    finally:
+        print(f"load after: {os.getloadavg()}", file=sys.stderr)
+        redis_server.release_database(url)
+        if embedded is not None:
+            embedded.stop()
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
