@@ -129,20 +129,17 @@ def decode_frames(data: bytes, settings: Settings,
     data is damaged, when there are more frames than the limit, or at the end when the file
     holds fewer frames than its header lists (a truncated file).
     """
-    check_size(len(data), settings, field)
-    container, stream, info = _open(data, field)
-    try:
-        check_limits(info, settings, field)
-    except InvalidInputError:
-        container.close()
-        raise
-    return info, _frames(container, stream, info, settings, field)
+    info = probe(data, settings, field)
+    return info, _frames(data, info, settings, field)
 
 
-def _frames(container: Any, stream: Any, info: VideoInfo, settings: Settings,
+def _frames(data: bytes, info: VideoInfo, settings: Settings,
             field: str) -> Iterator[np.ndarray]:
+    """Decode the frames (the file is opened again on the first one, so an iterator that is
+    never started holds nothing open)."""
     import av
 
+    container, stream, _ = _open(data, field)
     count = 0
     try:
         for frame in container.decode(stream):

@@ -33,7 +33,7 @@ from app.fal_protocol import (
     VIDEO_APP,
     FalError,
     object_expiry,
-    parse_target,
+    parse_app_target,
     wants_logs,
 )
 from app.storage import UPLOAD_SLOT_SECONDS
@@ -106,10 +106,7 @@ def serve_locally(target_url: str) -> Response:
     fal URL its own path stands for, with ``g.fal_queue_base`` set to itself.
     """
     method = request.method
-    target = parse_target(target_url, method)
-    if target.kind == "other":  # a submit or run of fal-ai/dwpose/video?
-        video = parse_target(target_url, method, VIDEO_APP)
-        target = video if video.kind in ("submit", "run") else target
+    target = parse_app_target(target_url, method)
     video = target.app == VIDEO_APP
     logs = wants_logs(target.query.get("logs"))
     if target.kind in ("upload", "multipart"):
