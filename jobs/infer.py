@@ -1,7 +1,9 @@
-"""Run the pose engine for one request, store the picture, call our own webhook like fal does.
+"""Run the pose engine for one request, store the picture (or the pose video), call our own
+webhook like fal does.
 
 A cancel is honoured at every step boundary (after the download, after the engine, before
-storing): the job stops there, stores nothing and sends no callback.
+storing; a video's after every frame): the job stops there, stores nothing and sends no
+callback.
 """
 
 from __future__ import annotations
@@ -57,7 +59,6 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
     from app.engine import render
     from app.images import decode_image, load_image_bytes
     from app.outbound import Guard
-    from app.retention import keep_for_request
 
     settings = services.settings
     r = services.redis
@@ -74,19 +75,16 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
     output_format = input.get("output_format") or "png"
     encoded, content_type = encode(rendering.image, output_format)
     _checkpoint(services, request_id, "before storing")
-    stored = services.storage.put(encoded, content_type, f"pose.{output_format}")
-    keep_for_request(services, stored, request_id,
-                     time.time() if created_at is None else created_at)
     height, width = rendering.image.shape[:2]
-    output: dict[str, Any] = {"image": {
-        "url": stored.url, "content_type": content_type, "file_name": stored.file_name,
-        "file_size": stored.file_size, "width": width, "height": height}}
+    stored = _keep(services, request_id, created_at, encoded, content_type,
+                   f"pose.{output_format}")
+    output: dict[str, Any] = {"image": {**stored, "width": width, "height": height}}
     if input.get("return_keypoints"):
         output["keypoints"] = rendering.keypoints
     elapsed = round(time.monotonic() - started, 3)
     store.update(r, request_id, engine=f"{rendering.engine}:{rendering.engine_version}",
                  metrics={"inference_time": elapsed})
-    store.add_log(r, request_id, f"pose image stored ({stored.file_size} bytes, {elapsed}s)")
+    store.add_log(r, request_id, f"pose image stored ({stored['file_size']} bytes, {elapsed}s)")
     return output
 
 
@@ -111,7 +109,7 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
     from app.images import load_image_bytes
     from app.outbound import Guard
     from app.store import tracking
-    from app.video import FIELD, Encoder, KeypointsWriter, check_size, decode_frames
+    from app.video import CONTENT_TYPE, FIELD, Encoder, KeypointsWriter, check_size, decode_frames
 
     settings, r = services.settings, services.redis
     started = time.monotonic()
@@ -162,12 +160,12 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
             if points is not None:
                 points.close()
         _checkpoint(services, request_id, "before storing")
-        output = {"video": _keep(services, request_id, created_at, f"{folder}/pose.mp4",
-                                 "video/mp4", "pose.mp4")}
+        output = {"video": _keep(services, request_id, created_at, _read(f"{folder}/pose.mp4"),
+                                 CONTENT_TYPE, "pose.mp4")}
         if points is not None:
             output["keypoints_file"] = _keep(services, request_id, created_at,
-                                             f"{folder}/keypoints.json", "application/json",
-                                             "keypoints.json")
+                                             _read(f"{folder}/keypoints.json"),
+                                             "application/json", "keypoints.json")
     done = encoder.frames
     output["video"].update(width=info.width, height=info.height, fps=round(float(info.fps), 6),
                            num_frames=done, duration=round(done / float(info.fps), 6))
@@ -177,6 +175,11 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
     store.add_log(r, request_id, f"pose video stored: {done} frames, "
                                  f"{output['video']['file_size']} bytes, {elapsed}s")
     return output
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def _fraction(done: int, total: int) -> dict[str, Any]:
@@ -190,13 +193,13 @@ def _progress(services: Services, request_id: str, done: int, total: int, log: b
         store.add_log(services.redis, request_id, f"posed {done} of {total} frames")
 
 
-def _keep(services: Services, request_id: str, created_at: float | None, path: str,
+def _keep(services: Services, request_id: str, created_at: float | None, data: bytes,
           content_type: str, name: str) -> dict[str, Any]:
-    """Store a finished file of a request for as long as its record; return fal's File."""
+    """Store a finished file of a request for as long as its record (``created_at`` + the
+    request TTL); return fal's File."""
     from app.retention import keep_for_request
 
-    with open(path, "rb") as file:
-        stored = services.storage.put(file.read(), content_type, name)
+    stored = services.storage.put(data, content_type, name)
     keep_for_request(services, stored, request_id,
                      time.time() if created_at is None else created_at)
     return {"url": stored.url, "content_type": content_type, "file_name": stored.file_name,
