@@ -87,17 +87,17 @@ def check_limits(info: VideoInfo, settings: Settings, field: str = FIELD) -> Non
     """Refuse a video over a limit, naming the limit (its setting) and the video's value."""
     checks = (
         (info.width * info.height > settings.video_max_pixels,
-         f"{info.width}x{info.height} pixels per frame, more than the limit of "
-         f"{settings.video_max_pixels} (POSEHOOK_VIDEO_MAX_PIXELS)"),
+         f"{info.width}x{info.height} = {info.width * info.height} pixels per frame, more "
+         f"than the limit of {settings.video_max_pixels} (POSEHOOK_VIDEO_MAX_PIXELS)"),
         (info.duration > settings.video_max_seconds,
-         f"{info.duration:.1f} s, longer than the limit of {settings.video_max_seconds} s "
+         f"{info.duration:.1f} s, longer than the limit of {settings.video_max_seconds:g} s "
          "(POSEHOOK_VIDEO_MAX_SECONDS)"),
         (info.expected_frames > settings.video_max_frames,
          f"{info.expected_frames} frames, more than the limit of {settings.video_max_frames} "
          "(POSEHOOK_VIDEO_MAX_FRAMES)"),
         (float(info.fps) > settings.video_max_fps,
          f"{float(info.fps):.2f} frames per second, more than the limit of "
-         f"{settings.video_max_fps} (POSEHOOK_VIDEO_MAX_FPS)"),
+         f"{settings.video_max_fps:g} (POSEHOOK_VIDEO_MAX_FPS)"),
     )
     for over, what in checks:
         if over:
