@@ -149,3 +149,17 @@ def test_a_cancel_mid_video_stops_at_the_next_frame_and_stores_nothing(
     assert stopped, logs
     assert int(stopped[0].split()[4].rstrip(":")) < 40  # it did not run to the end
     assert set(files.rglob("*")) == files_before  # no video, no JSON
+
+
+def test_a_video_job_may_run_as_long_as_the_longest_video_allowed(services):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from app import queues
+
+    settings = services.settings
+    assert settings.video_job_timeout == settings.job_timeout + 40 * 1  # 40 frames x 1 s
+    for video, limit in ((True, settings.video_job_timeout), (False, settings.job_timeout)):
+        job_id = queues.enqueue_infer(services.rq, settings, f"r{video}", 1, video=video)
+        assert Job.fetch(job_id, connection=services.rq,
+                         serializer=JSONSerializer).timeout == limit
