@@ -153,11 +153,11 @@ __all__ = ["RequestCreateSchema", "ListQuerySchema", "FalInputSchema", "compact"
 
 def _event_filter(value: str) -> None:
     """Accept known event types and the ``*`` / ``request.*`` wildcards."""
-    from app.models import EVENT_TYPES
+    from app.models import EVENT_TYPES, PROGRESS_EVENT
 
-    if value not in (*EVENT_TYPES, "*", "request.*"):
+    if value not in (*EVENT_TYPES, PROGRESS_EVENT, "*", "request.*"):
         raise ValidationError(f"unknown event type {value!r}; use one of "
-                              + ", ".join((*EVENT_TYPES, "request.*", "*")))
+                              + ", ".join((*EVENT_TYPES, PROGRESS_EVENT, "request.*", "*")))
 
 
 class SubscriptionCreateSchema(Schema):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 from typing import Any
 
@@ -133,7 +134,7 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
         encoder = Encoder(f"{folder}/pose.mp4", info.width, info.height, info.fps)
         points = (KeypointsWriter(f"{folder}/keypoints.json", info.width, info.height, info.fps)
                   if input.get("return_keypoints") else None)
-        shown = 0.0
+        shown = announced = -math.inf
         try:
             _checkpoint(services, request_id, "after the download")
             for frame in frames:
@@ -142,10 +143,13 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
                 if points is not None:
                     points.write(rendering.keypoints, engine.ids)
                 done = encoder.frames
-                tenth = done % max(1, total // 10) == 0
-                if tenth or time.monotonic() - shown >= 0.5:
-                    shown = time.monotonic()
+                tenth, now = done % max(1, total // 10) == 0, time.monotonic()
+                if tenth or now - shown >= 0.5:
+                    shown = now
                     _progress(services, request_id, done, max(total, done), tenth)
+                    if now - announced >= 1.0:  # request.progress, at most 1 a second
+                        announced = now
+                        lifecycle.report_progress(services, request_id)
                 _checkpoint(services, request_id, f"at frame {done}")
                 if time.monotonic() - started > limit:
                     raise VideoTimeLimitError(

@@ -163,3 +163,39 @@ def test_a_video_job_may_run_as_long_as_the_longest_video_allowed(services):
         job_id = queues.enqueue_infer(services.rq, settings, f"r{video}", 1, video=video)
         assert Job.fetch(job_id, connection=services.rq,
                          serializer=JSONSerializer).timeout == limit
+
+
+def test_request_progress_goes_once_a_second_at_most_to_those_who_name_it(
+        http, run_jobs, tmp_path):
+    from datetime import datetime
+
+    named, wildcard = sinks.Sink().start(), sinks.Sink().start()
+    try:
+        for sink, events in ((named, ["request.progress", "request.completed"]),
+                             (wildcard, ["*"])):
+            answer = http.post("/v1/subscriptions", json={"url": sink.url, "events": events})
+            assert answer.status_code == 201, answer.text
+            check(answer, "POST", "/v1/subscriptions")
+        clip = make_video(tmp_path / "walk.mp4", frames=24, fps=12)
+        request_id = http.post("/v1/requests", json={"input": {
+            "video_url": data_uri(clip)}}).json()["request_id"]
+        run_jobs()
+        run_jobs()
+    finally:
+        named.stop()
+        wildcard.stop()
+    sent = [json.loads(got.body) for got in named.received]
+    progress = [event for event in sent if event["type"] == "request.progress"]
+    assert [event["type"] for event in sent][-1] == "request.completed"
+    assert progress and all(e["data"]["request_id"] == request_id and
+                            e["data"]["status"] == "IN_PROGRESS" for e in progress)
+    done = [e["data"]["progress"]["frames_done"] for e in progress]
+    assert done == sorted(done) and len(set(done)) == len(done)
+    sequences = [e["data"]["sequence"] for e in sent]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    ids = [got.headers["webhook-id"] for got in named.received]
+    assert len(set(ids)) == len(ids)  # each progress event is its own message
+    times = [datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+             for e in progress]
+    assert all(b - a >= 0.99 for a, b in zip(times, times[1:], strict=False))
+    assert "request.progress" not in {json.loads(g.body)["type"] for g in wildcard.received}
