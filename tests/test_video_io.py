@@ -81,3 +81,26 @@ def test_h264_is_what_the_pinned_wheel_writes_and_an_odd_size_is_kept(tmp_path):
         assert (facts["codec"], facts["width"], facts["height"], facts["rate"]) == (
             "h264", width, height, Fraction(30000, 1001))
         assert len(frames) == 5 and abs(int(frames[4].mean()) - 160) < 6
+
+
+def test_decoding_and_encoding_hold_one_frame_whatever_the_length(tmp_path):
+    """Python's peak memory over a clip ten times longer is the same: nothing piles up."""
+    import tracemalloc
+
+    def peak(frames: int) -> int:
+        clip = make_video(tmp_path / f"{frames}.mp4", frames=frames, fps=25, width=160,
+                          height=120).read_bytes()
+        tracemalloc.start()
+        info, decoded = decode_frames(clip, load_settings({}))
+        encoder = Encoder(str(tmp_path / f"out-{frames}.mp4"), info.width, info.height, info.fps)
+        for frame in decoded:
+            encoder.write(255 - frame)
+        encoder.close()
+        top = tracemalloc.get_traced_memory()[1] - len(clip)  # less the input, held whole
+        tracemalloc.stop()
+        assert len(read_video((tmp_path / f"out-{frames}.mp4").read_bytes())[0]) == frames
+        return top
+
+    short, long = peak(25), peak(250)
+    frame = 160 * 120 * 3
+    assert long < short + 4 * frame  # 250 frames held would be 225 frames more
