@@ -78,6 +78,7 @@ def test_fal_client_subscribes_to_dwpose_video_through_the_proxy(stack, clip):
     assert run.returncode == 0 and all(v == "ok" for v in report.values()), report
     assert set(report) == {"subscribe", "progress logs on the way", "video served as MP4",
                            "queue status", "queue result", "cancel after completion is 400",
-                           "streaming subscribe", "not a video is a validation error"}
+                           "streaming subscribe", "sync run",
+                           "not a video is a validation error"}
     for url in outputs.values():
         assert_pose_video(httpx.get(url).content)

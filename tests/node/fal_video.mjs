@@ -68,6 +68,10 @@ const streamed = await fal.subscribe("fal-ai/dwpose/video", {
 });
 check("streaming subscribe", isVideo(streamed.data), streamed);
 
+// A synchronous run (fal.run host) answers with the pose video itself.
+const ran = await fal.run("fal-ai/dwpose/video", { input: { video_url: dataUri } });
+check("sync run", isVideo(ran.data) && ran.requestId, ran);
+
 // A file that is not a video: the client raises its own ValidationError on video_url.
 try {
   await fal.subscribe("fal-ai/dwpose/video", {
