@@ -28,13 +28,15 @@ CLIPS = {"720p": (1280, 720, 10), "480p": (854, 480, 30)}
 """name → (width, height, seconds)."""
 
 
-def make_clip(folder: Path, name: str, fps: int) -> Path:
-    """Encode one benchmark clip; return its path."""
+def make_clip(folder: Path, name: str, fps: int, people: int = 1,
+              seconds: int | None = None) -> Path:
+    """Encode one benchmark clip (``people`` walking side by side); return its path."""
     from tests.videos import make_video
 
-    width, height, seconds = CLIPS[name]
-    return make_video(folder / f"{name}.mp4", frames=seconds * fps, fps=fps,
-                      shift=width // 2, width=width, height=height)
+    width, height, length = CLIPS[name]
+    return make_video(folder / f"{name}-{people}.mp4", frames=(seconds or length) * fps,
+                      fps=fps, shift=width // 2 if people == 1 else width // 6, width=width,
+                      height=height, people=people)
 
 
 def engine_alone(engine, clip: Path) -> tuple[int, float]:
@@ -73,8 +75,9 @@ class TimedEngine:
             self.seconds += time.perf_counter() - started
 
 
-def job(services, clip: Path, smoothing: str) -> tuple[int, float, list[tuple[float, float]]]:
-    """Run the real video job on a clip; return (frames, seconds, [(share done, RSS MiB)])."""
+def job(services, clip: Path, smoothing: str,
+        keypoints: bool = False) -> tuple[dict, float, list[tuple[float, float]]]:
+    """Run the real video job on a clip; return (output, seconds, [(share done, RSS MiB)])."""
     import psutil
 
     from app.store import requests as store
@@ -82,7 +85,8 @@ def job(services, clip: Path, smoothing: str) -> tuple[int, float, list[tuple[fl
 
     stored = services.storage.put(clip.read_bytes(), "video/mp4", clip.name)
     record, _ = store.create(services.redis, key_id="bench", provider="local",
-                             input={"video_url": stored.url, "smoothing": smoothing})
+                             input={"video_url": stored.url, "smoothing": smoothing,
+                                    "return_keypoints": keypoints})
     process = psutil.Process()
     samples: list[tuple[float, float]] = []
     done = threading.Event()
@@ -101,7 +105,32 @@ def job(services, clip: Path, smoothing: str) -> tuple[int, float, list[tuple[fl
     done.set()
     sampler.join()
     samples.append((1.0, process.memory_info().rss / 2**20))
-    return output["video"]["num_frames"], seconds, samples
+    return output, seconds, samples
+
+
+def people_found(services, output: dict) -> float:
+    """Return the mean people per frame in a job's keypoints file."""
+    import json
+
+    document = json.loads(services.storage.read(services.storage.key_from_url(
+        output["keypoints_file"]["url"])))
+    return sum(len(f["people"]) for f in document["frames"]) / len(document["frames"])
+
+
+def people_rows(services, timed: TimedEngine, folder: Path, fps: int, smoothing: str,
+                counts: list[int]) -> list[str]:
+    """Frames/s of the job and of the engine in it, by people per frame (480p, 5 s)."""
+    rows = ["| people per frame | found per frame (mean) | video job frames/s | engine alone in "
+            "the job frames/s | ratio |", "|---|---|---|---|---|"]
+    for count in counts:
+        clip = make_clip(folder, "480p", fps, people=count, seconds=5)
+        timed.seconds = 0.0
+        output, spent, _ = job(services, clip, smoothing, keypoints=True)
+        frames = output["video"]["num_frames"]
+        rows.append(f"| {count} | {people_found(services, output):.2f} | {frames / spent:.2f} | "
+                    f"{frames / timed.seconds:.2f} | {timed.seconds / spent:.2f} |")
+        print(rows[-1], file=sys.stderr)
+    return rows
 
 
 def main() -> None:
@@ -110,6 +139,8 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--clips", default="720p,480p")
     parser.add_argument("--smoothing", default="one_euro")
+    parser.add_argument("--people", default="", help="e.g. 1,2,3: a 5 s 480p clip with that "
+                        "many people walking side by side, instead of the clips")
     args = parser.parse_args()
 
     from app.config import load_settings
@@ -129,11 +160,15 @@ def main() -> None:
     try:
         timed = TimedEngine(services.engine)
         services._cache[("engine", settings.engine, settings.dwpose_model_dir)] = timed
-        for name in args.clips.split(","):
+        if args.people:
+            rows = people_rows(services, timed, folder, args.fps, args.smoothing,
+                               [int(n) for n in args.people.split(",")])
+        for name in args.clips.split(",") if not args.people else ():
             clip = make_clip(folder, name, args.fps)
             width, height, seconds = CLIPS[name]
             timed.seconds = 0.0
-            frames, spent, samples = job(services, clip, args.smoothing)
+            output, spent, samples = job(services, clip, args.smoothing)
+            frames = output["video"]["num_frames"]
             alone = frames / timed.seconds
             count, apart = engine_alone(timed.engine, clip)
             rss = [min(samples, key=lambda s, at=at: abs(s[0] - at))[1] for at in (0.1, 0.5)]

@@ -22,19 +22,23 @@ def person_at(frame: int, frames: int, shift: int, height: int = HEIGHT) -> tupl
 
 
 def frame_image(frame: int, frames: int, shift: int, width: int = WIDTH,
-                height: int = HEIGHT) -> np.ndarray:
-    """Return one (H, W, 3) RGB frame."""
+                height: int = HEIGHT, people: int = 1) -> np.ndarray:
+    """Return one (H, W, 3) RGB frame; ``people`` > 1: each walks in its own lane (a copy of
+    the photo, each lane ``width / people`` wide, the shift shared out)."""
     photo = Image.open(SAMPLE).convert("RGB")
-    left, scale = person_at(frame, frames, shift, height)
-    person = photo.resize((round(photo.width * scale), round(photo.height * scale)))
     canvas = Image.new("RGB", (width, height), (120, 120, 120))
-    canvas.paste(person, (left, height - person.height - 4))
+    lane = width // people
+    left, scale = person_at(frame, frames, shift // people, height)
+    scale = min(scale, 0.9 * (lane - shift // people - 10) / photo.width) if people > 1 else scale
+    person = photo.resize((round(photo.width * scale), round(photo.height * scale)))
+    for k in range(people):
+        canvas.paste(person, (k * lane + left, height - person.height - 4))
     return np.asarray(canvas)
 
 
 def make_video(path: Path, frames: int = 24, fps: Fraction | int = 12, shift: int = 120,
                width: int = WIDTH, height: int = HEIGHT, codec: str = "libx264",
-               container: str = "mp4", audio: bool = False) -> Path:
+               container: str = "mp4", audio: bool = False, people: int = 1) -> Path:
     """Encode a clip of the sample walking to the right; return its path."""
     import av
 
@@ -44,8 +48,8 @@ def make_video(path: Path, frames: int = 24, fps: Fraction | int = 12, shift: in
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         sound = out.add_stream("aac", rate=16000) if audio else None
         for index in range(frames):
-            image = av.VideoFrame.from_ndarray(frame_image(index, frames, shift, width, height),
-                                               format="rgb24")
+            image = av.VideoFrame.from_ndarray(
+                frame_image(index, frames, shift, width, height, people), format="rgb24")
             image.pts = index
             out.mux(stream.encode(image))
         out.mux(stream.encode())
