@@ -26,6 +26,7 @@ CONTAINERS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi
 """Demuxers we take (FFmpeg's names): MP4/MOV, Matroska/WebM, AVI, MPEG-TS. Image demuxers
 (a JPEG opens as a one-frame "video") and everything else are refused."""
 CONTENT_TYPE = "video/mp4"
+NOT_A_VIDEO = "the bytes are not a video we can read (MP4, MOV, WebM, MKV, AVI or MPEG-TS)"
 TRUNCATION_SLACK = 2
 """Frames a file may decode short of the count its header lists before it is truncated."""
 
@@ -59,13 +60,11 @@ def _open(data: bytes, field: str) -> tuple[Any, Any, VideoInfo]:
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
-        raise _bad("the bytes are not a video we can read (MP4, MOV, WebM, MKV, AVI or "
-                   "MPEG-TS)", field) from exc
+        raise _bad(NOT_A_VIDEO, field) from exc
     names = set(container.format.name.split(","))
     if not names & CONTAINERS or not container.streams.video:
         container.close()
-        raise _bad("the bytes are not a video we can read (MP4, MOV, WebM, MKV, AVI or "
-                   "MPEG-TS)" if not names & CONTAINERS else "the file has no video stream",
+        raise _bad(NOT_A_VIDEO if not names & CONTAINERS else "the file has no video stream",
                    field)
     stream = container.streams.video[0]
     context = stream.codec_context
@@ -149,8 +148,8 @@ def _frames(data: bytes, info: VideoInfo, settings: Settings,
                            "frames (POSEHOOK_VIDEO_MAX_FRAMES)", field)
             yield frame.to_ndarray(width=info.width, height=info.height, format="rgb24")
     except av.FFmpegError as exc:
-        raise _bad(f"the video data is damaged or truncated after frame {count}",
-                   field) from exc
+        raise _bad(f"the {info.codec} video data is damaged, truncated or cannot be decoded "
+                   f"after frame {count}", field) from exc
     finally:
         container.close()
     if count == 0:
