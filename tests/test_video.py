@@ -199,3 +199,22 @@ def test_request_progress_goes_once_a_second_at_most_to_those_who_name_it(
              for e in progress]
     assert all(b - a >= 0.99 for a, b in zip(times, times[1:], strict=False))
     assert "request.progress" not in {json.loads(g.body)["type"] for g in wildcard.received}
+
+
+def test_a_video_uploaded_to_v1_files_is_a_video_url_and_text_is_refused_naming_both(
+        http, run_jobs, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=6, fps=6)
+    upload = http.post("/v1/files", content=clip.read_bytes(), params={"file_name": "walk.mp4"},
+                       headers={"Content-Type": "video/mp4"})
+    assert upload.status_code == 201, upload.text
+    check(upload, "POST", "/v1/files")
+    assert (upload.json()["content_type"], upload.json()["width"], upload.json()["height"]) == (
+        "video/mp4", WIDTH, HEIGHT)
+    request_id = http.post("/v1/requests", json={"input": {
+        "video_url": upload.json()["url"]}}).json()["request_id"]
+    run_jobs()
+    record = http.get(f"/v1/requests/{request_id}").json()
+    assert record["status"] == "COMPLETED" and record["output"]["video"]["num_frames"] == 6
+    text = http.post("/v1/files", content=b"hello\n" * 40, headers={"Content-Type": "text/plain"})
+    assert text.status_code == 422 and text.json()["errors"] == {"file": [text.json()["message"]]}
+    assert "nor is it a video" in text.json()["message"]
