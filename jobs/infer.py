@@ -109,7 +109,6 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
     from app.engine.tracking import TrackedEngine, Tracker
     from app.images import load_image_bytes
     from app.outbound import Guard
-    from app.store import tracking
     from app.video import CONTENT_TYPE, FIELD, Encoder, KeypointsWriter, check_size, decode_frames
 
     settings, r = services.settings, services.redis
@@ -123,7 +122,6 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
     info, frames = decode_frames(data, settings)
     total = info.expected_frames
     limit = settings.job_timeout + total * settings.video_frame_seconds
-    tracking.extend_lease(r, request_id, time.time() + limit + settings.lease_grace)
     store.add_log(r, request_id, f"video loaded: {info.width}x{info.height}, {total} frames at "
                                  f"{float(info.fps):.3g} fps ({info.codec}); audio dropped")
     options = {k: input[k] for k in ("draw_mode", "detect_resolution", "include_body",
@@ -191,7 +189,14 @@ def _fraction(done: int, total: int) -> dict[str, Any]:
 
 
 def _progress(services: Services, request_id: str, done: int, total: int, log: bool) -> None:
-    """Show how far a video is: ``metrics.progress``, and a log line every tenth."""
+    """Show how far a video is: ``metrics.progress``, and a log line every tenth; and keep
+    the lease while frames come (a worker that dies mid-video is noticed as soon as for a
+    photo, however long the video)."""
+    from app.store import tracking
+
+    settings = services.settings
+    tracking.extend_lease(services.redis, request_id,
+                          time.time() + settings.job_timeout + settings.lease_grace)
     store.update(services.redis, request_id, metrics={"progress": _fraction(done, total)})
     if log:
         store.add_log(services.redis, request_id, f"posed {done} of {total} frames")

@@ -218,3 +218,17 @@ def test_a_video_uploaded_to_v1_files_is_a_video_url_and_text_is_refused_naming_
     text = http.post("/v1/files", content=b"hello\n" * 40, headers={"Content-Type": "text/plain"})
     assert text.status_code == 422 and text.json()["errors"] == {"file": [text.json()["message"]]}
     assert "nor is it a video" in text.json()["message"]
+
+
+def test_each_progress_update_keeps_the_lease_for_one_more_job_timeout(services):
+    from app.store import tracking
+    from jobs.infer import _progress
+
+    record, _ = store.create(services.redis, key_id="k", provider="local",
+                             input={"video_url": "https://example.com/v.mp4"})
+    before = time.time()
+    _progress(services, record.id, 3, 30, False)
+    held = services.settings.job_timeout + services.settings.lease_grace
+    assert record.id not in tracking.expired_leases(services.redis, before + held - 1)
+    assert record.id in tracking.expired_leases(services.redis, time.time() + held + 1)
+    assert store.get(services.redis, record.id).metrics["progress"]["frames_done"] == 3
