@@ -62,6 +62,14 @@ class Settings:
     max_redirects: int = 3
     max_pixels: int = 40_000_000
     allow_private_urls: bool = False
+    # Videos (input.video_url): the file, its length, frames, pixels per frame, frame rate;
+    # and the seconds of job time each frame adds to job_timeout.
+    video_max_bytes: int = 100 * 1024 * 1024
+    video_max_seconds: float = 120.0
+    video_max_frames: int = 3600
+    video_max_pixels: int = 1920 * 1080
+    video_max_fps: float = 60.0
+    video_frame_seconds: float = 1.0
     allowed_cidrs: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     https_only: bool = False
@@ -151,6 +159,15 @@ class Settings:
         return self.delivery_job_timeout + 10
 
     @property
+    def video_job_timeout(self) -> int:
+        """Return the seconds RQ lets a video job run: its limit at the most frames allowed.
+
+        The job itself stops sooner, at ``job_timeout`` + frames x ``video_frame_seconds``
+        once it knows the frame count.
+        """
+        return math.ceil(self.job_timeout + self.video_max_frames * self.video_frame_seconds)
+
+    @property
     def files_dir(self) -> str:
         """Return the directory of stored files."""
         return self.storage_dir or os.path.join(self.data_dir, "files")
@@ -195,7 +212,9 @@ def _validate(settings: Settings) -> Settings:
     if not settings.public_base_url.startswith(("http://", "https://")):
         raise ConfigError("POSEHOOK_PUBLIC_BASE_URL must be an http(s) URL")
     for name in ("max_download_bytes", "max_upload_bytes", "max_multipart_bytes", "max_pixels",
-                 "job_timeout", "fal_timeout", "fal_connect_timeout", "settle_tries"):
+                 "job_timeout", "fal_timeout", "fal_connect_timeout", "settle_tries",
+                 "video_max_bytes", "video_max_seconds", "video_max_frames", "video_max_pixels",
+                 "video_max_fps", "video_frame_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
     if settings.fal_host_bind and not (settings.fal_host_certfile and settings.fal_host_keyfile):

@@ -14,6 +14,7 @@ from typing import Any
 
 from app import fal_protocol, queues
 from app.models import (
+    PROGRESS_EVENT,
     STATUS_OF,
     TERMINAL_EVENTS,
     Delivery,
@@ -41,6 +42,8 @@ def request_data(record: Request, sequence: int, event_type: str = "") -> dict[s
         data["output"] = record.output
     if status in (Status.FAILED, Status.CANCELLED) and record.error is not None:
         data["error"] = record.error
+    if event_type == PROGRESS_EVENT:
+        data["progress"] = record.metrics.get("progress")
     return data
 
 
@@ -92,7 +95,9 @@ def emit(services: Services, request_id: str, event_type: str,
         sequence = store.next_event_seq(r, request_id)
     # One id per (request, event): an event sent again after a crash has the same
     # webhook-id, so subscribers drop the repeat.
-    event_id = "msg_" + hashlib.sha256(f"{request_id}:{event_type}".encode()).hexdigest()[:24]
+    # A request has many progress events: each is its own (by its sequence number).
+    name = f"{request_id}:{event_type}" + (f":{sequence}" if event_type == PROGRESS_EVENT else "")
+    event_id = "msg_" + hashlib.sha256(name.encode()).hexdigest()[:24]
     body = envelope(event_type, request_data(record, sequence, event_type))
     found = [_delivery(event_id, event_type, "subscription", sub.url, record.key_id, body,
                        subscription_id=sub.id, request_id=record.id)

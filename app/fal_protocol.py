@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 from app.models import Status
 
 APP = "fal-ai/dwpose"
+VIDEO_APP = APP + "/video"
+"""fal's second DWPose endpoint: a pose video from a video (``{video_url}`` → ``{video}``)."""
 QUEUE_HOST = "queue.fal.run"
 RUN_HOST = "fal.run"
 STORAGE_HOSTS = ("rest.fal.ai", "rest.alpha.fal.ai")
@@ -279,4 +281,16 @@ def parse_target(url: str, method: str, app: str = APP) -> Target:
     if (host == QUEUE_HOST and path[:len(base)] == base and len(rest) >= 2
             and rest[0] == "requests" and (method, tuple(rest[2:])) in REQUEST_CALLS):
         target.kind, target.request_id, target.call = "request", rest[1], tuple(rest[2:])
+    return target
+
+
+def parse_app_target(url: str, method: str, app: str = APP) -> Target:
+    """Read a fal URL against an app and its ``/video`` endpoint (``fal-ai/dwpose/video``):
+    a submit or run of the video endpoint has ``app`` set to it; anything else is
+    :func:`parse_target`'s reading against ``app``."""
+    target = parse_target(url, method, app)
+    if target.kind == "other":
+        video = parse_target(url, method, app + "/video")
+        if video.kind in ("submit", "run"):
+            return video
     return target

@@ -167,8 +167,11 @@ def validate_image_url(url: str, settings: Settings, guard: Guard, storage: Any,
 
 
 def load_image_bytes(url: str, settings: Settings, guard: Guard, storage: Any,
-                     field: str = FIELD) -> bytes:
-    """Return an input's bytes: our own file, a data URI, or a guarded, bounded download."""
+                     field: str = FIELD, max_bytes: int | None = None) -> bytes:
+    """Return an input's bytes: our own file, a data URI, or a guarded, bounded download.
+
+    ``max_bytes`` bounds the download (by default ``max_download_bytes``).
+    """
     key = storage.key_from_url(url)
     if key is not None:
         data = storage.read(key)
@@ -178,7 +181,7 @@ def load_image_bytes(url: str, settings: Settings, guard: Guard, storage: Any,
     if url.startswith("data:"):
         return parse_data_uri(url, max_bytes=settings.max_upload_bytes, field=field)[0]
     validate_image_url(url, settings, guard, storage, field)
-    body, _ = fetch(url, guard, max_bytes=settings.max_download_bytes,
+    body, _ = fetch(url, guard, max_bytes=max_bytes or settings.max_download_bytes,
                     timeout=settings.download_timeout, max_redirects=settings.max_redirects,
                     field=field)
     return body

@@ -35,6 +35,8 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
 
     settings = services.settings
     prepared = dict(input)
+    if "video_url" in prepared:
+        return _prepare_video(services, prepared)
     url = prepared["image_url"]
     if url.startswith("data:"):
         data, _ = parse_data_uri(url, max_bytes=settings.max_upload_bytes)
@@ -44,6 +46,35 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
         prepared["image_url"] = stored.url
         return prepared
     validate_image_url(url, settings, Guard.from_settings(settings), services.storage)
+    return prepared
+
+
+def input_url(input: Mapping[str, Any]) -> tuple[str, str]:
+    """Return (the field, the URL) of an input's file: its ``video_url`` or ``image_url``."""
+    name = "video_url" if "video_url" in input else "image_url"
+    return f"input.{name}", input[name]
+
+
+def _prepare_video(services: Services, prepared: dict[str, Any]) -> dict[str, Any]:
+    """Check a video's URL; a data URI's video is checked against the limits and stored."""
+    from app.images import parse_data_uri, validate_image_url
+    from app.outbound import Guard
+    from app.retention import keep_upload
+    from app.video import FIELD, probe
+
+    settings = services.settings
+    url = prepared["video_url"]
+    if url.startswith("data:"):
+        data, media_type = parse_data_uri(url, max_bytes=min(settings.max_upload_bytes,
+                                                             settings.video_max_bytes),
+                                          field=FIELD)
+        probe(data, settings)
+        stored = services.storage.put(data, media_type if media_type.startswith("video/")
+                                      else "application/octet-stream", "input")
+        keep_upload(services, stored)
+        prepared["video_url"] = stored.url
+        return prepared
+    validate_image_url(url, settings, Guard.from_settings(settings), services.storage, FIELD)
     return prepared
 
 
@@ -108,7 +139,8 @@ def accept(
     from app.retention import claim_input
 
     now = time.time()
-    claimed = claim_input(services, input["image_url"], "request", now)
+    field, url = input_url(input)
+    claimed = claim_input(services, url, "request", now, field)
     request, created = lifecycle.accept(
         services, key_id=key_id, input=input, provider=settings.provider,
         webhook_url=webhook_url, fal_webhook=fal_webhook, idempotency_key=idempotency_key,
@@ -118,6 +150,6 @@ def accept(
                **(extra or {})} or None,
     )
     if claimed is not None and created:
-        claim_input(services, input["image_url"], f"request:{request.id}", request.created_at)
+        claim_input(services, url, f"request:{request.id}", request.created_at, field)
     return request, created
 

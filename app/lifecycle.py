@@ -149,6 +149,14 @@ def cancel(services: Services, request: Request, *, ask_provider: bool = True,
     return store.get(services.redis, request.id) or request
 
 
+def report_progress(services: Services, request_id: str) -> None:
+    """Announce a running request's ``metrics.progress`` (``request.progress``; no move, so
+    it takes the next sequence number). Its caller keeps it to one a second."""
+    from app.models import PROGRESS_EVENT
+
+    events.emit(services, request_id, PROGRESS_EVENT)
+
+
 def is_cancelled(services: Services, request_id: str) -> bool:
     """Return True when a request was cancelled (or is gone): work on it should stop."""
     record = store.get(services.redis, request_id)

@@ -51,6 +51,9 @@ STATUS_OF = {event: status for status, event in EVENT_OF.items()}
 EVENT_TYPES = tuple(EVENT_OF.values())
 TERMINAL = tuple(s for s in Status if s.is_terminal)
 TERMINAL_EVENTS = tuple(s.event for s in TERMINAL)
+PROGRESS_EVENT = "request.progress"
+"""A running video's frames done so far, at most once a second: sent only where a filter
+names it (``*`` and ``request.*`` do not take it)."""
 
 
 def _decode(kind: Any, text: str) -> Any:
@@ -167,6 +170,8 @@ class Callback(HashRecord):
 
 def matches(event_type: str, patterns: list[str] | tuple[str, ...]) -> bool:
     """Return True when one of the event filters (``*``, ``request.*``, exact) matches."""
+    if event_type == PROGRESS_EVENT:  # asked for by name only: wildcards predate it
+        return PROGRESS_EVENT in patterns
     return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in patterns)
 
 

@@ -139,10 +139,12 @@ def enqueue_submit(connection: Redis, request_id: str, *, again: bool = False) -
 
 
 def enqueue_infer(connection: Redis, settings: Settings, request_id: str,
-                  attempt: int, low: bool = False) -> str | None:
-    """Enqueue one inference attempt of a request, at most once (``low``: its own queue)."""
+                  attempt: int, low: bool = False, video: bool = False) -> str | None:
+    """Enqueue one inference attempt of a request, at most once (``low``: its own queue;
+    ``video``: the time limit of the longest video allowed, the job keeps its own)."""
     return enqueue(connection, INFERENCE_LOW if low else INFERENCE, JOB_INFER, request_id,
-                   job_id=infer_job_id(request_id, attempt), timeout=settings.job_timeout,
+                   job_id=infer_job_id(request_id, attempt),
+                   timeout=settings.video_job_timeout if video else settings.job_timeout,
                    retry=INFER_RETRIES, unique=True)
 
 

@@ -13,12 +13,20 @@ DRAW_MODES = ("full-pose", "body-pose", "face-pose", "hand-pose", "face-hand-mas
 """fal's seven, as app.engine.draw.MODES draws them."""
 KEYPOINTS_FORMATS = ("openpose", "coco_wholebody")
 """As app.engine.KEYPOINTS_FORMATS; the first is the default."""
+SMOOTHING = ("off", "one_euro")
+"""Temporal smoothing of video keypoints (app.engine.smoothing.MODES)."""
 FAL_DRAW_MODE = "body-pose"
 """fal's own default for fal-ai/dwpose; the native API's is full-pose."""
 
 
 def _range(low: int, high: int) -> validate.Range:
     return validate.Range(min=low, max=high, error=f"must be between {low} and {high}")
+
+
+def _choice(values: tuple[str, ...], default: str | None = None) -> fields.String:
+    """An optional string that must be one of ``values``, the error listing them."""
+    return fields.String(load_default=default, validate=validate.OneOf(
+        values, error="must be one of: " + ", ".join(values)))
 
 
 class PoseInputSchema(Schema):
@@ -34,13 +42,10 @@ class PoseInputSchema(Schema):
     include_body = fields.Boolean(load_default=None)
     include_hands = fields.Boolean(load_default=None)
     include_face = fields.Boolean(load_default=None)
-    output_format = fields.String(load_default=None, validate=validate.OneOf(
-        OUTPUT_FORMATS, error="must be one of: " + ", ".join(OUTPUT_FORMATS)))
+    output_format = _choice(OUTPUT_FORMATS)
     return_keypoints = fields.Boolean(load_default=None)
-    keypoints_format = fields.String(load_default=None, validate=validate.OneOf(
-        KEYPOINTS_FORMATS, error="must be one of: " + ", ".join(KEYPOINTS_FORMATS)))
-    draw_mode = fields.String(load_default=None, validate=validate.OneOf(
-        DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
+    keypoints_format = _choice(KEYPOINTS_FORMATS)
+    draw_mode = _choice(DRAW_MODES)
 
 
 class FalInputSchema(PoseInputSchema):
@@ -49,18 +54,71 @@ class FalInputSchema(PoseInputSchema):
     class Meta:
         unknown = EXCLUDE
 
-    draw_mode = fields.String(load_default=FAL_DRAW_MODE, validate=validate.OneOf(
-        DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
+    draw_mode = _choice(DRAW_MODES, FAL_DRAW_MODE)
 
 
-class RequestCreateSchema(Schema):
-    """Body of ``POST /v1/requests``."""
+class VideoInputSchema(Schema):
+    """A video to pose: fal's ``video_url`` and ``draw_mode``, plus our options.
+
+    ``smoothing`` (default one_euro) filters each tracked person's keypoints over time with
+    ``smoothing_params`` (min_cutoff, beta, d_cutoff; ranges as app.engine.smoothing.LIMITS).
+    """
 
     class Meta:
         unknown = RAISE
 
-    input = fields.Nested(PoseInputSchema, required=True, error_messages={
-        "required": "input is required, e.g. {{\"image_url\": ...}}"})
+    video_url = fields.String(required=True, validate=validate.Length(min=1, max=40_000_000),
+                              error_messages={"required": "video_url is required"})
+    draw_mode = _choice(DRAW_MODES)
+    detect_resolution = fields.Integer(load_default=None, validate=_range(*DETECT_RESOLUTION))
+    include_body = fields.Boolean(load_default=None)
+    include_hands = fields.Boolean(load_default=None)
+    include_face = fields.Boolean(load_default=None)
+    return_keypoints = fields.Boolean(load_default=None)
+    smoothing = _choice(SMOOTHING)
+    smoothing_params = fields.Nested(lambda: SmoothingParamsSchema(), load_default=None)
+
+
+class SmoothingParamsSchema(Schema):
+    """The One Euro filter's parameters (each optional: its default otherwise)."""
+
+    class Meta:
+        unknown = RAISE
+
+    min_cutoff = fields.Float(validate=validate.Range(0.01, 100.0,
+                                                      error="must be between 0.01 and 100"))
+    beta = fields.Float(validate=validate.Range(0.0, 1000.0, error="must be between 0 and 1000"))
+    d_cutoff = fields.Float(validate=validate.Range(0.01, 100.0,
+                                                    error="must be between 0.01 and 100"))
+
+
+class FalVideoInputSchema(VideoInputSchema):
+    """fal's dwpose/video input: fields fal does not know are dropped; fal's default mode."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    draw_mode = _choice(DRAW_MODES, FAL_DRAW_MODE)
+
+
+class InputField(fields.Field):
+    """A request's ``input``: a video (``video_url``) or a photo (``image_url``)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("input must be an object")
+        schema = VideoInputSchema() if "video_url" in value else PoseInputSchema()
+        return schema.load(value)
+
+
+class RequestCreateSchema(Schema):
+    """Body of ``POST /v1/requests``: ``input`` is a photo's or a video's."""
+
+    class Meta:
+        unknown = RAISE
+
+    input = InputField(required=True, error_messages={
+        "required": "input is required, e.g. {{\"image_url\": ...}} or {{\"video_url\": ...}}"})
     webhook_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
     webhook_events = fields.List(fields.String(validate=lambda v: _event_filter(v)),
                                  load_default=None, validate=validate.Length(min=1, max=20))
@@ -97,11 +155,11 @@ __all__ = ["RequestCreateSchema", "ListQuerySchema", "FalInputSchema", "compact"
 
 def _event_filter(value: str) -> None:
     """Accept known event types and the ``*`` / ``request.*`` wildcards."""
-    from app.models import EVENT_TYPES
+    from app.models import EVENT_TYPES, PROGRESS_EVENT
 
-    if value not in (*EVENT_TYPES, "*", "request.*"):
+    if value not in (*EVENT_TYPES, PROGRESS_EVENT, "*", "request.*"):
         raise ValidationError(f"unknown event type {value!r}; use one of "
-                              + ", ".join((*EVENT_TYPES, "request.*", "*")))
+                              + ", ".join((*EVENT_TYPES, PROGRESS_EVENT, "request.*", "*")))
 
 
 class SubscriptionCreateSchema(Schema):

@@ -1,13 +1,16 @@
-"""Run the pose engine for one request, store the picture, call our own webhook like fal does.
+"""Run the pose engine for one request, store the picture (or the pose video), call our own
+webhook like fal does.
 
 A cancel is honoured at every step boundary (after the download, after the engine, before
-storing): the job stops there, stores nothing and sends no callback.
+storing; a video's after every frame): the job stops there, stores nothing and sends no
+callback.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 from typing import Any
 
@@ -57,7 +60,6 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
     from app.engine import render
     from app.images import decode_image, load_image_bytes
     from app.outbound import Guard
-    from app.retention import keep_for_request
 
     settings = services.settings
     r = services.redis
@@ -74,20 +76,143 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
     output_format = input.get("output_format") or "png"
     encoded, content_type = encode(rendering.image, output_format)
     _checkpoint(services, request_id, "before storing")
-    stored = services.storage.put(encoded, content_type, f"pose.{output_format}")
-    keep_for_request(services, stored, request_id,
-                     time.time() if created_at is None else created_at)
     height, width = rendering.image.shape[:2]
-    output: dict[str, Any] = {"image": {
-        "url": stored.url, "content_type": content_type, "file_name": stored.file_name,
-        "file_size": stored.file_size, "width": width, "height": height}}
+    stored = _keep(services, request_id, created_at, encoded, content_type,
+                   f"pose.{output_format}")
+    output: dict[str, Any] = {"image": {**stored, "width": width, "height": height}}
     if input.get("return_keypoints"):
         output["keypoints"] = rendering.keypoints
     elapsed = round(time.monotonic() - started, 3)
     store.update(r, request_id, engine=f"{rendering.engine}:{rendering.engine_version}",
                  metrics={"inference_time": elapsed})
-    store.add_log(r, request_id, f"pose image stored ({stored.file_size} bytes, {elapsed}s)")
+    store.add_log(r, request_id, f"pose image stored ({stored['file_size']} bytes, {elapsed}s)")
     return output
+
+
+class VideoTimeLimitError(PosehookError):
+    """A video took longer than its limit (job_timeout + its frames x video_frame_seconds)."""
+
+    code = "timeout"
+
+
+def run_video(services: Services, request_id: str, input: dict[str, Any],
+              created_at: float | None = None) -> dict[str, Any]:
+    """Pose a video frame by frame (decode, engine, track and smooth, draw, encode); store
+    the MP4 (and with ``return_keypoints`` the per-frame JSON); return the output object.
+
+    Progress goes to the log and ``metrics.progress``; a cancel stops it at the next frame.
+    """
+    import tempfile
+
+    from app.engine import render
+    from app.engine.smoothing import OneEuroParams
+    from app.engine.tracking import TrackedEngine, Tracker
+    from app.images import load_image_bytes
+    from app.outbound import Guard
+    from app.video import CONTENT_TYPE, FIELD, Encoder, KeypointsWriter, check_size, decode_frames
+
+    settings, r = services.settings, services.redis
+    started = time.monotonic()
+    key = services.storage.key_from_url(input["video_url"])
+    found = services.storage.stat(key) if key is not None else None
+    if found is not None:
+        check_size(found.file_size, settings)
+    data = load_image_bytes(input["video_url"], settings, Guard.from_settings(settings),
+                            services.storage, FIELD, max_bytes=settings.video_max_bytes)
+    info, frames = decode_frames(data, settings)
+    total = info.expected_frames
+    limit = settings.job_timeout + total * settings.video_frame_seconds
+    store.add_log(r, request_id, f"video loaded: {info.width}x{info.height}, {total} frames at "
+                                 f"{float(info.fps):.3g} fps ({info.codec}); audio dropped")
+    options = {k: input[k] for k in ("draw_mode", "detect_resolution", "include_body",
+                                     "include_hands", "include_face") if k in input}
+    engine = TrackedEngine(services.engine, Tracker(float(info.fps), input.get(
+        "smoothing") or "one_euro", OneEuroParams(**(input.get("smoothing_params") or {}))))
+    with tempfile.TemporaryDirectory(prefix="posehook-video-") as folder:
+        encoder = Encoder(f"{folder}/pose.mp4", info.width, info.height, info.fps)
+        points = (KeypointsWriter(f"{folder}/keypoints.json", info.width, info.height, info.fps)
+                  if input.get("return_keypoints") else None)
+        shown = announced = -math.inf
+        try:
+            _checkpoint(services, request_id, "after the download")
+            for frame in frames:
+                rendering = render(engine, frame, options)
+                encoder.write(rendering.image)
+                if points is not None:
+                    points.write(rendering.keypoints, engine.ids)
+                done = encoder.frames
+                tenth, now = done % max(1, total // 10) == 0, time.monotonic()
+                if tenth or now - shown >= 0.5:
+                    shown = now
+                    _progress(services, request_id, done, max(total, done), tenth)
+                    if now - announced >= 1.0:  # request.progress, at most 1 a second
+                        announced = now
+                        lifecycle.report_progress(services, request_id)
+                _checkpoint(services, request_id, f"at frame {done}")
+                if time.monotonic() - started > limit:
+                    raise VideoTimeLimitError(
+                        f"the video took longer than its limit of {limit:g} s (POSEHOOK_JOB_"
+                        f"TIMEOUT + {total} frames x POSEHOOK_VIDEO_FRAME_SECONDS)")
+            encoder.close()
+        except BaseException:
+            frames.close()
+            encoder.abort()
+            raise
+        finally:
+            if points is not None:
+                points.close()
+        _checkpoint(services, request_id, "before storing")
+        output = {"video": _keep(services, request_id, created_at, _read(f"{folder}/pose.mp4"),
+                                 CONTENT_TYPE, "pose.mp4")}
+        if points is not None:
+            output["keypoints_file"] = _keep(services, request_id, created_at,
+                                             _read(f"{folder}/keypoints.json"),
+                                             "application/json", "keypoints.json")
+    done = encoder.frames
+    output["video"].update(width=info.width, height=info.height, fps=round(float(info.fps), 6),
+                           num_frames=done, duration=round(done / float(info.fps), 6))
+    elapsed = round(time.monotonic() - started, 3)
+    store.update(r, request_id, engine=f"{engine.name}:{engine.version}", metrics={
+        "inference_time": elapsed, "progress": _fraction(done, done)})
+    store.add_log(r, request_id, f"pose video stored: {done} frames, "
+                                 f"{output['video']['file_size']} bytes, {elapsed}s")
+    return output
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _fraction(done: int, total: int) -> dict[str, Any]:
+    return {"frames_done": done, "frames_total": total, "fraction": round(done / total, 4)}
+
+
+def _progress(services: Services, request_id: str, done: int, total: int, log: bool) -> None:
+    """Show how far a video is: ``metrics.progress``, and a log line every tenth; and keep
+    the lease while frames come (a worker that dies mid-video is noticed as soon as for a
+    photo, however long the video)."""
+    from app.store import tracking
+
+    settings = services.settings
+    tracking.extend_lease(services.redis, request_id,
+                          time.time() + settings.job_timeout + settings.lease_grace)
+    store.update(services.redis, request_id, metrics={"progress": _fraction(done, total)})
+    if log:
+        store.add_log(services.redis, request_id, f"posed {done} of {total} frames")
+
+
+def _keep(services: Services, request_id: str, created_at: float | None, data: bytes,
+          content_type: str, name: str) -> dict[str, Any]:
+    """Store a finished file of a request for as long as its record (``created_at`` + the
+    request TTL); return fal's File."""
+    from app.retention import keep_for_request
+
+    stored = services.storage.put(data, content_type, name)
+    keep_for_request(services, stored, request_id,
+                     time.time() if created_at is None else created_at)
+    return {"url": stored.url, "content_type": content_type, "file_name": stored.file_name,
+            "file_size": stored.file_size}
 
 
 def error_of(exc: PosehookError) -> dict[str, Any]:
@@ -113,7 +238,8 @@ def _run(services: Services, record: Any) -> bytes | None:
     request_id = record.id
     r = services.redis
     try:
-        output = run_pose(services, request_id, record.input, record.created_at)
+        run = run_video if "video_url" in record.input else run_pose
+        output = run(services, request_id, record.input, record.created_at)
         return fal_protocol.callback_body(request_id, output)
     except Cancelled as stop:
         store.add_log(r, request_id, f"inference stopped {stop}: the request was cancelled")
@@ -121,9 +247,10 @@ def _run(services: Services, record: Any) -> bytes | None:
     except PosehookError as exc:
         error = error_of(exc)
     except JobTimeoutException:
+        seconds = (services.settings.video_job_timeout if "video_url" in record.input
+                   else services.settings.job_timeout)
         error = {"type": "timeout",
-                 "message": f"inference took longer than the limit of "
-                            f"{services.settings.job_timeout} s"}
+                 "message": f"inference took longer than the limit of {seconds} s"}
     except Exception:  # noqa: BLE001 - a bug must fail the request, not the worker
         log.exception("inference failed for %s", request_id)
         error = {"type": "engine_error",

@@ -38,7 +38,8 @@ def recover_lost_workers(svc: Services, now: float) -> int:
         if record.attempts < svc.settings.max_attempts and not record.no_retry:
             if lifecycle.requeue(svc, request_id, "the inference worker was lost; retrying"):
                 queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts,
-                                     low=record.priority == "low")
+                                     low=record.priority == "low",
+                                     video="video_url" in record.input)
         else:
             reason = (f"the inference worker stopped during the job {record.attempts} time(s); "
                       + ("not retried (x-fal-no-retry)" if record.no_retry else "giving up"))
@@ -61,7 +62,8 @@ def requeue_stale(svc: Services, now: float) -> int:
             job = queues.enqueue_submit(svc.rq, request_id, again=True)
         elif record.provider == "local":
             job = queues.enqueue_infer(svc.rq, svc.settings, request_id, record.attempts,
-                                       low=record.priority == "low")
+                                       low=record.priority == "low",
+                                       video="video_url" in record.input)
         else:
             job = None
         count += job is not None

@@ -87,7 +87,24 @@ class FalStandIn:
         Image.new("RGB", (64, 48), (255, 0, 0)).save(buffer, format="PNG")
         return buffer.getvalue()
 
+    def result_video(self) -> bytes:
+        """A 6-frame 64x48 MP4 (made once), the output of every fal-ai/dwpose/video job."""
+        if not getattr(self, "_video", None):
+            import tempfile
+            from pathlib import Path
+
+            from tests.videos import make_video
+
+            with tempfile.TemporaryDirectory() as folder:
+                self._video = make_video(Path(folder) / "pose.mp4", frames=6, fps=6,
+                                         width=64, height=48).read_bytes()
+        return self._video
+
     def output(self, job: Job) -> dict[str, Any]:
+        if "video_url" in job.input:
+            return {"video": {"url": f"{self.url}/files/{job.id}.mp4",
+                              "content_type": "video/mp4", "file_name": f"{job.id}.mp4",
+                              "file_size": len(self.result_video())}}
         size = len(self.result_image())
         name = f"gone-{job.id}" if job.output_gone else job.id
         return {"image": {"url": f"{self.url}/files/{name}.png", "content_type": "image/png",
@@ -140,6 +157,8 @@ class FalStandIn:
         if path[0] == "files":
             if path[-1].startswith("gone-"):
                 return _json({"detail": "Not found"}, 404)
+            if path[-1].endswith(".mp4"):
+                return Response(self.result_video(), mimetype="video/mp4")
             return Response(self.result_image(), mimetype="image/png")
         if self.down:
             return _json({"detail": "Service Unavailable"}, 503)
@@ -152,7 +171,7 @@ class FalStandIn:
         if path[:2] != ["fal-ai", "dwpose"]:
             return _json({"detail": "Application not found"}, 404)
         rest = path[2:]
-        if not rest and request.method == "POST":
+        if rest in ([], ["video"]) and request.method == "POST":
             return self.submit(request)
         job = self.jobs.get(rest[1]) if len(rest) >= 2 and rest[0] == "requests" else None
         if job is None:

@@ -1,11 +1,12 @@
-"""Files: upload an input image (``POST /v1/files``); serve files (``GET /files/<key>``)."""
+"""Files: upload an input image or video (``POST /v1/files``); serve files
+(``GET /files/<key>``)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, redirect, request, send_file
 
 from app.api import require_api_key, services
-from app.errors import InvalidInputError, NotFoundError, TooLargeError
+from app.errors import InvalidInputError, NotAnImageError, NotFoundError, TooLargeError
 
 bp = Blueprint("files", __name__)
 
@@ -31,13 +32,17 @@ def _upload_bytes(limit: int) -> tuple[bytes, str]:
 @bp.post("/v1/files")
 @require_api_key
 def upload():
-    """Store an image and answer its URL and metadata (201)."""
+    """Store an image or a video and answer its URL and metadata (201)."""
     from app.images import sniff_image
     from app.retention import keep_upload
 
     settings = services().settings
     data, name = _upload_bytes(settings.max_upload_bytes)
-    content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels, field="file")
+    try:
+        content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels,
+                                                  field="file")
+    except NotAnImageError as not_an_image:
+        content_type, width, height = _sniff_video(data, not_an_image)
     stored = services().storage.put(data, content_type, name)
     keep_upload(services(), stored)
     body = {"key": stored.key, "url": stored.url, "content_type": stored.content_type,
@@ -46,6 +51,25 @@ def upload():
     response = jsonify(body)
     response.status_code = 201
     return response
+
+
+VIDEO_TYPES = {"mov": "video/mp4", "matroska": "video/x-matroska", "avi": "video/x-msvideo",
+               "mpegts": "video/mp2t"}
+
+
+def _sniff_video(data: bytes, not_an_image: NotAnImageError) -> tuple[str, int, int]:
+    """Return (content type, width, height) of a video within the video limits; a file that
+    is neither an image nor a video is refused naming both."""
+    from app.video import NOT_A_VIDEO, probe
+
+    try:
+        info = probe(data, services().settings, field="file")
+    except InvalidInputError as exc:
+        if NOT_A_VIDEO not in exc.message:
+            raise  # a video, but over a limit or damaged: say that
+        raise NotAnImageError(f"{not_an_image.message}; nor is it a video we can read (MP4, "
+                              "MOV, WebM, MKV, AVI or MPEG-TS)", field="file") from exc
+    return VIDEO_TYPES.get(info.container, "application/octet-stream"), info.width, info.height
 
 
 @bp.get("/files/<key>")

@@ -27,13 +27,15 @@ def urls(request_id: str) -> dict[str, str]:
     return {"status_url": base + "/status", "response_url": base, "cancel_url": base + "/cancel"}
 
 
-def metrics(record: Request) -> dict[str, float]:
-    """Return queue and inference times (seconds) known so far."""
-    out: dict[str, float] = {}
+def metrics(record: Request) -> dict[str, Any]:
+    """Return queue and inference times (seconds) known so far, and a video's progress."""
+    out: dict[str, Any] = {}
     if record.started_at:
         out["queue_time"] = round(record.started_at - record.created_at, 3)
     if record.metrics.get("inference_time") is not None:
         out["inference_time"] = record.metrics["inference_time"]
+    if record.metrics.get("progress") is not None:
+        out["progress"] = record.metrics["progress"]
     return out
 
 

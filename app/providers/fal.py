@@ -68,8 +68,10 @@ def webhook_url(services: Services, request_id: str) -> str:
 
 
 def fal_input(services: Services, input: dict[str, Any]) -> dict[str, Any]:
-    """Return fal's input: our own files become data URIs (fal cannot fetch from us)."""
-    image_url = input["image_url"]
+    """Return fal's input (fal-ai/dwpose's, or /video's: ``video_url`` and ``draw_mode``
+    only): our own files become data URIs (fal cannot fetch from us)."""
+    name = "video_url" if "video_url" in input else "image_url"
+    image_url = input[name]
     key = services.storage.key_from_url(image_url)
     if key is not None:
         found = services.storage.open(key)
@@ -81,7 +83,7 @@ def fal_input(services: Services, input: dict[str, Any]) -> dict[str, Any]:
                 raise ProviderError("the input is too large to send to fal as a data URI")
             image_url = (f"data:{stored.content_type};base64,"
                          + base64.b64encode(body.read()).decode())
-    out = {"image_url": image_url}
+    out = {name: image_url}
     if input.get("draw_mode"):
         out["draw_mode"] = input["draw_mode"]
     return out
@@ -142,7 +144,8 @@ class FalProvider:
             log.warning("request %s was sent to fal before; not sending twice", request.id)
             return ""
         try:
-            answer = _send(services, "POST", app_url(services), once=True,
+            video = ("video",) if "video_url" in request.input else ()
+            answer = _send(services, "POST", app_url(services, *video), once=True,
                            params={"fal_webhook": webhook_url(services, request.id)},
                            json=fal_input(services, request.input))
         except FalAnswerLost as exc:
@@ -240,6 +243,8 @@ def copy_output(services: Services, output: dict[str, Any], request: Request) ->
     from app.outbound import Guard, fetch
     from app.retention import keep_for_request
 
+    if isinstance(output, dict) and isinstance(output.get("video"), dict):
+        return _copy_video(services, output, request)
     image = output.get("image") if isinstance(output, dict) else None
     if not isinstance(image, dict) or not image.get("url"):
         return output
@@ -254,3 +259,24 @@ def copy_output(services: Services, output: dict[str, Any], request: Request) ->
     copied = {**image, "url": stored.url, "content_type": content_type,
               "file_size": stored.file_size, "width": width, "height": height}
     return {**output, "image": copied}
+
+
+def _copy_video(services: Services, output: dict[str, Any], request: Request) -> dict[str, Any]:
+    """Copy fal's output video (checked to be one, within the video limits) into our storage."""
+    from app.outbound import Guard, fetch
+    from app.retention import keep_for_request
+    from app.video import CONTENT_TYPE, probe
+
+    settings, video = services.settings, output["video"]
+    field = "payload.video.url"
+    data, _ = fetch(str(video.get("url") or ""), Guard.from_settings(settings),
+                    max_bytes=settings.video_max_bytes, timeout=settings.download_timeout,
+                    max_redirects=settings.max_redirects, field=field)
+    info = probe(data, settings, field)
+    stored = services.storage.put(data, CONTENT_TYPE, video.get("file_name") or "pose.mp4")
+    keep_for_request(services, stored, request.id, request.created_at)
+    return {**output, "video": {**video, "url": stored.url, "content_type": CONTENT_TYPE,
+                                "file_size": stored.file_size, "width": info.width,
+                                "height": info.height, "fps": round(float(info.fps), 6),
+                                "num_frames": info.expected_frames,
+                                "duration": round(info.duration, 6)}}

@@ -19,7 +19,8 @@ class LocalProvider:
                                 services.settings.request_ttl)
         store.update(services.redis, request.id, provider_ref=request.id)
         queues.enqueue_infer(services.rq, services.settings, request.id, request.attempts,
-                             low=request.priority == "low")
+                             low=request.priority == "low",
+                             video="video_url" in request.input)
         return request.id
 
     def cancel(self, services: Services, request: Request) -> bool:

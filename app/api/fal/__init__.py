@@ -28,7 +28,14 @@ from app.errors import (
     TooLargeError,
     TooManyRequestsError,
 )
-from app.fal_protocol import APP, FalError, object_expiry, parse_target, wants_logs
+from app.fal_protocol import (
+    APP,
+    VIDEO_APP,
+    FalError,
+    object_expiry,
+    parse_app_target,
+    wants_logs,
+)
 from app.storage import UPLOAD_SLOT_SECONDS
 from app.store import uploads
 
@@ -99,16 +106,17 @@ def serve_locally(target_url: str) -> Response:
     fal URL its own path stands for, with ``g.fal_queue_base`` set to itself.
     """
     method = request.method
-    target = parse_target(target_url, method)
+    target = parse_app_target(target_url, method)
+    video = target.app == VIDEO_APP
     logs = wants_logs(target.query.get("logs"))
     if target.kind in ("upload", "multipart"):
         return initiate_upload(multipart=target.kind == "multipart")
     if target.kind == "submit":
         webhook = target.query.get("fal_webhook", "")
-        record = fal_queue.submit(json_body(), webhook)
+        record = fal_queue.submit(json_body(), webhook, video=video)
         return fal_queue.submit_answer(record)
     if target.kind == "run":
-        return fal_queue.run(json_body(), SYNC_WAIT)
+        return fal_queue.run(json_body(), SYNC_WAIT, video=video)
     if target.kind == "request":
         handler = {(): fal_queue.result, ("cancel",): fal_queue.cancel}.get(target.call)
         if handler is not None:
@@ -117,7 +125,7 @@ def serve_locally(target_url: str) -> Response:
             target.request_id, logs)
     if target.app != APP:
         raise FalError(404, f"Application '{target.app}' is not served here: this "
-                            f"posehook serves only {APP}")
+                            f"posehook serves only {APP} and {VIDEO_APP}")
     raise FalError(404, f"{method} {target.path} is not part of fal's queue protocol")
 
 

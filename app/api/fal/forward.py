@@ -20,7 +20,7 @@ from flask import Response, g, request, stream_with_context
 from app import lifecycle
 from app.api import json_body, services
 from app.errors import InvalidStateError
-from app.fal_protocol import FalError, parse_target
+from app.fal_protocol import FalError, parse_app_target
 from app.models import Request, Status
 from app.providers import fal as fal_provider
 from app.store import requests as store
@@ -41,10 +41,11 @@ def route(target: str, method: str, fal_app: str) -> tuple[str, str]:
     Raises:
         FalError: 404 for any target this posehook does not forward.
     """
-    found = parse_target(target, method, fal_app)
+    found = parse_app_target(target, method, fal_app)
     if found.kind in ("other", "multipart"):  # fal's own proxy does not pass multipart on
         raise FalError(404, f"{method} {found.host}{found.path} is not forwarded: this "
-                            f"posehook passes on only {fal_app} and fal's storage upload")
+                            f"posehook passes on only {fal_app}, {fal_app}/video and fal's "
+                            "storage upload")
     return found.kind, found.request_id
 
 

@@ -29,7 +29,7 @@ from app.fal_protocol import (
     shown_status,
 )
 from app.models import Request, Status
-from app.schemas import FalInputSchema, compact, load
+from app.schemas import FalInputSchema, FalVideoInputSchema, compact, load
 from app.store import requests as store
 from app.store import tracking
 
@@ -67,9 +67,10 @@ def own(request_id: str) -> Request:
     return record
 
 
-def submit(body: Any, fal_webhook: str) -> Request:
-    """Validate fal's input and headers and make an ordinary request record."""
-    data = compact(load(FalInputSchema(), body))
+def submit(body: Any, fal_webhook: str, video: bool = False) -> Request:
+    """Validate fal's input (``video``: fal-ai/dwpose/video's) and headers and make an
+    ordinary request record."""
+    data = compact(load(FalVideoInputSchema() if video else FalInputSchema(), body))
     fields = platform_fields(request.headers, time.time())
     try:
         record, _ = intake.accept(services(), key_id=g.api_key.id, input=data,
@@ -77,7 +78,7 @@ def submit(body: Any, fal_webhook: str) -> Request:
     except TooManyRequestsError:
         raise  # the blueprint answers it: 429 with Retry-After
     except PosehookError as exc:
-        field = (exc.field or "image_url").split(".")[-1]
+        field = (exc.field or ("video_url" if video else "image_url")).split(".")[-1]
         raise FalError(413 if exc.code == "too_large" else 422,
                        field_detail(field, exc.message)) from exc
     return record
@@ -101,8 +102,8 @@ def status_body(record: Request, with_logs: bool, logs_sent: int = 0) -> dict[st
                             **urls(record.id), "logs": None, "metrics": {}}
     if record.status is Status.IN_QUEUE:
         body["queue_position"] = tracking.queue_position(r, record.id) or 0
-    if record.metrics.get("inference_time") is not None:
-        body["metrics"] = {"inference_time": record.metrics["inference_time"]}
+    body["metrics"] = {k: record.metrics[k] for k in ("inference_time", "progress")
+                       if record.metrics.get(k) is not None}
     if with_logs:
         body["logs"] = new_logs(store.logs(r, record.id), logs_sent)
     return body
@@ -185,14 +186,14 @@ def cancel(request_id: str) -> Response:
     return response
 
 
-def run(body: Any, wait: float) -> Response:
-    """POST fal.run/fal-ai/dwpose: submit and answer with the result (sync run).
+def run(body: Any, wait: float, video: bool = False) -> Response:
+    """POST fal.run/fal-ai/dwpose (``video``: /video): submit, answer with the result.
 
     With ``x-fal-request-timeout`` a request not started by then fails with a 504 that says
     the caller's own limit passed; once started it has the rest of ``wait``.
     """
     svc = services()
-    record = submit(body, "")
+    record = submit(body, "", video)
     until = time.monotonic() + wait
     first = wait if record.start_deadline is None else min(
         wait, max(0.0, record.start_deadline - time.time()))

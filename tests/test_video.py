@@ -1,0 +1,234 @@
+"""Videos through the native API, in process: a clip in, a pose MP4 of the same frames out.
+
+The clips are the sample photo walking right across a grey canvas (tests/videos.py),
+encoded with PyAV; the inference runs in the real job with the real engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from app.store import requests as store
+from tests import sinks
+from tests.contract import check
+from tests.videos import HEIGHT, WIDTH, make_video, read_video
+
+
+@pytest.fixture
+def overrides(overrides):
+    """Small video limits, so a short clip can be over them."""
+    return {**overrides, "video_max_frames": 40, "video_max_seconds": 10}
+
+
+def data_uri(path: Path) -> str:
+    return "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def lit_centre(frame: np.ndarray) -> float:
+    """Return the mean x of the drawn (non-black) pixels of a pose frame."""
+    return float(np.argwhere(frame.max(axis=2) > 40)[:, 1].mean())
+
+
+def test_a_clip_comes_back_as_a_pose_video_of_the_same_frames_size_and_rate(
+        http, run_jobs, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=16, fps=12, shift=120, audio=True)
+    answer = http.post("/v1/requests", json={"input": {
+        "video_url": data_uri(clip), "return_keypoints": True}})
+    assert answer.status_code == 202, answer.text
+    check(answer, "POST", "/v1/requests")
+    request_id = answer.json()["request_id"]
+    run_jobs()
+    record = http.get(f"/v1/requests/{request_id}")
+    check(record, "GET", "/v1/requests/{request_id}")
+    body = record.json()
+    assert body["status"] == "COMPLETED", body
+    video = body["output"]["video"]
+    assert video["content_type"] == "video/mp4"
+    assert (video["width"], video["height"], video["num_frames"]) == (WIDTH, HEIGHT, 16)
+    assert body["metrics"]["progress"] == {"frames_done": 16, "frames_total": 16,
+                                           "fraction": 1.0}
+    mp4 = httpx.get(video["url"]).content
+    assert len(mp4) == video["file_size"] and mp4[4:8] == b"ftyp"
+    frames, facts = read_video(mp4)
+    assert len(frames) == facts["frames"] == 16
+    assert (facts["width"], facts["height"], facts["rate"]) == (WIDTH, HEIGHT, 12)
+    assert facts["codec"] == "h264" and facts["audio"] == 0  # H.264, audio dropped
+    # The skeleton walks with her: drawn pixels move right by about the shift.
+    assert 80 < lit_centre(frames[-1]) - lit_centre(frames[0]) < 160
+    points = json.loads(httpx.get(body["output"]["keypoints_file"]["url"]).content)
+    assert (points["width"], points["height"], len(points["frames"])) == (WIDTH, HEIGHT, 16)
+    ids = {p["person_id"] for f in points["frames"] for p in f["people"]}
+    assert ids == {1}  # one person, one id all through
+    necks = [f["people"][0]["pose_keypoints_2d"][3] for f in points["frames"]]
+    assert all(b > a - 2 for a, b in zip(necks, necks[1:], strict=False))  # she only goes right
+    assert 80 < necks[-1] - necks[0] < 160
+    logs = [line["message"] for line in http.get(
+        f"/v1/requests/{request_id}/status", params={"logs": 1}).json()["logs"]]
+    assert any(m.startswith("video loaded: 320x240, 16 frames at 12 fps") for m in logs)
+    assert "posed 16 of 16 frames" in logs and any(m.startswith("pose video stored") for m in logs)
+
+
+@pytest.mark.parametrize("payload, limit", [
+    ("frames", "POSEHOOK_VIDEO_MAX_FRAMES"), ("text", "not a video"), ("image", "not a video"),
+    ("cut", "not a video")])
+def test_a_video_refused_at_submit_is_422_naming_the_limit_or_the_problem(
+        http, tmp_path, sample_bytes, payload, limit):
+    if payload == "frames":
+        uri = data_uri(make_video(tmp_path / "long.mp4", frames=45, width=64, height=48))
+    elif payload == "text":
+        uri = "data:video/mp4;base64," + base64.b64encode(b"just some text\n" * 50).decode()
+    elif payload == "image":
+        uri = "data:image/jpeg;base64," + base64.b64encode(sample_bytes).decode()
+    else:  # the first half of a file whose index comes last: no moov, nothing to read
+        clip = make_video(tmp_path / "plain.mp4", frames=12, container="mov").read_bytes()
+        uri = "data:video/mp4;base64," + base64.b64encode(clip[: len(clip) // 2]).decode()
+    answer = http.post("/v1/requests", json={"input": {"video_url": uri}})
+    assert answer.status_code == 422, answer.text
+    check(answer, "POST", "/v1/requests")
+    assert answer.json()["errors"] == {"input.video_url": [answer.json()["message"]]} or \
+        "input.video_url" in answer.json()["message"]
+    assert limit in answer.json()["message"]
+
+
+def test_a_truncated_or_non_video_download_fails_the_request_with_the_reason(
+        http, run_jobs, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=24).read_bytes()
+    served = [sinks.serve_photo(clip[: len(clip) * 2 // 3]), sinks.serve_photo(b"<html>" * 99)]
+    try:
+        ids = [http.post("/v1/requests", json={"input": {"video_url": url}}).json()["request_id"]
+               for _, url in served]
+        run_jobs()
+    finally:
+        for server, _ in served:
+            server.shutdown()
+    truncated, html = (http.get(f"/v1/requests/{i}").json() for i in ids)
+    assert truncated["status"] == "FAILED" and truncated["error"]["type"] == "input_error"
+    assert truncated["error"]["message"].startswith("input.video_url: the ")
+    assert "truncated" in truncated["error"]["message"]
+    assert html["status"] == "FAILED" and html["error"]["type"] == "input_error"
+    assert "not a video we can read" in html["error"]["message"]
+
+
+def test_a_cancel_mid_video_stops_at_the_next_frame_and_stores_nothing(
+        http, run_jobs, services, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=40, fps=10, width=160, height=120)
+    request_id = http.post("/v1/requests", json={"input": {
+        "video_url": data_uri(clip), "return_keypoints": True}}).json()["request_id"]
+    seen: dict = {}
+
+    def cancel_when_two_frames_are_done() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            progress = http.get(f"/v1/requests/{request_id}/status").json()["metrics"].get(
+                "progress")
+            if progress and progress["frames_done"] >= 2:
+                seen["at"] = progress["frames_done"]
+                seen["answer"] = http.put(f"/v1/requests/{request_id}/cancel").status_code
+                return
+            time.sleep(0.02)
+
+    canceller = threading.Thread(target=cancel_when_two_frames_are_done)
+    canceller.start()
+    files = Path(services.storage.root)  # the local directory (the default storage)
+    files_before = set(files.rglob("*"))
+    run_jobs()
+    canceller.join()
+    record = http.get(f"/v1/requests/{request_id}").json()
+    assert seen["answer"] == 202 and record["status"] == "CANCELLED"
+    assert record["output"] is None
+    logs = [line["message"] for line in store.logs(services.redis, request_id)]
+    stopped = [m for m in logs if m.startswith("inference stopped at frame")]
+    assert stopped, logs
+    assert int(stopped[0].split()[4].rstrip(":")) < 40  # it did not run to the end
+    assert set(files.rglob("*")) == files_before  # no video, no JSON
+
+
+def test_a_video_job_may_run_as_long_as_the_longest_video_allowed(services):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from app import queues
+
+    settings = services.settings
+    assert settings.video_job_timeout == settings.job_timeout + 40 * 1  # 40 frames x 1 s
+    for video, limit in ((True, settings.video_job_timeout), (False, settings.job_timeout)):
+        job_id = queues.enqueue_infer(services.rq, settings, f"r{video}", 1, video=video)
+        assert Job.fetch(job_id, connection=services.rq,
+                         serializer=JSONSerializer).timeout == limit
+
+
+def test_request_progress_goes_once_a_second_at_most_to_those_who_name_it(
+        http, run_jobs, tmp_path):
+    from datetime import datetime
+
+    named, wildcard = sinks.Sink().start(), sinks.Sink().start()
+    try:
+        for sink, events in ((named, ["request.progress", "request.completed"]),
+                             (wildcard, ["*"])):
+            answer = http.post("/v1/subscriptions", json={"url": sink.url, "events": events})
+            assert answer.status_code == 201, answer.text
+            check(answer, "POST", "/v1/subscriptions")
+        clip = make_video(tmp_path / "walk.mp4", frames=24, fps=12)
+        request_id = http.post("/v1/requests", json={"input": {
+            "video_url": data_uri(clip)}}).json()["request_id"]
+        run_jobs()
+        run_jobs()
+    finally:
+        named.stop()
+        wildcard.stop()
+    sent = [json.loads(got.body) for got in named.received]
+    progress = [event for event in sent if event["type"] == "request.progress"]
+    assert [event["type"] for event in sent][-1] == "request.completed"
+    assert progress and all(e["data"]["request_id"] == request_id and
+                            e["data"]["status"] == "IN_PROGRESS" for e in progress)
+    done = [e["data"]["progress"]["frames_done"] for e in progress]
+    assert done == sorted(done) and len(set(done)) == len(done)
+    sequences = [e["data"]["sequence"] for e in sent]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    ids = [got.headers["webhook-id"] for got in named.received]
+    assert len(set(ids)) == len(ids)  # each progress event is its own message
+    times = [datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+             for e in progress]
+    assert all(b - a >= 0.99 for a, b in zip(times, times[1:], strict=False))
+    assert "request.progress" not in {json.loads(g.body)["type"] for g in wildcard.received}
+
+
+def test_a_video_uploaded_to_v1_files_is_a_video_url_and_text_is_refused_naming_both(
+        http, run_jobs, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=6, fps=6)
+    upload = http.post("/v1/files", content=clip.read_bytes(), params={"file_name": "walk.mp4"},
+                       headers={"Content-Type": "video/mp4"})
+    assert upload.status_code == 201, upload.text
+    check(upload, "POST", "/v1/files")
+    assert (upload.json()["content_type"], upload.json()["width"], upload.json()["height"]) == (
+        "video/mp4", WIDTH, HEIGHT)
+    request_id = http.post("/v1/requests", json={"input": {
+        "video_url": upload.json()["url"]}}).json()["request_id"]
+    run_jobs()
+    record = http.get(f"/v1/requests/{request_id}").json()
+    assert record["status"] == "COMPLETED" and record["output"]["video"]["num_frames"] == 6
+    text = http.post("/v1/files", content=b"hello\n" * 40, headers={"Content-Type": "text/plain"})
+    assert text.status_code == 422 and text.json()["errors"] == {"file": [text.json()["message"]]}
+    assert "nor is it a video" in text.json()["message"]
+
+
+def test_each_progress_update_keeps_the_lease_for_one_more_job_timeout(services):
+    from app.store import tracking
+    from jobs.infer import _progress
+
+    record, _ = store.create(services.redis, key_id="k", provider="local",
+                             input={"video_url": "https://example.com/v.mp4"})
+    before = time.time()
+    _progress(services, record.id, 3, 30, False)
+    held = services.settings.job_timeout + services.settings.lease_grace
+    assert record.id not in tracking.expired_leases(services.redis, before + held - 1)
+    assert record.id in tracking.expired_leases(services.redis, time.time() + held + 1)
+    assert store.get(services.redis, record.id).metrics["progress"]["frames_done"] == 3
