@@ -19,23 +19,50 @@ def _range(low: int, high: int) -> validate.Range:
     return validate.Range(min=low, max=high, error=f"must be between {low} and {high}")
 
 
+class WholeNumber(fields.Integer):
+    """A JSON integer as JSON Schema reads one: 326 or 326.0, never 326.5, "326" or true.
+
+    marshmallow's own Integer truncates 326.5 and parses strings; strict, it refuses 326.0,
+    which the contract (``type: integer``) allows.
+    """
+
+    def _validated(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+                isinstance(value, float) and not value.is_integer()):
+            raise self.make_error("invalid")
+        return int(value)
+
+
+class JSONBoolean(fields.Boolean):
+    """A JSON true or false, not marshmallow's "yes", "on", 1 or "1"."""
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class PoseInputSchema(Schema):
-    """What to run: fal's ``image_url`` plus our optional options."""
+    """What to run: fal's ``image_url`` plus our optional options.
+
+    An option left out is absent from the result; none of them may be null (marshmallow
+    would take a null for any field whose default is None; the contract does not).
+    """
 
     class Meta:
         unknown = RAISE
 
     image_url = fields.String(required=True, validate=validate.Length(min=1, max=40_000_000),
                               error_messages={"required": "image_url is required"})
-    detect_resolution = fields.Integer(load_default=None, validate=_range(*DETECT_RESOLUTION))
-    image_resolution = fields.Integer(load_default=None, validate=_range(*IMAGE_RESOLUTION))
-    include_body = fields.Boolean(load_default=None)
-    include_hands = fields.Boolean(load_default=None)
-    include_face = fields.Boolean(load_default=None)
-    output_format = fields.String(load_default=None, validate=validate.OneOf(
+    detect_resolution = WholeNumber(validate=_range(*DETECT_RESOLUTION))
+    image_resolution = WholeNumber(validate=_range(*IMAGE_RESOLUTION))
+    include_body = JSONBoolean()
+    include_hands = JSONBoolean()
+    include_face = JSONBoolean()
+    output_format = fields.String(validate=validate.OneOf(
         OUTPUT_FORMATS, error="must be one of: " + ", ".join(OUTPUT_FORMATS)))
-    return_keypoints = fields.Boolean(load_default=None)
-    draw_mode = fields.String(load_default=None, validate=validate.OneOf(
+    return_keypoints = JSONBoolean()
+    draw_mode = fields.String(validate=validate.OneOf(
         DRAW_MODES, error="must be one of: " + ", ".join(DRAW_MODES)))
 
 
@@ -57,9 +84,9 @@ class RequestCreateSchema(Schema):
 
     input = fields.Nested(PoseInputSchema, required=True, error_messages={
         "required": "input is required, e.g. {{\"image_url\": ...}}"})
-    webhook_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
+    webhook_url = fields.Url(schemes={"http", "https"}, require_tld=False)
     webhook_events = fields.List(fields.String(validate=lambda v: _event_filter(v)),
-                                 load_default=None, validate=validate.Length(min=1, max=20))
+                                 validate=validate.Length(min=1, max=20))
 
 
 class ListQuerySchema(Schema):
@@ -71,8 +98,10 @@ class ListQuerySchema(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(
         ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]))
     limit = fields.Integer(load_default=20, validate=_range(1, 100))
+    # Empty is the first page, as when a client passes on a null next_cursor.
     cursor = fields.String(load_default=None, validate=validate.Regexp(
-        r"\A[0-9]{1,20}-[0-9a-f]{1,64}\Z", error="cursor must be a next_cursor from a list answer"))
+        r"\A(?:[0-9]{1,20}-[0-9a-f]{1,64})?\Z",
+        error="cursor must be a next_cursor from a list answer"))
 
 
 def compact(data: dict) -> dict:
@@ -121,8 +150,18 @@ class SubscriptionUpdateSchema(Schema):
     url = fields.Url(schemes={"http", "https"}, require_tld=False)
     events = fields.List(fields.String(validate=_event_filter),
                          validate=validate.Length(min=1, max=20))
-    enabled = fields.Boolean()
+    enabled = JSONBoolean()
     description = fields.String(validate=validate.Length(max=500))
+
+
+class ProxyTokenSchema(Schema):
+    """Body of ``POST /v1/proxy-tokens`` (optional)."""
+
+    class Meta:
+        unknown = RAISE
+
+    ttl_seconds = WholeNumber(load_default=900, validate=validate.Range(
+        min=60, max=3600, error="ttl_seconds must be a whole number from 60 to 3600"))
 
 
 class RecoverSchema(Schema):
