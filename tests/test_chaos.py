@@ -7,10 +7,11 @@ operator runs. A SIGKILL ends the Redis process, not the machine: what Redis wro
 it answered is in the kernel's page cache and reaches the file anyway, so ``always`` would
 only add safety against a power cut, which no test here can make.
 
-While a client submits N requests (each with an Idempotency-Key, sending again on a 503,
-a 429 or a broken connection, as a client should), the test kills, one after the other and
-each once the previous kind is back: the inference worker in the middle of a job, the rq
-worker of submit and settle, the delivery worker, a gunicorn worker, and redis-server.
+While a client submits N requests from three threads (each with an Idempotency-Key and
+``Prefer: wait=3``, sending again on a 503, a 429 or a broken connection, as a client
+should), the test kills, one after the other and each once the previous kind is back: the
+inference worker in the middle of a job, the rq worker of submit and settle, the delivery
+worker, the gunicorn worker holding the most client connections, and redis-server.
 
 Then: every request ends, every request's terminal event reached the subscriber under one
 webhook-id (a repeat of the same webhook-id counts once, as a subscriber dedupes), and
@@ -28,6 +29,7 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 from redis import Redis
 
@@ -37,6 +39,7 @@ from tests.make_run import Run, children, running, supervised, wait_for
 from tests.sinks import Sink, serve_photo
 
 N = 30
+THREADS = 3
 TERMINAL = ("request.completed", "request.failed", "request.cancelled")
 SETTINGS = {
     "POSEHOOK_SWEEP_INTERVAL": "2",
@@ -57,27 +60,44 @@ def run(tmp_path):
 
 
 class Client:
-    """Submits N requests one after another, trying each again until it is accepted."""
+    """Submits N requests from THREADS threads, each again with its key until it is taken.
+
+    Each asks ``Prefer: wait=3``, so requests are held in gunicorn when a worker is killed.
+    """
 
     def __init__(self, url: str, key: str, image_url: str) -> None:
         self.url, self.key, self.image_url = url, key, image_url
         self.accepted: dict[str, str] = {}  # idempotency key -> request id
         self.seen: list[tuple[float, str, str]] = []  # (time, idempotency key, answer)
-        self.thread = threading.Thread(target=self._submit_all, daemon=True)
+        self.unexpected: list[str] = []
+        self.threads = [threading.Thread(target=self._submit_all, args=(t,), daemon=True)
+                        for t in range(THREADS)]
 
-    def _submit_all(self) -> None:
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def join(self, seconds: float) -> bool:
+        """Wait for every submit to be taken (or given up); True when all threads ended."""
+        deadline = time.monotonic() + seconds
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self.threads)
+
+    def _submit_all(self, thread: int) -> None:
         with httpx.Client(base_url=self.url, timeout=15,
                           headers={"Authorization": f"Key {self.key}"}) as http:
-            for i in range(N):
-                self._submit(http, f"chaos-{i}")
-                time.sleep(0.7)
+            for i in range(N // THREADS):
+                self._submit(http, f"chaos-{thread}-{i}")
+                time.sleep(0.5)
 
     def _submit(self, http: httpx.Client, idempotency_key: str) -> None:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                answer = http.post("/v1/requests", headers={"Idempotency-Key": idempotency_key},
-                                   json={"input": {"image_url": self.image_url}})
+                answer = http.post("/v1/requests", json={"input": {"image_url": self.image_url}},
+                                   headers={"Idempotency-Key": idempotency_key,
+                                            "Prefer": "wait=3"})
                 seen = str(answer.status_code)
             except httpx.HTTPError as exc:
                 answer, seen = None, type(exc).__name__
@@ -85,8 +105,17 @@ class Client:
             if answer is not None and answer.status_code in (200, 202):
                 self.accepted[idempotency_key] = answer.json()["request_id"]
                 return
-            assert answer is None or answer.status_code in (429, 502, 503), answer.text
+            if answer is not None and answer.status_code not in (429, 502, 503):
+                self.unexpected.append(f"{answer.status_code} {answer.text}")
+                return
             time.sleep(float(answer.headers.get("Retry-After", 1)) if answer else 0.5)
+
+
+def _busiest(workers: list[int], port: int) -> int:
+    """The gunicorn worker holding the most client connections on ``port`` now."""
+    return max(workers, key=lambda pid: sum(
+        c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+        for c in psutil.Process(pid).net_connections()))
 
 
 def _kill_and_wait_back(run: Run, name: str, pid: int, back) -> float:
@@ -124,7 +153,7 @@ def test_every_request_ends_and_is_announced_once_while_each_process_kind_is_kil
         assert made.status_code == 201, made.text
         client = Client(run.url, key, photo_url)
         started = time.monotonic()
-        client.thread.start()
+        client.start()
         kills: dict[str, float] = {}
 
         # The inference worker while a request is running; back once its engine is loaded.
@@ -140,7 +169,7 @@ def test_every_request_ends_and_is_announced_once_while_each_process_kind_is_kil
             kills[name] = _kill_and_wait_back(run, name, before, _replaced(run, name, before))
             time.sleep(2)  # let it take work again before the next kill
         master = supervised(run, "web")  # a gunicorn worker: its master starts another
-        worker = children(master)[0]
+        worker = _busiest(children(master), int(run.url.rsplit(":", 1)[1]))
         kills["web worker"] = _kill_and_wait_back(
             run, "web", worker, lambda: len(set(children(master)) - {worker}) == 2)
         time.sleep(2)
@@ -151,8 +180,7 @@ def test_every_request_ends_and_is_announced_once_while_each_process_kind_is_kil
                                              lambda: _redis_answers(run.redis_port))
         redis_back = time.time()
 
-        client.thread.join(150)
-        assert not client.thread.is_alive(), client.seen
+        assert client.join(150) and not client.unexpected, (client.unexpected, client.seen)
         ids = set(client.accepted.values())
         assert len(ids) == N, client.seen  # one request per idempotency key, none lost
 
@@ -174,6 +202,9 @@ def test_every_request_ends_and_is_announced_once_while_each_process_kind_is_kil
         statuses = {}
         with httpx.Client(base_url=run.url, headers={"Authorization": f"Key {key}"},
                           timeout=10) as http:
+            # A submit sent again after a lost answer made no second request.
+            listed = http.get("/v1/requests", params={"limit": 100}).json()["requests"]
+            assert sorted(r["request_id"] for r in listed) == sorted(ids)
             for request_id in ids:  # every record is still there, and has ended
                 answer = http.get(f"/v1/requests/{request_id}")
                 assert answer.status_code == 200, answer.text
@@ -187,12 +218,14 @@ def test_every_request_ends_and_is_announced_once_while_each_process_kind_is_kil
         assert run.make.poll() is None  # nothing of this stopped the stack
         outage = [(round(t - kills["redis"], 1), seen) for t, _, seen in client.seen
                   if kills["redis"] - 1 <= t <= redis_back + 5]
+        web = [(round(t - kills["web worker"], 1), seen) for t, _, seen in client.seen
+               if kills["web worker"] - 1 <= t <= kills["web worker"] + 3]
         print(f"chaos: {N} requests, {took:.0f} s; statuses "
               f"{sorted((s, list(statuses.values()).count(s)) for s in set(statuses.values()))};"
               f" deliveries received {len(sink.received)} ("
               f"{len({g.headers['webhook-id'] for g in sink.received})} webhook-ids);"
-              f" the client around the Redis kill "
-              f"(s after it, answer): {outage}")
+              f" the client around the web worker's kill (s after it, answer): {web}, "
+              f"around the Redis kill: {outage}")
     finally:
         sink.stop()
         photos.shutdown()
