@@ -85,6 +85,8 @@ class Settings:
     max_attempts: int = 2
     # How long past job_timeout a running request may go silent before the sweeper acts.
     lease_grace: int = 60
+    # Seconds between two sweeps (jobs.cron's clock).
+    sweep_interval: float = 30.0
     idempotency_ttl: int = 24 * 3600
     request_ttl: int = 30 * 24 * 3600
     # Backpressure: queued requests allowed in all and per API key (0: no bound), and each
@@ -214,7 +216,7 @@ def _validate(settings: Settings) -> Settings:
     for name in ("max_download_bytes", "max_upload_bytes", "max_multipart_bytes", "max_pixels",
                  "job_timeout", "fal_timeout", "fal_connect_timeout", "settle_tries",
                  "video_max_bytes", "video_max_seconds", "video_max_frames", "video_max_pixels",
-                 "video_max_fps", "video_frame_seconds"):
+                 "video_max_fps", "video_frame_seconds", "sweep_interval"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
     if settings.fal_host_bind and not (settings.fal_host_certfile and settings.fal_host_keyfile):

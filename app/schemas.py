@@ -24,26 +24,66 @@ def _range(low: int, high: int) -> validate.Range:
 
 
 def _choice(values: tuple[str, ...], default: str | None = None) -> fields.String:
-    """An optional string that must be one of ``values``, the error listing them."""
-    return fields.String(load_default=default, validate=validate.OneOf(
-        values, error="must be one of: " + ", ".join(values)))
+    """An optional string that must be one of ``values``, the error listing them.
+
+    Without a default an absent option stays absent (and a JSON null is refused).
+    """
+    extra = {} if default is None else {"load_default": default}
+    return fields.String(validate=validate.OneOf(
+        values, error="must be one of: " + ", ".join(values)), **extra)
+
+
+class WholeNumber(fields.Integer):
+    """A JSON integer as JSON Schema reads one: 326 or 326.0, never 326.5, "326" or true.
+
+    marshmallow's own Integer truncates 326.5 and parses strings; strict, it refuses 326.0,
+    which the contract (``type: integer``) allows.
+    """
+
+    def _validated(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+                isinstance(value, float) and not value.is_integer()):
+            raise self.make_error("invalid")
+        return int(value)
+
+
+class JSONNumber(fields.Float):
+    """A JSON number: 1 or 1.5, never "1.5" or true."""
+
+    def _validated(self, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class JSONBoolean(fields.Boolean):
+    """A JSON true or false, not marshmallow's "yes", "on", 1 or "1"."""
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
 
 
 class PoseInputSchema(Schema):
-    """What to run: fal's ``image_url`` plus our optional options."""
+    """What to run: fal's ``image_url`` plus our optional options.
+
+    An option left out is absent from the result; none of them may be null (marshmallow
+    would take a null for any field whose default is None; the contract does not).
+    """
 
     class Meta:
         unknown = RAISE
 
     image_url = fields.String(required=True, validate=validate.Length(min=1, max=40_000_000),
                               error_messages={"required": "image_url is required"})
-    detect_resolution = fields.Integer(load_default=None, validate=_range(*DETECT_RESOLUTION))
-    image_resolution = fields.Integer(load_default=None, validate=_range(*IMAGE_RESOLUTION))
-    include_body = fields.Boolean(load_default=None)
-    include_hands = fields.Boolean(load_default=None)
-    include_face = fields.Boolean(load_default=None)
+    detect_resolution = WholeNumber(validate=_range(*DETECT_RESOLUTION))
+    image_resolution = WholeNumber(validate=_range(*IMAGE_RESOLUTION))
+    include_body = JSONBoolean()
+    include_hands = JSONBoolean()
+    include_face = JSONBoolean()
     output_format = _choice(OUTPUT_FORMATS)
-    return_keypoints = fields.Boolean(load_default=None)
+    return_keypoints = JSONBoolean()
     keypoints_format = _choice(KEYPOINTS_FORMATS)
     draw_mode = _choice(DRAW_MODES)
 
@@ -70,13 +110,13 @@ class VideoInputSchema(Schema):
     video_url = fields.String(required=True, validate=validate.Length(min=1, max=40_000_000),
                               error_messages={"required": "video_url is required"})
     draw_mode = _choice(DRAW_MODES)
-    detect_resolution = fields.Integer(load_default=None, validate=_range(*DETECT_RESOLUTION))
-    include_body = fields.Boolean(load_default=None)
-    include_hands = fields.Boolean(load_default=None)
-    include_face = fields.Boolean(load_default=None)
-    return_keypoints = fields.Boolean(load_default=None)
+    detect_resolution = WholeNumber(validate=_range(*DETECT_RESOLUTION))
+    include_body = JSONBoolean()
+    include_hands = JSONBoolean()
+    include_face = JSONBoolean()
+    return_keypoints = JSONBoolean()
     smoothing = _choice(SMOOTHING)
-    smoothing_params = fields.Nested(lambda: SmoothingParamsSchema(), load_default=None)
+    smoothing_params = fields.Nested(lambda: SmoothingParamsSchema())
 
 
 class SmoothingParamsSchema(Schema):
@@ -85,10 +125,10 @@ class SmoothingParamsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    min_cutoff = fields.Float(validate=validate.Range(0.01, 100.0,
+    min_cutoff = JSONNumber(validate=validate.Range(0.01, 100.0,
                                                       error="must be between 0.01 and 100"))
-    beta = fields.Float(validate=validate.Range(0.0, 1000.0, error="must be between 0 and 1000"))
-    d_cutoff = fields.Float(validate=validate.Range(0.01, 100.0,
+    beta = JSONNumber(validate=validate.Range(0.0, 1000.0, error="must be between 0 and 1000"))
+    d_cutoff = JSONNumber(validate=validate.Range(0.01, 100.0,
                                                     error="must be between 0.01 and 100"))
 
 
@@ -119,9 +159,9 @@ class RequestCreateSchema(Schema):
 
     input = InputField(required=True, error_messages={
         "required": "input is required, e.g. {{\"image_url\": ...}} or {{\"video_url\": ...}}"})
-    webhook_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
+    webhook_url = fields.Url(schemes={"http", "https"}, require_tld=False)
     webhook_events = fields.List(fields.String(validate=lambda v: _event_filter(v)),
-                                 load_default=None, validate=validate.Length(min=1, max=20))
+                                 validate=validate.Length(min=1, max=20))
 
 
 class ListQuerySchema(Schema):
@@ -133,8 +173,10 @@ class ListQuerySchema(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(
         ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]))
     limit = fields.Integer(load_default=20, validate=_range(1, 100))
+    # Empty is the first page, as when a client passes on a null next_cursor.
     cursor = fields.String(load_default=None, validate=validate.Regexp(
-        r"\A[0-9]{1,20}-[0-9a-f]{1,64}\Z", error="cursor must be a next_cursor from a list answer"))
+        r"\A(?:[0-9]{1,20}-[0-9a-f]{1,64})?\Z",
+        error="cursor must be a next_cursor from a list answer"))
 
 
 def compact(data: dict) -> dict:
@@ -183,8 +225,18 @@ class SubscriptionUpdateSchema(Schema):
     url = fields.Url(schemes={"http", "https"}, require_tld=False)
     events = fields.List(fields.String(validate=_event_filter),
                          validate=validate.Length(min=1, max=20))
-    enabled = fields.Boolean()
+    enabled = JSONBoolean()
     description = fields.String(validate=validate.Length(max=500))
+
+
+class ProxyTokenSchema(Schema):
+    """Body of ``POST /v1/proxy-tokens`` (optional)."""
+
+    class Meta:
+        unknown = RAISE
+
+    ttl_seconds = WholeNumber(load_default=900, validate=validate.Range(
+        min=60, max=3600, error="ttl_seconds must be a whole number from 60 to 3600"))
 
 
 class RecoverSchema(Schema):

@@ -1,5 +1,7 @@
 """The sweeper's clock: ``python -m jobs.cron`` enqueues ``jobs.sweep.sweep`` every 30 s.
 
+The interval is ``POSEHOOK_SWEEP_INTERVAL`` (default 30 s), or ``--interval``.
+
 RQ's ``rq cron`` enqueues with RQ's default (pickle) serializer whatever the workers use,
 so our JSON workers could not even read its jobs. This loop enqueues through
 :mod:`app.queues` instead. Several clocks may run (one per host): each interval, only the
@@ -22,8 +24,6 @@ from app import queues
 from app.services import current
 from app.store import clock
 
-DEFAULT_INTERVAL = 30.0
-"""Seconds between two sweeps."""
 UNFINISHED = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 log = logging.getLogger(__name__)
@@ -51,22 +51,24 @@ def tick(connection: Redis, interval: float) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     """Enqueue a sweep every ``--interval`` seconds until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL)
+    parser.add_argument("--interval", type=float, default=None,
+                        help="seconds between sweeps (default: POSEHOOK_SWEEP_INTERVAL)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    connection = current().rq
-    log.info("sweeping every %.1f s", args.interval)
+    svc = current()
+    interval = args.interval or svc.settings.sweep_interval
+    log.info("sweeping every %.1f s", interval)
     while not stop.is_set():
         try:
-            job_id = tick(connection, args.interval)
+            job_id = tick(svc.rq, interval)
             if job_id:
                 log.info("enqueued sweep %s", job_id)
         except Exception:  # noqa: BLE001 - a Redis blip must not stop the clock
             log.warning("could not enqueue the sweep", exc_info=True)
-        stop.wait(args.interval)
+        stop.wait(interval)
 
 
 if __name__ == "__main__":

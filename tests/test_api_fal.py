@@ -67,10 +67,20 @@ def test_a_proxy_token_stands_for_its_key_on_the_proxy_only(live, http, services
 
 
 @pytest.mark.parametrize("body", [{"ttl_seconds": 5}, {"ttl_seconds": 99999},
-                                  {"ttl_seconds": "60"}, {"ttl_seconds": True}, [1]])
-def test_proxy_token_lifetimes_out_of_range_are_422(http, body):
-    answer = http.post("/v1/proxy-tokens", json=body)
-    assert answer.status_code == 422 and "ttl_seconds" in answer.json()["message"]
+                                  {"ttl_seconds": "60"}, {"ttl_seconds": True},
+                                  {"ttl_seconds": 60.5}, [1], None,
+                                  {"ttl_seconds": 60, "scope": "all"}])
+def test_proxy_token_lifetimes_out_of_range_or_unknown_fields_are_422(http, body):
+    answer = http.post("/v1/proxy-tokens", content=json.dumps(body),
+                       headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert ("scope" if body and "scope" in body else "ttl_seconds") in answer.json()["message"]
+
+
+def test_a_proxy_token_lifetime_may_be_a_whole_float(http):
+    made = http.post("/v1/proxy-tokens", json={"ttl_seconds": 326.0})
+    assert made.status_code == 201, made.text
+    assert made.json()["expires_at"] - time.time() == pytest.approx(326, abs=5)
 
 
 def test_missing_target_is_400(live, api_key):

@@ -259,6 +259,51 @@ def test_prefer_wait_over_sixty_is_422(http, body, prefer):
     assert answer.status_code == 422 and "Prefer" in answer.json()["message"]
 
 
+@pytest.mark.parametrize("field,value", [
+    ("detect_resolution", 512.5), ("detect_resolution", "512"), ("detect_resolution", None),
+    ("include_body", "yes"), ("include_face", 1), ("output_format", None),
+    ("return_keypoints", None)])
+def test_options_take_json_types_only_never_a_string_a_fraction_or_null(http, body, field,
+                                                                        value):
+    answer = http.post("/v1/requests", json={"input": {**body["input"], field: value}})
+    assert answer.status_code == 422 and field in answer.json()["errors"]["input"], answer.text
+
+
+def test_a_whole_number_written_as_a_float_is_an_integer(http, body):
+    answer = http.post("/v1/requests", json={"input": {**body["input"],
+                                                       "detect_resolution": 256.0}})
+    assert answer.status_code == 202, answer.text
+    record = http.get(f"/v1/requests/{answer.json()['request_id']}").json()
+    assert record["input"]["detect_resolution"] == 256
+
+
+@pytest.mark.parametrize("field", ["webhook_url", "webhook_events"])
+def test_null_webhook_fields_are_422(http, body, field):
+    answer = http.post("/v1/requests", json={**body, field: None})
+    assert answer.status_code == 422 and field in answer.json()["errors"]
+
+
+def test_an_idempotency_key_outside_printable_ascii_is_422(http, body):
+    answer = http.post("/v1/requests", json=body, headers={"Idempotency-Key": b"caf\xe9"})
+    assert answer.status_code == 422 and "Idempotency-Key" in answer.json()["message"]
+
+
+def test_an_empty_cursor_is_the_first_page(http, body):
+    request_id = http.post("/v1/requests", json=body).json()["request_id"]
+    answer = http.get("/v1/requests", params={"cursor": ""})
+    assert answer.status_code == 200
+    assert [r["request_id"] for r in answer.json()["requests"]] == [request_id]
+
+
+@pytest.mark.parametrize("logs", ["AAA", "", "yes"])
+def test_status_logs_other_than_1_0_true_false_is_422(http, body, logs):
+    request_id = http.post("/v1/requests", json=body).json()["request_id"]
+    answer = http.get(f"/v1/requests/{request_id}/status", params={"logs": logs})
+    assert answer.status_code == 422 and answer.json()["errors"] == {
+        "logs": ["logs must be 1, 0, true or false"]}
+    check(answer, "GET", "/v1/requests/{request_id}/status")
+
+
 @pytest.mark.parametrize("cursor", ["\u0663", "123\n", "123-", "-ab", "1-ZZ"])
 def test_malformed_cursors_are_422_not_500(http, cursor):
     answer = http.get("/v1/requests", params={"cursor": cursor})

@@ -30,6 +30,7 @@ def test_environment_is_parsed_by_type():
     ({"POSEHOOK_MAX_PIXELS": "0"}, "POSEHOOK_MAX_PIXELS"),
     ({"POSEHOOK_ALLOW_PRIVATE_URLS": "maybe"}, "POSEHOOK_ALLOW_PRIVATE_URLS"),
     ({"POSEHOOK_ENGINE": "openpose"}, "POSEHOOK_ENGINE"),
+    ({"POSEHOOK_SWEEP_INTERVAL": "0"}, "POSEHOOK_SWEEP_INTERVAL"),
 ])
 def test_bad_values_fail_fast_naming_the_variable(environ, name):
     with pytest.raises(ConfigError, match=name):

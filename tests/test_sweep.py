@@ -95,8 +95,9 @@ def test_the_clock_process_sweeps_until_stopped(services, redis_url):
     maintenance = queues.queue(services.rq, queues.MAINTENANCE)
 
     request_id = _running(services, attempts=1, lease_until=time.time() - 1)
-    clock = subprocess.Popen([sys.executable, "-m", "jobs.cron", "--interval", "0.2"], cwd=ROOT,
-                             env={**os.environ, "REDIS_URL": redis_url},
+    clock = subprocess.Popen([sys.executable, "-m", "jobs.cron"], cwd=ROOT,
+                             env={**os.environ, "REDIS_URL": redis_url,
+                                  "POSEHOOK_SWEEP_INTERVAL": "0.2"},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 20

@@ -10,6 +10,7 @@ from flask import Blueprint, g, jsonify, request
 from app import intake, lifecycle
 from app.api import json_body, require_api_key, services
 from app.errors import InvalidInputError
+from app.fal_protocol import LOGS_VALUES
 from app.models import Request, Status
 from app.schemas import ListQuerySchema, RequestCreateSchema, compact, load
 from app.store import requests as store
@@ -112,8 +113,8 @@ def create():
 
 def _idempotency_key() -> str:
     key = request.headers.get("Idempotency-Key", "").strip()
-    if key and (len(key) > 255 or not key.isprintable()):
-        raise InvalidInputError("Idempotency-Key must be at most 255 printable characters",
+    if key and (len(key) > 255 or not (key.isascii() and key.isprintable())):
+        raise InvalidInputError("Idempotency-Key must be at most 255 printable ASCII characters",
                                 field="Idempotency-Key")
     return key
 
@@ -133,7 +134,10 @@ def list_requests():
 def status(request_id: str):
     """Return a request's status, queue position, metrics and (logs=1) logs."""
     record = store.get_for_key(services().redis, request_id, g.api_key.id)
-    with_logs = request.args.get("logs", "0").lower() in ("1", "true")
+    asked = request.args.get("logs", "0").lower()
+    with_logs = LOGS_VALUES.get(asked) if asked else None
+    if with_logs is None:
+        raise InvalidInputError("logs must be 1, 0, true or false", field="logs")
     return jsonify(status_body(record, with_logs))
 
 

@@ -12,7 +12,13 @@ from app.api import json_body, proxy_token, require_api_key, services
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.models import Delivery
 from app.outbound import Guard
-from app.schemas import RecoverSchema, SubscriptionCreateSchema, SubscriptionUpdateSchema, load
+from app.schemas import (
+    ProxyTokenSchema,
+    RecoverSchema,
+    SubscriptionCreateSchema,
+    SubscriptionUpdateSchema,
+    load,
+)
 from app.store import deliveries, subscriptions
 from app.store.requests import iso
 
@@ -188,20 +194,15 @@ def webhook_secret():
     return jsonify({"secret": subscriptions.key_secret(services().redis, g.api_key.id)})
 
 
-PROXY_TOKEN_TTL = (60, 3600, 900)
-"""Least, most and default lifetime of a proxy token, in seconds."""
-
-
 @bp.post("/proxy-tokens")
 @require_api_key
 def create_proxy_token():
     """Make a short-lived token that authorises only /api/fal/proxy, for browser code."""
-    least, most, default = PROXY_TOKEN_TTL
-    body = json_body(optional=True) or {}
-    ttl = body.get("ttl_seconds", default) if isinstance(body, dict) else None
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or not least <= ttl <= most:
-        raise InvalidInputError(
-            f"ttl_seconds must be a whole number from {least} to {most}", field="ttl_seconds")
+    body = json_body(optional=True)  # None: no body at all (a JSON null is refused)
+    if request.get_data() and not isinstance(body, dict):
+        raise InvalidInputError('the body must be a JSON object, e.g. {"ttl_seconds": 900}',
+                                field="body")
+    ttl = load(ProxyTokenSchema(), body or {})["ttl_seconds"]
     expires_at = int(time.time()) + ttl
     response = jsonify({"token": proxy_token(g.api_key.id, expires_at), "expires_at": expires_at})
     response.status_code = 201
