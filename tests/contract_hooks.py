@@ -20,6 +20,7 @@ import schemathesis
 
 SINK_URL = os.environ.get("CONTRACT_SINK_URL", "")
 PHOTO = os.environ.get("CONTRACT_PHOTO", "")
+VIDEO = os.environ.get("CONTRACT_VIDEO", "")
 
 
 def _is_url(value: Any) -> bool:
@@ -34,8 +35,16 @@ def _is_time(value: Any) -> bool:
         return False
 
 
+def _data_uri(path: str, content_type: str) -> str:
+    return f"data:{content_type};base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
 def _photo() -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(Path(PHOTO).read_bytes()).decode()
+    return _data_uri(PHOTO, "image/jpeg")
+
+
+def _video() -> str:
+    return _data_uri(VIDEO, "video/mp4")
 
 
 def _replace(body: dict, key: str, test: Any, value: Any) -> None:
@@ -53,8 +62,9 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     if operation == "POST /v1/requests":
         _replace(body, "webhook_url", _is_url, SINK_URL)
         if isinstance(body.get("input"), dict):
-            _replace(body["input"], "image_url",
-                     lambda v: _is_url(v) or str(v).startswith("data:"), _photo)
+            for key, value in (("image_url", _photo), ("video_url", _video)):
+                _replace(body["input"], key,
+                         lambda v: _is_url(v) or str(v).startswith("data:"), value)
     elif operation in ("POST /v1/subscriptions", "PATCH /v1/subscriptions/{subscription_id}"):
         _replace(body, "url", _is_url, SINK_URL)
     elif operation == "POST /v1/subscriptions/{subscription_id}/recover":

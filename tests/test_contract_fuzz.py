@@ -30,6 +30,7 @@ from tests.conftest import ROOT, SAMPLE
 from tests.contract import SPEC_PATH
 from tests.sinks import Sink
 from tests.stack import Stack
+from tests.videos import make_video
 
 BIN = Path(sys.executable).parent
 SEED = 20261203
@@ -44,7 +45,9 @@ def test_the_service_answers_as_openapi_yaml_says_under_schemathesis(redis, redi
     # The per-key rate is raised: a 429 is documented, but most cases would get one.
     env = {"POSEHOOK_RATE_PER_KEY": "10000", "POSEHOOK_RATE_BURST": "10000"}
     hooks = {"SCHEMATHESIS_HOOKS": "tests.contract_hooks", "PYTHONPATH": str(ROOT),
-             "CONTRACT_SINK_URL": sink.url, "CONTRACT_PHOTO": str(SAMPLE)}
+             "CONTRACT_SINK_URL": sink.url, "CONTRACT_PHOTO": str(SAMPLE),
+             "CONTRACT_VIDEO": str(make_video(tmp_path / "clip.mp4", frames=6, fps=6,
+                                              width=160, height=120))}
     try:
         with Stack(redis_url, tmp_path / "stack", env=env) as stack:
             started = time.monotonic()
