@@ -6,7 +6,9 @@ never imports ``jobs`` or the engine, and a non-JSON argument fails at enqueue.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -43,13 +45,14 @@ JOB_SUBMIT = "jobs.submit.submit"
 JOB_INFER = "jobs.infer.infer"
 JOB_SETTLE = "jobs.settle.settle"
 JOB_DELIVER = "jobs.deliver.deliver"
+JOB_DELIVER_ALL = "jobs.deliver.deliver_all"
 JOB_SWEEP = "jobs.sweep.sweep"
 JOB_SWEEP_DELIVERIES = "jobs.deliver.sweep_overdue"
 JOB_RECONCILE = "jobs.reconcile.reconcile_overdue"
 JOB_FAL_CANCEL = "jobs.reconcile.cancel_at_fal"
 JOB_CLEAN_FILES = "jobs.janitor.clean_files"
-JOB_PATHS = (JOB_SUBMIT, JOB_INFER, JOB_SETTLE, JOB_DELIVER, JOB_SWEEP, JOB_SWEEP_DELIVERIES,
-             JOB_RECONCILE, JOB_FAL_CANCEL, JOB_CLEAN_FILES)
+JOB_PATHS = (JOB_SUBMIT, JOB_INFER, JOB_SETTLE, JOB_DELIVER, JOB_DELIVER_ALL, JOB_SWEEP,
+             JOB_SWEEP_DELIVERIES, JOB_RECONCILE, JOB_FAL_CANCEL, JOB_CLEAN_FILES)
 
 RETRIES = (1, 5, 30)
 """Seconds between RQ's retries of a job that raised (submit, settle)."""
@@ -84,6 +87,13 @@ def deliver_job_id(delivery_id: str, trigger: str, attempt: int, now: float) -> 
     if trigger == "manual":
         return f"deliver-{delivery_id}-manual-{int(now * 1e9)}"
     return f"deliver-{delivery_id}-sweep-{int(now)}"
+
+
+def deliver_all_job_id(first_delivery_id: str, later: float | None = None) -> str:
+    """The job sending a fan-out's deliveries side by side (``later``: what waited for room)."""
+    if later is None:
+        return f"deliver-{first_delivery_id}-fanout"
+    return f"deliver-{first_delivery_id}-later-{int(later * 1e9)}"
 
 
 def fal_cancel_job_id(request_id: str) -> str:
@@ -161,6 +171,23 @@ def enqueue_delivery(connection: Redis, settings: Settings, delivery_id: str, *,
     job_id = deliver_job_id(delivery_id, trigger, attempt, time.time() if now is None else now)
     return enqueue(connection, DELIVERY_RETRY if retry else DELIVERY, JOB_DELIVER, delivery_id,
                    trigger, job_id=job_id, timeout=settings.delivery_job_timeout, delay=delay)
+
+
+def enqueue_deliveries(connection: Redis, settings: Settings,
+                       items: Sequence[tuple[str, str]], *, delay: float = 0) -> str | None:
+    """Enqueue one job for a fan-out's first attempts: ``(delivery id, endpoint)`` each.
+
+    Its timeout allows every wave the per-endpoint cap makes of it, plus one while it waits
+    for room: each attempt in it holds its own lease.
+    """
+    if not items:
+        return None
+    per_endpoint = Counter(endpoint for _, endpoint in items)
+    waves = math.ceil(max(per_endpoint.values()) / settings.delivery_per_endpoint)
+    job_id = deliver_all_job_id(items[0][0], time.time() if delay else None)
+    return enqueue(connection, DELIVERY, JOB_DELIVER_ALL, [list(item) for item in items],
+                   job_id=job_id, timeout=settings.delivery_job_timeout * (waves + 1),
+                   delay=delay)
 
 
 def enqueue_sweep(connection: Redis) -> str | None:

@@ -226,6 +226,26 @@ def deliver(delivery_id: str, trigger: Trigger = "scheduled") -> str:
         deliveries.release(r, delivery_id, token)
 
 
+def deliver_all(items: list[list[str]]) -> str:
+    """Send a fan-out's first attempts side by side (``[delivery id, endpoint]`` each).
+
+    The delivery worker's sender outlives the job, which hands them over and returns: the
+    next event's start while a slow endpoint still answers. Elsewhere the job waits for
+    them. What a full lane cannot take is queued again for a second later."""
+    svc = current()
+    # Not due while the sender holds them: the sweeper waits as it would for a lease.
+    deliveries.hold(svc.redis, [i for i, _ in items], time.time() + svc.settings.delivery_lease)
+    futures, over = svc.sender(deliver).submit((i, e) for i, e in items)
+    if over:
+        left = set(over)
+        queues.enqueue_deliveries(svc.rq, svc.settings,
+                                  [(i, e) for i, e in items if i in left], delay=1)
+    if not svc.sender(deliver).detached:
+        for future in futures:
+            future.result()
+    return f"{len(futures)} taken, {len(over)} later"
+
+
 def _needs_attempt(services: Services, delivery_id: str) -> bool:
     """Return True if an overdue delivery should be attempted again (caller holds the lease).
 

@@ -25,15 +25,19 @@ def new_id() -> str:
     return "dlv_" + secrets.token_hex(10)
 
 
-def create(r: Redis, delivery: Delivery) -> None:
-    """Write a delivery and mark it due now (before any job is enqueued for it)."""
+def create(r: Redis, *found: Delivery) -> None:
+    """Write deliveries and mark them due now (before any job is enqueued for them).
+
+    One transaction for all: a fan-out's records cost one round trip.
+    """
     pipe = r.pipeline(transaction=True)
-    pipe.set(key_for_delivery(delivery.id), delivery.to_json(), ex=TTL)
-    pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
-    pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.created_at})
-    if delivery.subscription_id:
-        pipe.zadd(key_for_deliveries_of(delivery.subscription_id),
-                  {delivery.id: delivery.created_at})
+    for delivery in found:
+        pipe.set(key_for_delivery(delivery.id), delivery.to_json(), ex=TTL)
+        pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
+        pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.created_at})
+        if delivery.subscription_id:
+            pipe.zadd(key_for_deliveries_of(delivery.subscription_id),
+                      {delivery.id: delivery.created_at})
     pipe.execute()
 
 
@@ -78,6 +82,12 @@ def lease(r: Redis, delivery_id: str, seconds: float) -> str | None:
     # Until the attempt ends, the sweeper sees it as due only when the lease runs out.
     r.zadd(key_for_deliveries_due(), {delivery_id: time.time() + seconds}, xx=True)
     return token
+
+
+def hold(r: Redis, delivery_ids: list[str], until: float) -> None:
+    """Make pending deliveries due only at ``until`` (a sender took them; one round trip)."""
+    if delivery_ids:
+        r.zadd(key_for_deliveries_due(), dict.fromkeys(delivery_ids, until), xx=True)
 
 
 _RELEASE = """
