@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import Redis
 from rq import Queue, Retry
@@ -146,6 +146,36 @@ def enqueue_submit(connection: Redis, request_id: str, *, again: bool = False) -
     """Enqueue the hand-over of a request to its provider (``again``: only if none is there)."""
     return enqueue(connection, SUBMIT, JOB_SUBMIT, request_id, job_id=submit_job_id(request_id),
                    retry=RETRIES, unique=again)
+
+
+class Writes(NamedTuple):
+    """RQ's writes that enqueue one job, for a store script to make with its own."""
+
+    keys: list[str]
+    """The job's hash, its queue's list, and RQ's set of queues."""
+    job_id: str
+    ttl: int
+    """Seconds the job's hash lives; -1 for ever."""
+    fields: list[Any]
+    """The job's hash, as field, value, field, value..."""
+
+
+def settle_writes(connection: Redis, callback_id: str) -> Writes:
+    """Return what enqueueing a new callback's settle job writes (its deterministic id).
+
+    The job is built by RQ (``Queue.create_job``, and the fields its enqueue sets), so the
+    ingress can store the callback and queue the job in one round trip; the store's script
+    pushes it only if no job of that id exists, as RQ's unique enqueue does.
+    """
+    q = queue(connection, SETTLE)
+    job = q.create_job(JOB_SETTLE, args=(callback_id,), job_id=settle_job_id(callback_id),
+                       result_ttl=3600, failure_ttl=7 * 86400,
+                       retry=Retry(max=len(RETRIES), interval=list(RETRIES)))
+    q._prepare_for_queue(job)  # noqa: SLF001 - origin, enqueued_at, timeout, status, as enqueue
+    fields = [x for name, value in job.to_dict().items() if value is not None
+              for x in (name, value if isinstance(value, bytes | str) else str(value))]
+    return Writes([job.key, q.key, q.redis_queues_keys], job.id,
+                  job.ttl if job.ttl is not None else -1, fields)
 
 
 def enqueue_infer(connection: Redis, settings: Settings, request_id: str,
