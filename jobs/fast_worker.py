@@ -20,10 +20,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from rq import SimpleWorker
-
 from app import queues
 from app.services import current
+from app.store.rq_worker import LeanWorker
 
 
 def preload() -> list[str]:
@@ -35,8 +34,8 @@ def preload() -> list[str]:
     return modules
 
 
-class Worker(SimpleWorker):
-    """RQ's SimpleWorker, started with the job code and its clients already loaded."""
+class Worker(LeanWorker):
+    """RQ's SimpleWorker (``app.store.rq_worker``), started with the job code loaded."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
