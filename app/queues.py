@@ -137,7 +137,12 @@ def enqueue(
     try:
         if delay > 0:
             return q.enqueue_in(timedelta(seconds=delay), func, *args, **options).id
-        return q.enqueue(func, *args, unique=unique, at_front=at_front, **options).id
+        # RQ's writes (the set of queues, the job, the push) in one round trip, not two.
+        with connection.pipeline() as pipe:
+            job = q.enqueue(func, *args, unique=unique, at_front=at_front, pipeline=pipe,
+                            **options)
+            pipe.execute()
+        return job.id
     except DuplicateJobError:
         return None
 
