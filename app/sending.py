@@ -165,8 +165,13 @@ class Sender:
                         futures.append(future)
                     continue
                 self._running[endpoint] = self._running.get(endpoint, 0) + 1
+            try:
+                self._room.acquire()
+            except BaseException:  # RQ's job timeout while every thread is busy: not taken
+                with self._lock:
+                    self._leave(endpoint)
+                raise
             futures.append(future)
-            self._room.acquire()
             self._pool.submit(self._lane, endpoint, item_id, future)
         return futures, over
 
@@ -182,18 +187,23 @@ class Sender:
                     else:
                         log.exception("sending %s failed; the sweeper sends it again", item_id)
                         future.set_result(None)
-                with self._lock:
+                with self._lock:  # one step: a submit never lines up behind a lane that left
                     lane = self._waiting.get(endpoint)
                     if lane:
                         item_id, future = lane.popleft()
                         continue
-                    self._waiting.pop(endpoint, None)
-                    self._running[endpoint] -= 1
-                    if not self._running[endpoint]:
-                        del self._running[endpoint]
+                    self._leave(endpoint)
                     return
         finally:
             self._room.release()
+
+    def _leave(self, endpoint: str) -> None:
+        """Count one lane of ``endpoint`` less (the caller holds the lock)."""
+        self._running[endpoint] -= 1
+        if not self._running[endpoint]:
+            del self._running[endpoint]
+            if not self._waiting.get(endpoint):
+                self._waiting.pop(endpoint, None)
 
     def in_flight(self) -> int:
         """Return how many items are running or waiting."""

@@ -57,6 +57,32 @@ def test_a_full_lane_gives_items_back_and_the_others_still_run():
     sender.close()
 
 
+def _delivery_worker(redis_url: str, overrides: dict) -> subprocess.Popen:
+    """The Procfile's delivery worker (its class and queue) in a process of its own."""
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
+           "POSEHOOK_DATA_DIR": overrides["data_dir"], "POSEHOOK_ALLOWED_CIDRS": "127.0.0.0/8",
+           "POSEHOOK_DELIVERY_TIMEOUT": "1", "POSEHOOK_DELIVERY_CONNECT_TIMEOUT": "1",
+           "POSEHOOK_DELIVERY_THREADS": "4", "POSEHOOK_DELIVERY_PER_ENDPOINT": str(CAP)}
+    return subprocess.Popen([str(Path(sys.executable).parent / "rq"), "worker", "-w",
+                             "jobs.fast_worker.Worker", "--serializer", "json", "--url",
+                             redis_url, "delivery"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _events_to(services, *sinks: Sink) -> list[str]:
+    """Subscribe each sink to request.completed, then emit it for EVENTS requests."""
+    key = apikeys.create(services.redis, "fanout")[0]
+    for sink in sinks:
+        subscriptions.create(services.redis, key.id, sink.url + "/hook", ["request.completed"])
+    made = []
+    for _ in range(EVENTS):
+        record, _ = store.create(services.redis, key_id=key.id, provider="local",
+                                 input={"image_url": "x"})
+        made += events.emit(services, record.id, "request.completed")
+    return made
+
+
 @pytest.fixture
 def overrides(overrides):
     return {**overrides, "delivery_timeout": 1.0, "delivery_connect_timeout": 1.0}
@@ -69,23 +95,8 @@ def test_a_hanging_endpoint_holds_its_cap_and_a_killed_worker_loses_nothing(
     release = threading.Event()
     slow = Sink(on_request=lambda _: release.wait(60)).start()
     fast = Sink().start()
-    key = apikeys.create(services.redis, "fanout")[0]
-    for sink in (slow, fast):
-        subscriptions.create(services.redis, key.id, sink.url + "/hook", ["request.completed"])
-    made = []
-    for _ in range(EVENTS):
-        record, _ = store.create(services.redis, key_id=key.id, provider="local",
-                                 input={"image_url": "x"})
-        made += events.emit(services, record.id, "request.completed")
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
-           "POSEHOOK_DATA_DIR": overrides["data_dir"], "POSEHOOK_ALLOWED_CIDRS": "127.0.0.0/8",
-           "POSEHOOK_DELIVERY_TIMEOUT": "1", "POSEHOOK_DELIVERY_CONNECT_TIMEOUT": "1",
-           "POSEHOOK_DELIVERY_THREADS": "4", "POSEHOOK_DELIVERY_PER_ENDPOINT": str(CAP)}
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "rq"), "worker", "-w",
-                               "jobs.fast_worker.Worker", "--serializer", "json", "--url",
-                               redis_url, "delivery"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    made = _events_to(services, slow, fast)
+    worker = _delivery_worker(redis_url, overrides)
     try:
         # Every event reaches the fast endpoint while the slow one has not answered once.
         _wait(lambda: len(fast.received) == EVENTS and len(slow.received) >= CAP,
@@ -113,3 +124,23 @@ def test_a_hanging_endpoint_holds_its_cap_and_a_killed_worker_loses_nothing(
     assert len({r.headers["webhook-id"] for r in slow.received}) == EVENTS
     slow.stop()
     fast.stop()
+
+
+def test_a_warm_stop_sends_what_the_worker_took_before_it_ends(services, redis_url, overrides):
+    release = threading.Event()
+    slow = Sink(on_request=lambda _: release.wait(60)).start()
+    made = _events_to(services, slow)
+    worker = _delivery_worker(redis_url, overrides)
+    try:
+        _wait(lambda: len(slow.received) == CAP, f"slow got {len(slow.received)}")
+        worker.send_signal(signal.SIGTERM)  # two in flight, three in the lane, none sent yet
+        release.set()
+        assert worker.wait(60) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    for delivery_id in made:  # every one sent by the stopping worker, once, no sweeper
+        record = deliveries.get(services.redis, delivery_id)
+        assert record.status == "succeeded" and len(record.attempts) == 1, record
+    assert len(slow.received) == EVENTS
+    slow.stop()
