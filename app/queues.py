@@ -19,6 +19,7 @@ from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from app.config import Settings
+from app.store import one_round_trip
 
 SUBMIT = "submit"
 INFERENCE = "inference"
@@ -138,11 +139,8 @@ def enqueue(
         if delay > 0:
             return q.enqueue_in(timedelta(seconds=delay), func, *args, **options).id
         # RQ's writes (the set of queues, the job, the push) in one round trip, not two.
-        with connection.pipeline() as pipe:
-            job = q.enqueue(func, *args, unique=unique, at_front=at_front, pipeline=pipe,
-                            **options)
-            pipe.execute()
-        return job.id
+        return one_round_trip(connection, lambda pipe: q.enqueue(
+            func, *args, unique=unique, at_front=at_front, pipeline=pipe, **options)).id
     except DuplicateJobError:
         return None
 
