@@ -134,6 +134,11 @@ class Settings:
     # 429/502/503/504 and timeouts wait at least this long before the next attempt.
     delivery_overload_delay: float = 60.0
     delivery_jitter: float = 0.2
+    # One fan-out's deliveries go out side by side: so many at once per worker process, at
+    # most so many to one endpoint (a slow one cannot hold the rest), so many lined up there.
+    delivery_threads: int = 16
+    delivery_per_endpoint: int = 4
+    delivery_backlog: int = 1000
 
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -216,7 +221,8 @@ def _validate(settings: Settings) -> Settings:
     for name in ("max_download_bytes", "max_upload_bytes", "max_multipart_bytes", "max_pixels",
                  "job_timeout", "fal_timeout", "fal_connect_timeout", "settle_tries",
                  "video_max_bytes", "video_max_seconds", "video_max_frames", "video_max_pixels",
-                 "video_max_fps", "video_frame_seconds", "sweep_interval"):
+                 "video_max_fps", "video_frame_seconds", "sweep_interval",
+                 "delivery_per_endpoint", "delivery_backlog"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
     if settings.fal_host_bind and not (settings.fal_host_certfile and settings.fal_host_keyfile):
@@ -246,6 +252,9 @@ def _validate(settings: Settings) -> Settings:
     for name in ("upload_ttl", "request_ttl"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
+    if settings.delivery_threads <= settings.delivery_per_endpoint:
+        raise ConfigError("POSEHOOK_DELIVERY_THREADS must be more than "
+                          "POSEHOOK_DELIVERY_PER_ENDPOINT (one endpoint never holds them all)")
     if not settings.delivery_schedule:
         raise ConfigError("POSEHOOK_DELIVERY_SCHEDULE needs at least one delay")
     return settings

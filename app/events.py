@@ -23,6 +23,7 @@ from app.models import (
     Subscription,
     matches,
 )
+from app.sending import endpoint_of
 from app.services import Services
 from app.store import deliveries, subscriptions, tracking
 from app.store import requests as store
@@ -72,11 +73,12 @@ def _delivery(event_id: str, event_type: str, kind: str, url: str, key_id: str, 
 
 
 def dispatch(services: Services, found: list[Delivery]) -> list[str]:
-    """Write every delivery, then enqueue one job each; return their ids."""
-    for delivery in found:
-        deliveries.create(services.redis, delivery)
-    for delivery in found:
-        queues.enqueue_delivery(services.rq, services.settings, delivery.id)
+    """Write every delivery, then enqueue one job that sends them side by side; return ids."""
+    if not found:
+        return []
+    deliveries.create(services.redis, *found)
+    queues.enqueue_deliveries(services.rq, services.settings,
+                              [(d.id, endpoint_of(d.url)) for d in found])
     return [d.id for d in found]
 
 

@@ -208,7 +208,9 @@ def wait(services: Services, request_id: str, seconds: float) -> Request | None:
     """Read the record until it is terminal or ``seconds`` pass; return it (None if gone)."""
     deadline = time.monotonic() + seconds
     record = store.get(services.redis, request_id)
+    pause = 0.005  # short at first (most requests end within a few hundred ms), then 0.1 s
     while record is not None and not record.status.is_terminal and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(0.1, pause * 1.5)
         record = store.get(services.redis, request_id)
     return record

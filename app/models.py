@@ -180,7 +180,9 @@ class JsonRecord:
 
     def to_json(self) -> str:
         """Return the stored JSON."""
-        return json.dumps(asdict(self))  # type: ignore[call-overload]
+        # Fields as they are, not asdict's deep copy: the values are JSON already (no nested
+        # dataclasses), and a delivery's attempt log is written at every attempt.
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore
 
     @classmethod
     def from_json(cls, raw: str) -> Any:

@@ -6,10 +6,12 @@ never imports ``jobs`` or the engine, and a non-JSON argument fails at enqueue.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import Redis
 from rq import Queue, Retry
@@ -17,6 +19,7 @@ from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from app.config import Settings
+from app.store import one_round_trip
 
 SUBMIT = "submit"
 INFERENCE = "inference"
@@ -43,13 +46,14 @@ JOB_SUBMIT = "jobs.submit.submit"
 JOB_INFER = "jobs.infer.infer"
 JOB_SETTLE = "jobs.settle.settle"
 JOB_DELIVER = "jobs.deliver.deliver"
+JOB_DELIVER_ALL = "jobs.deliver.deliver_all"
 JOB_SWEEP = "jobs.sweep.sweep"
 JOB_SWEEP_DELIVERIES = "jobs.deliver.sweep_overdue"
 JOB_RECONCILE = "jobs.reconcile.reconcile_overdue"
 JOB_FAL_CANCEL = "jobs.reconcile.cancel_at_fal"
 JOB_CLEAN_FILES = "jobs.janitor.clean_files"
-JOB_PATHS = (JOB_SUBMIT, JOB_INFER, JOB_SETTLE, JOB_DELIVER, JOB_SWEEP, JOB_SWEEP_DELIVERIES,
-             JOB_RECONCILE, JOB_FAL_CANCEL, JOB_CLEAN_FILES)
+JOB_PATHS = (JOB_SUBMIT, JOB_INFER, JOB_SETTLE, JOB_DELIVER, JOB_DELIVER_ALL, JOB_SWEEP,
+             JOB_SWEEP_DELIVERIES, JOB_RECONCILE, JOB_FAL_CANCEL, JOB_CLEAN_FILES)
 
 RETRIES = (1, 5, 30)
 """Seconds between RQ's retries of a job that raised (submit, settle)."""
@@ -84,6 +88,13 @@ def deliver_job_id(delivery_id: str, trigger: str, attempt: int, now: float) -> 
     if trigger == "manual":
         return f"deliver-{delivery_id}-manual-{int(now * 1e9)}"
     return f"deliver-{delivery_id}-sweep-{int(now)}"
+
+
+def deliver_all_job_id(first_delivery_id: str, later: float | None = None) -> str:
+    """The job sending a fan-out's deliveries side by side (``later``: what waited for room)."""
+    if later is None:
+        return f"deliver-{first_delivery_id}-fanout"
+    return f"deliver-{first_delivery_id}-later-{int(later * 1e9)}"
 
 
 def fal_cancel_job_id(request_id: str) -> str:
@@ -127,7 +138,9 @@ def enqueue(
     try:
         if delay > 0:
             return q.enqueue_in(timedelta(seconds=delay), func, *args, **options).id
-        return q.enqueue(func, *args, unique=unique, at_front=at_front, **options).id
+        # RQ's writes (the set of queues, the job, the push) in one round trip, not two.
+        return one_round_trip(connection, lambda pipe: q.enqueue(
+            func, *args, unique=unique, at_front=at_front, pipeline=pipe, **options)).id
     except DuplicateJobError:
         return None
 
@@ -136,6 +149,36 @@ def enqueue_submit(connection: Redis, request_id: str, *, again: bool = False) -
     """Enqueue the hand-over of a request to its provider (``again``: only if none is there)."""
     return enqueue(connection, SUBMIT, JOB_SUBMIT, request_id, job_id=submit_job_id(request_id),
                    retry=RETRIES, unique=again)
+
+
+class Writes(NamedTuple):
+    """RQ's writes that enqueue one job, for a store script to make with its own."""
+
+    keys: list[str]
+    """The job's hash, its queue's list, and RQ's set of queues."""
+    job_id: str
+    ttl: int
+    """Seconds the job's hash lives; -1 for ever."""
+    fields: list[Any]
+    """The job's hash, as field, value, field, value..."""
+
+
+def settle_writes(connection: Redis, callback_id: str) -> Writes:
+    """Return what enqueueing a new callback's settle job writes (its deterministic id).
+
+    The job is built by RQ (``Queue.create_job``, and the fields its enqueue sets), so the
+    ingress can store the callback and queue the job in one round trip; the store's script
+    pushes it only if no job of that id exists, as RQ's unique enqueue does.
+    """
+    q = queue(connection, SETTLE)
+    job = q.create_job(JOB_SETTLE, args=(callback_id,), job_id=settle_job_id(callback_id),
+                       result_ttl=3600, failure_ttl=7 * 86400,
+                       retry=Retry(max=len(RETRIES), interval=list(RETRIES)))
+    q._prepare_for_queue(job)  # noqa: SLF001 - origin, enqueued_at, timeout, status, as enqueue
+    fields = [x for name, value in job.to_dict().items() if value is not None
+              for x in (name, value if isinstance(value, bytes | str) else str(value))]
+    return Writes([job.key, q.key, q.redis_queues_keys], job.id,
+                  job.ttl if job.ttl is not None else -1, fields)
 
 
 def enqueue_infer(connection: Redis, settings: Settings, request_id: str,
@@ -163,6 +206,23 @@ def enqueue_delivery(connection: Redis, settings: Settings, delivery_id: str, *,
     job_id = deliver_job_id(delivery_id, trigger, attempt, time.time() if now is None else now)
     return enqueue(connection, DELIVERY_RETRY if retry else DELIVERY, JOB_DELIVER, delivery_id,
                    trigger, job_id=job_id, timeout=settings.delivery_job_timeout, delay=delay)
+
+
+def enqueue_deliveries(connection: Redis, settings: Settings,
+                       items: Sequence[tuple[str, str]], *, delay: float = 0) -> str | None:
+    """Enqueue one job for a fan-out's first attempts: ``(delivery id, endpoint)`` each.
+
+    Its timeout allows every wave the per-endpoint cap makes of it, plus one while it waits
+    for room: each attempt in it holds its own lease.
+    """
+    if not items:
+        return None
+    per_endpoint = Counter(endpoint for _, endpoint in items)
+    waves = math.ceil(max(per_endpoint.values()) / settings.delivery_per_endpoint)
+    job_id = deliver_all_job_id(items[0][0], time.time() if delay else None)
+    return enqueue(connection, DELIVERY, JOB_DELIVER_ALL, [list(item) for item in items],
+                   job_id=job_id, timeout=settings.delivery_job_timeout * (waves + 1),
+                   delay=delay)
 
 
 def enqueue_sweep(connection: Redis) -> str | None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from app.engine import Engine
+    from app.sending import Sender
     from app.signing.fal import JwksCache
     from app.storage import LocalStorage
     from app.storage_s3 import S3Storage
@@ -35,6 +36,8 @@ class Services:
     settings: Settings
     redis: Redis
     rq: Redis
+    sender_detached: bool = False
+    """Set by the delivery worker: its sender outlives each job (``app.sending``)."""
     _cache: dict[Hashable, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,6 +102,28 @@ class Services:
 
         return self.client("callback", lambda: httpx.Client(timeout=15, trust_env=False,
                                                             follow_redirects=False))
+
+    def sender(self, run: Callable[[str], object]) -> Sender:
+        """Return this process's delivery sender (built once, with the first ``run`` given)."""
+        from app.sending import Sender
+
+        settings = self.settings
+
+        def build() -> Sender:
+            sender = Sender(run, threads=settings.delivery_threads,
+                            per_endpoint=settings.delivery_per_endpoint,
+                            backlog=settings.delivery_backlog)
+            sender.detached = self.sender_detached
+            return sender
+
+        return self._once("sender", build)
+
+    def close_sender(self, wait: bool) -> None:
+        """Stop the sender if one was built; with ``wait``, after what it took is sent."""
+        with self._lock:
+            sender = self._cache.pop("sender", None)
+        if sender is not None:
+            sender.close(wait=wait)
 
     def fal_keys(self) -> JwksCache:
         """Return the cache of fal's webhook keys (its JWKS, refreshed at most so often)."""

@@ -9,7 +9,10 @@ signal-based, in the worker's main thread); a job that crashes the process is re
 its lease by the sweeper, and ``app.supervise`` starts the worker again.
 
 A first SIGTERM or SIGINT lets the current job finish (warm shutdown); a second stops at
-once (cold shutdown), as RQ documents.
+once (cold shutdown), as RQ documents. The worker of the ``delivery`` queue keeps a sender
+running across jobs (``app.sending``): a fan-out job hands its deliveries over and returns;
+a warm shutdown sends what was handed over before the process ends, a cold one leaves it
+to the sweeper (every delivery is due in Redis until an attempt leases it).
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from rq import SimpleWorker
-
 from app import queues
 from app.services import current
+from app.store.rq_worker import LeanWorker
 
 
 def preload() -> list[str]:
@@ -32,9 +34,21 @@ def preload() -> list[str]:
     return modules
 
 
-class Worker(SimpleWorker):
-    """RQ's SimpleWorker, started with the job code and its clients already loaded."""
+class Worker(LeanWorker):
+    """RQ's SimpleWorker (``app.store.rq_worker``), started with the job code loaded."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         preload()
+        if queues.DELIVERY in self.queue_names():
+            current().sender_detached = True
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's work loop; then the deliveries handed over are sent (unless stopped cold)."""
+        cold = True
+        try:
+            worked = super().work(*args, **kwargs)
+            cold = False
+            return worked
+        finally:
+            current().close_sender(wait=not cold)

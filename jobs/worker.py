@@ -1,7 +1,7 @@
 """The inference worker: loads the engine once, then runs ``jobs.infer`` in-process.
 
-``python -m jobs.worker`` — a SimpleWorker (no fork per job), so the model stays warm;
-a heartbeat in Redis tells ``/readyz`` which engine this worker loaded.
+``python -m jobs.worker`` — a SimpleWorker (``app.store.rq_worker``: no fork per job), so
+the model stays warm; a heartbeat in Redis tells ``/readyz`` which engine this worker loaded.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import os
 import socket
 import threading
 
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from app import queues
 from app.services import current
 from app.store import workers
+from app.store.rq_worker import LeanWorker
 
 HEARTBEAT_SECONDS = 10
 
@@ -48,7 +48,7 @@ def main() -> None:
                      daemon=True).start()
     # A restart inside the old scheduler lock's minute cannot take the lock at start; RQ
     # tries again at each maintenance pass, so make that a minute rather than ten.
-    worker = SimpleWorker([queues.queue(svc.rq, name) for name in queues.INFERENCE_QUEUES],
+    worker = LeanWorker([queues.queue(svc.rq, name) for name in queues.INFERENCE_QUEUES],
                           connection=svc.rq,
                           serializer=JSONSerializer, name=name,
                           maintenance_interval=queues.MAINTENANCE_INTERVAL)

@@ -124,3 +124,37 @@ def test_body_over_one_mebibyte_is_413(live, services, chunked):
                         headers={**headers, "Content-Type": "application/json"})
     assert answer.status_code == 413
     assert services.redis.zcard(key_for_callbacks_pending()) == 0
+
+
+def test_a_callback_is_stored_and_its_settle_job_queued_in_one_round_trip(app, services,
+                                                                          redis_url, run_jobs):
+    from app.services import Services
+    from tests.test_store import CountingRedis
+
+    counted = Services(services.settings, redis=CountingRedis.from_url(redis_url,
+                                                                       decode_responses=True),
+                       rq=CountingRedis.from_url(redis_url))
+    app.extensions["posehook"] = counted
+    client = app.test_client()
+
+    def post(request_id: str) -> dict:
+        body = _body(request_id)
+        answer = client.post("/webhooks/fal", data=body, headers={
+            **fal.sign(services.signing_key, request_id, "u", body),
+            "Content-Type": "application/json"})
+        assert answer.status_code == 200, answer.text
+        return answer.json
+
+    post(_linked_request(services))  # the first loads our key and the scripts
+    request_id = _linked_request(services)
+    for client_ in (counted.redis, counted.rq):
+        client_.calls.clear()
+    assert post(request_id)["duplicate"] is False
+    assert counted.redis.calls + counted.rq.calls == {"EVALSHA": 1}
+    counted.redis.calls.clear()
+    assert post(request_id)["duplicate"] is True  # fal retries: stored once, queued once
+    assert counted.redis.calls + counted.rq.calls == {"EVALSHA": 1}
+    assert services.rq.llen("rq:queue:settle") == 2
+    app.extensions["posehook"] = services
+    run_jobs()
+    assert store.get(services.redis, request_id).status is Status.COMPLETED

@@ -93,8 +93,8 @@ def fal_callback():
     if named and not check_url_token(svc.signing_key, "fal-webhook", named,
                                      request.args.get("token", "")):
         named = ""
+    # Stored and its settle job queued in one round trip (the job only if the callback is new).
+    job = queues.settle_writes(svc.rq, callbacks.callback_id(provider_request_id, body))
     cid, is_new = callbacks.persist(svc.redis, provider_request_id, body, headers, source,
-                                    request_id=named)
-    if is_new:
-        queues.enqueue_settle(svc.rq, cid)
+                                    request_id=named, job=job)
     return jsonify({"ok": True, "callback_id": cid, "duplicate": not is_new})

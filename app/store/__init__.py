@@ -22,8 +22,14 @@ came (fal); ``events-owed`` lets it announce a terminal event a crash left unsen
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from redis import Redis
+from redis.client import Pipeline
 from redis.commands.core import Script
+
+T = TypeVar("T")
 
 
 def connect(url: str, sentinels: tuple[str, ...] = (), master: str = "") -> Redis:
@@ -55,6 +61,17 @@ def sentinel_master(url: str, sentinels: tuple[str, ...], master: str, **options
 def script(source: str) -> Script:
     """Return a Lua script, loaded once per server and run by SHA (``script(keys, args, r)``)."""
     return Script(None, source.encode())  # type: ignore[arg-type] - bound at each call
+
+
+def one_round_trip(r: Redis, write: Callable[[Pipeline], T]) -> T:
+    """Queue ``write``'s commands on a pipeline of ``r``, send them at once; return its result.
+
+    For another library's writes that take a pipeline (RQ's enqueue).
+    """
+    with r.pipeline() as pipe:
+        result = write(pipe)
+        pipe.execute()
+        return result
 
 
 def reachable(r: Redis) -> bool:

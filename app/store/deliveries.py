@@ -7,13 +7,15 @@ import time
 
 from redis import Redis
 
-from app.models import Delivery
+from app.models import Delivery, Subscription
+from app.store import script
 from app.store.keys import (
     key_for_deliveries_due,
     key_for_deliveries_of,
     key_for_deliveries_pending,
     key_for_delivery,
     key_for_delivery_lock,
+    key_for_subscription,
 )
 
 TTL = 90 * 86400
@@ -25,15 +27,19 @@ def new_id() -> str:
     return "dlv_" + secrets.token_hex(10)
 
 
-def create(r: Redis, delivery: Delivery) -> None:
-    """Write a delivery and mark it due now (before any job is enqueued for it)."""
+def create(r: Redis, *found: Delivery) -> None:
+    """Write deliveries and mark them due now (before any job is enqueued for them).
+
+    One transaction for all: a fan-out's records cost one round trip.
+    """
     pipe = r.pipeline(transaction=True)
-    pipe.set(key_for_delivery(delivery.id), delivery.to_json(), ex=TTL)
-    pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
-    pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.created_at})
-    if delivery.subscription_id:
-        pipe.zadd(key_for_deliveries_of(delivery.subscription_id),
-                  {delivery.id: delivery.created_at})
+    for delivery in found:
+        pipe.set(key_for_delivery(delivery.id), delivery.to_json(), ex=TTL)
+        pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
+        pipe.zadd(key_for_deliveries_due(), {delivery.id: delivery.created_at})
+        if delivery.subscription_id:
+            pipe.zadd(key_for_deliveries_of(delivery.subscription_id),
+                      {delivery.id: delivery.created_at})
     pipe.execute()
 
 
@@ -43,19 +49,52 @@ def get(r: Redis, delivery_id: str) -> Delivery | None:
     return Delivery.from_json(raw) if raw else None
 
 
-def save(r: Redis, delivery: Delivery, *, due_at: float | None = None) -> None:
-    """Store a delivery's state; pending ones are due at ``due_at`` (default next_attempt_at),
-    others leave the sets."""
-    pipe = r.pipeline(transaction=True)
-    pipe.set(key_for_delivery(delivery.id), delivery.to_json(), ex=TTL)
+_SAVE = script("""
+-- Store a delivery's state with its sets in step; drop its lock if the token still holds it.
+-- KEYS[1] delivery, KEYS[2] pending zset, KEYS[3] due zset, KEYS[4] lock, KEYS[5] (optional)
+-- a record to read in the same step.
+-- ARGV[1] json, ARGV[2] ttl, ARGV[3] id, ARGV[4] created at, ARGV[5] due ('' when not
+-- pending), ARGV[6] lock token ('' keeps the lock).
+-- Returns the value of KEYS[5] (nil when it has none), else 1.
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[5] ~= '' then
+    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+else
+    redis.call('ZREM', KEYS[2], ARGV[3])
+    redis.call('ZREM', KEYS[3], ARGV[3])
+end
+if ARGV[6] ~= '' and redis.call('GET', KEYS[4]) == ARGV[6] then
+    redis.call('DEL', KEYS[4])
+end
+if KEYS[5] then return redis.call('GET', KEYS[5]) end
+return 1
+""")
+
+
+def save(r: Redis, delivery: Delivery, *, due_at: float | None = None, release: str = "",
+         subscription: bool = False) -> Subscription | None:
+    """Store a delivery's state in one round trip; pending ones are due at ``due_at``
+    (default next_attempt_at), others leave the sets.
+
+    Args:
+        release: a lease token: the lock is dropped in the same step if it still holds it.
+        subscription: read the delivery's subscription in the same step (an attempt about
+            to use it).
+
+    Returns:
+        The subscription as stored then, when asked for and there is one.
+    """
+    read = key_for_subscription(delivery.subscription_id) if subscription else ""
+    due = ""
     if delivery.status == PENDING:
-        due = due_at if due_at is not None else delivery.next_attempt_at or time.time()
-        pipe.zadd(key_for_deliveries_pending(), {delivery.id: delivery.created_at})
-        pipe.zadd(key_for_deliveries_due(), {delivery.id: due})
-    else:
-        pipe.zrem(key_for_deliveries_pending(), delivery.id)
-        pipe.zrem(key_for_deliveries_due(), delivery.id)
-    pipe.execute()
+        due = repr(due_at if due_at is not None else delivery.next_attempt_at or time.time())
+    keys = [key_for_delivery(delivery.id), key_for_deliveries_pending(),
+            key_for_deliveries_due(), key_for_delivery_lock(delivery.id)]
+    found = _SAVE([*keys, read] if read else keys,
+                  [delivery.to_json(), TTL, delivery.id, repr(delivery.created_at), due, release],
+                  r)
+    return Subscription.from_json(found) if read and found not in (None, 1) else None
 
 
 def forget(r: Redis, delivery_id: str) -> None:
@@ -66,31 +105,59 @@ def forget(r: Redis, delivery_id: str) -> None:
     pipe.execute()
 
 
-def lease(r: Redis, delivery_id: str, seconds: float) -> str | None:
-    """Take the attempt lock of a delivery for ``seconds``; return its token, None if held.
+_LEASE = script("""
+-- Take a delivery's attempt lock; while held, the delivery is due only when it runs out.
+-- KEYS[1] lock, KEYS[2] due zset, KEYS[3] delivery
+-- ARGV[1] token, ARGV[2] milliseconds, ARGV[3] due at, ARGV[4] delivery id
+-- Returns nil when the lock is held, else the delivery's JSON ('' when it has none).
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[4])
+return redis.call('GET', KEYS[3]) or ''
+""")
+
+
+def take(r: Redis, delivery_id: str, seconds: float) -> tuple[str | None, Delivery | None]:
+    """Take the attempt lock of a delivery and read it, in one round trip.
+
+    Returns:
+        The lease token (None if another holds the lock: then no delivery either), and the
+        delivery as read under the lock (None if it has none).
 
     The token is what :func:`release` needs: a holder whose lease ran out cannot drop the
     lock that someone else took since.
     """
     token = secrets.token_hex(16)
-    if not r.set(key_for_delivery_lock(delivery_id), token, nx=True, px=int(seconds * 1000)):
-        return None
-    # Until the attempt ends, the sweeper sees it as due only when the lease runs out.
-    r.zadd(key_for_deliveries_due(), {delivery_id: time.time() + seconds}, xx=True)
-    return token
+    raw = _LEASE([key_for_delivery_lock(delivery_id), key_for_deliveries_due(),
+                  key_for_delivery(delivery_id)],
+                 [token, int(seconds * 1000), repr(time.time() + seconds), delivery_id], r)
+    if raw is None:
+        return None, None
+    return token, Delivery.from_json(raw) if raw else None
 
 
-_RELEASE = """
+def lease(r: Redis, delivery_id: str, seconds: float) -> str | None:
+    """Take the attempt lock of a delivery for ``seconds``; return its token, None if held."""
+    return take(r, delivery_id, seconds)[0]
+
+
+def hold(r: Redis, delivery_ids: list[str], until: float) -> None:
+    """Make pending deliveries due only at ``until`` (a sender took them; one round trip)."""
+    if delivery_ids:
+        r.zadd(key_for_deliveries_due(), dict.fromkeys(delivery_ids, until), xx=True)
+
+
+_RELEASE = script("""
+-- Drop a lock if the token still holds it. KEYS[1] lock; ARGV[1] token. Returns 1 if dropped.
 if redis.call("GET", KEYS[1]) == ARGV[1] then
     return redis.call("DEL", KEYS[1])
 end
 return 0
-"""
+""")
 
 
 def release(r: Redis, delivery_id: str, token: str) -> bool:
     """Drop the attempt lock if ``token`` still holds it (compare-and-delete, atomic)."""
-    return bool(r.eval(_RELEASE, 1, key_for_delivery_lock(delivery_id), token))
+    return bool(_RELEASE([key_for_delivery_lock(delivery_id)], [token], r))
 
 
 def reopen(r: Redis, delivery_id: str, seconds: float = 10) -> Delivery | None:
