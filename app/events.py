@@ -93,6 +93,8 @@ def emit(services: Services, request_id: str, event_type: str,
     record = store.get(r, request_id)
     if record is None:
         return []
+    if event_type == PROGRESS_EVENT and record.status is not Status.IN_PROGRESS:
+        return []  # progress of a request that has ended would follow its last event
     if sequence is None:
         sequence = store.next_event_seq(r, request_id)
     # One id per (request, event): an event sent again after a crash has the same

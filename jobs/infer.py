@@ -141,6 +141,7 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
                 if points is not None:
                     points.write(rendering.keypoints, engine.ids)
                 done = encoder.frames
+                _checkpoint(services, request_id, f"at frame {done}")
                 tenth, now = done % max(1, total // 10) == 0, time.monotonic()
                 if tenth or now - shown >= 0.5:
                     shown = now
@@ -148,7 +149,6 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
                     if now - announced >= 1.0:  # request.progress, at most 1 a second
                         announced = now
                         lifecycle.report_progress(services, request_id)
-                _checkpoint(services, request_id, f"at frame {done}")
                 if time.monotonic() - started > limit:
                     raise VideoTimeLimitError(
                         f"the video took longer than its limit of {limit:g} s (POSEHOOK_JOB_"

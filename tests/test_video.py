@@ -232,3 +232,27 @@ def test_each_progress_update_keeps_the_lease_for_one_more_job_timeout(services)
     assert record.id not in tracking.expired_leases(services.redis, before + held - 1)
     assert record.id in tracking.expired_leases(services.redis, time.time() + held + 1)
     assert store.get(services.redis, record.id).metrics["progress"]["frames_done"] == 3
+
+
+def test_progress_is_announced_only_while_a_request_runs(http, services, tmp_path):
+    from app import events
+    from app.models import PROGRESS_EVENT
+
+    sink = sinks.Sink().start()
+    try:
+        answer = http.post("/v1/subscriptions", json={"url": sink.url,
+                                                      "events": ["request.progress"]})
+        assert answer.status_code == 201, answer.text
+        clip = make_video(tmp_path / "walk.mp4", frames=6, fps=6, width=160, height=120)
+        request_id = http.post("/v1/requests", json={"input": {
+            "video_url": data_uri(clip)}}).json()["request_id"]
+        before = store.get(services.redis, request_id).event_seq
+        assert events.emit(services, request_id, PROGRESS_EVENT) == []  # queued, not running
+        assert http.put(f"/v1/requests/{request_id}/cancel").status_code == 202
+        ended = store.get(services.redis, request_id).event_seq
+        # A progress report racing the cancel (the frame was being drawn) goes nowhere and
+        # takes no sequence number after the request's last event.
+        assert events.emit(services, request_id, PROGRESS_EVENT) == []
+        assert store.get(services.redis, request_id).event_seq == ended == before + 1
+    finally:
+        sink.stop()
