@@ -130,8 +130,14 @@ class Sender:
     """Runs ``run(item_id)`` on a pool, at most ``per_endpoint`` at once per endpoint."""
 
     def __init__(self, run: Callable[[str], object], *, threads: int, per_endpoint: int,
-                 backlog: int) -> None:
+                 backlog: int, keep: Callable[[list[str]], object] | None = None,
+                 keep_every: float = 0.0) -> None:
         self._run = run
+        # Items lined up in a lane are still the worker's: every ``keep_every`` seconds a
+        # lane that moves on calls ``keep`` with the ids still waiting in it (the deliveries
+        # hold them from the sweeper again), so a deep lane never looks abandoned.
+        self._keep, self._keep_every = keep, keep_every
+        self._kept: dict[str, float] = {}
         self.per_endpoint, self.backlog = per_endpoint, backlog
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="posehook-send")
         # Taken per running lane: submit blocks while every thread is busy, so a worker
@@ -179,6 +185,7 @@ class Sender:
         """Run an item, then the endpoint's waiting ones, on this thread."""
         try:
             while True:
+                self._keep_waiting(endpoint)
                 try:
                     future.set_result(self._run(item_id))
                 except Exception as exc:  # noqa: BLE001 - the caller reads it, or it is logged
@@ -197,6 +204,22 @@ class Sender:
         finally:
             self._room.release()
 
+    def _keep_waiting(self, endpoint: str) -> None:
+        """Call ``keep`` with the ids waiting in ``endpoint``'s lane, at most once per period."""
+        if self._keep is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            lane = self._waiting.get(endpoint)
+            if not lane or now - self._kept.get(endpoint, -float("inf")) < self._keep_every:
+                return
+            self._kept[endpoint] = now
+            waiting = [item_id for item_id, _ in lane]
+        try:
+            self._keep(waiting)
+        except Exception:  # noqa: BLE001 - Redis away: the sweeper may send them twice, no loss
+            log.warning("could not hold %d waiting items of %s", len(waiting), endpoint)
+
     def _leave(self, endpoint: str) -> None:
         """Count one lane of ``endpoint`` less (the caller holds the lock)."""
         self._running[endpoint] -= 1
@@ -204,6 +227,7 @@ class Sender:
             del self._running[endpoint]
             if not self._waiting.get(endpoint):
                 self._waiting.pop(endpoint, None)
+                self._kept.pop(endpoint, None)
 
     def in_flight(self) -> int:
         """Return how many items are running or waiting."""

@@ -103,8 +103,15 @@ class Services:
         return self.client("callback", lambda: httpx.Client(timeout=15, trust_env=False,
                                                             follow_redirects=False))
 
-    def sender(self, run: Callable[[str], object]) -> Sender:
-        """Return this process's delivery sender (built once, with the first ``run`` given)."""
+    def sender(self, run: Callable[[str], object],
+               keep: Callable[[list[str]], object] | None = None) -> Sender:
+        """Return this process's delivery sender (built once, with the first ``run`` and
+        ``keep`` given, called with the ids still lined up in a lane as it moves on).
+
+        A lane moves on at least once per attempt (``delivery_job_timeout``); holding again
+        every half of the lease's margin over that keeps a lined-up delivery held for good
+        while its worker lives, and lets the sweeper have it one lease after a crash.
+        """
         from app.sending import Sender
 
         settings = self.settings
@@ -112,7 +119,9 @@ class Services:
         def build() -> Sender:
             sender = Sender(run, threads=settings.delivery_threads,
                             per_endpoint=settings.delivery_per_endpoint,
-                            backlog=settings.delivery_backlog)
+                            backlog=settings.delivery_backlog, keep=keep,
+                            keep_every=(settings.delivery_lease
+                                        - settings.delivery_job_timeout) / 2)
             sender.detached = self.sender_detached
             return sender
 

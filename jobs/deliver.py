@@ -151,15 +151,23 @@ def deliver(delivery_id: str, trigger: Trigger = "scheduled") -> str:
         raise
 
 
+def _hold(delivery_ids: list[str]) -> None:
+    """Keep deliveries a sender holds from the sweeper for one more lease."""
+    svc = current()
+    deliveries.hold(svc.redis, delivery_ids, time.time() + svc.settings.delivery_lease)
+
+
 def deliver_all(items: list[list[str]]) -> str:
     """Send a fan-out's first attempts side by side (``[delivery id, endpoint]`` each).
 
     The delivery worker's sender outlives the job, which hands them over and returns (the
     next event's start while a slow endpoint still answers); elsewhere the job waits for
     them. What a full lane cannot take is queued again for a second later."""
-    svc, sender = current(), current().sender(deliver)
-    # Not due while the sender holds them: the sweeper waits as it would for a lease.
-    deliveries.hold(svc.redis, [i for i, _ in items], time.time() + svc.settings.delivery_lease)
+    svc = current()
+    sender = svc.sender(deliver, keep=_hold)
+    # Not due while the sender holds them: the sweeper waits as it would for a lease (and
+    # the sender holds what waits in a lane again while the lane moves).
+    _hold([i for i, _ in items])
     futures, over = sender.submit((i, e) for i, e in items)
     if over:
         queues.enqueue_deliveries(svc.rq, svc.settings, [x for x in items if x[0] in over],

@@ -144,3 +144,31 @@ def test_a_warm_stop_sends_what_the_worker_took_before_it_ends(services, redis_u
         assert record.status == "succeeded" and len(record.attempts) == 1, record
     assert len(slow.received) == EVENTS
     slow.stop()
+
+
+def test_deliveries_lined_up_behind_a_hanging_endpoint_stay_the_live_workers(
+        services, redis_url, overrides):
+    """A deep lane outlasts one lease: its worker holds it again, so the sweeper leaves it."""
+    from jobs.deliver import sweep_deliveries
+
+    release = threading.Event()
+    slow = Sink(on_request=lambda _: release.wait(120)).start()
+    key = apikeys.create(services.redis, "deep lane")[0]
+    subscriptions.create(services.redis, key.id, slow.url + "/hook", ["request.completed"])
+    made = []
+    for _ in range(100):  # 2 on the wire, 98 lined up: each attempt waits its 1 s timeout
+        record, _ = store.create(services.redis, key_id=key.id, provider="local",
+                                 input={"image_url": "x"})
+        made += events.emit(services, record.id, "request.completed")
+    worker = _delivery_worker(redis_url, overrides)
+    try:
+        _wait(lambda: len(slow.received) >= CAP, "the slow endpoint was never reached")
+        time.sleep(services.settings.delivery_lease + 8)  # overdue past the first hold
+        untried = [d for d in made if not deliveries.get(services.redis, d).attempts]
+        assert untried, "the lane drained: the test no longer shows a deep one"
+        assert sweep_deliveries(services, time.time()) == 0
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        release.set()
+        slow.stop()
