@@ -22,6 +22,7 @@ from app.engine.layout import (
     THRESHOLD,
     neck,
 )
+from app.engine.mp_people import merge, person_score, pose_score, tiles, unexplained
 from app.engine.types import PoseResult, empty_part
 
 
@@ -93,7 +94,7 @@ class MediaPipeEngine:
 
     def __init__(self, max_people: int = 10, hands: bool = True, face: bool = True,
                  pose_confidence: float = 0.3, hand_confidence: float = 0.5,
-                 face_confidence: float = 0.5, tiles: bool = True,
+                 face_confidence: float = 0.5, tiles: bool = True, min_score: float = 0.1,
                  cache_dir: str | None = None) -> None:
         import mediapipe
         from mediapipe.tasks.python import BaseOptions, vision
@@ -101,7 +102,7 @@ class MediaPipeEngine:
         from app.engine.mp_tasks import bundle_path
 
         self.version = f"tasks-{mediapipe.__version__}"
-        self.max_people, self.tiles = max_people, tiles
+        self.max_people, self.tiles, self.min_score = max_people, tiles, min_score
         self.hand_confidence, self.face_confidence = hand_confidence, face_confidence
         folder = None if cache_dir is None else Path(cache_dir)
 
@@ -133,36 +134,48 @@ class MediaPipeEngine:
         """Return the people in an (H, W, 3) RGB image, largest first."""
         height, width = image.shape[:2]
         with self._lock:  # the graphs are not for two callers at once
-            poses = self._poses(image, 0, 0)
-            if self.tiles and len(poses) < self.max_people:
-                # Small people: look again in two overlapping halves along the long side,
-                # where each person is larger to the 224 px detector; merge the duplicates.
-                step = max(width, height) * (1 - TILE) // 1
-                for start in (0, int(step)):
-                    if width >= height:
-                        tile, dx, dy = image[:, start:start + int(width * TILE)], start, 0
-                    else:
-                        tile, dx, dy = image[start:start + int(height * TILE)], 0, start
-                    for pose in self._poses(tile, dx, dy):
-                        if not any(_same(pose, known) for known in poses):
-                            poses.append(pose)
+            poses = self._poses(image, (0, 0, width, height))
+            if self.tiles:
+                poses += self._look_again(image, poses)
+            poses = [pose for pose in merge(poses) if pose_score(pose) >= self.min_score]
             people = []
             for pose in poses[:self.max_people]:
                 body, feet = map_pose(pose)
                 left, right = self._hands_of(image, pose)
                 face = self._face_of(image, pose)
                 people.append(PoseResult(body=body, left_hand=left, right_hand=right,
-                                         face=face, feet=feet))
+                                         face=face, feet=feet, score=person_score(pose)))
         return sorted(people, key=_extent, reverse=True)
 
-    def _poses(self, image: np.ndarray, dx: int, dy: int) -> list[np.ndarray]:
-        """Return the (33, 3) poses PoseLandmarker finds, in the pixels of the whole picture."""
-        found = self._pose.detect(self._wrap(image))
+    def _look_again(self, image: np.ndarray, poses: list[np.ndarray]) -> list[np.ndarray]:
+        """Return the poses found in overlapping square tiles (small people are larger there to
+        the 224 px detector), each level of tiles smaller, only over what no one found covers."""
+        height, width = image.shape[:2]
+        found = list(poses)
+        more: list[np.ndarray] = []
+        for share in TILE_LEVELS:
+            side = share * min(width, height)
+            if side >= 0.9 * max(width, height):
+                continue  # a square picture: this tile is the whole picture again
+            for tile in tiles(width, height, side):
+                if len(found) >= 2 * self.max_people:
+                    return more
+                if unexplained(tile, found) >= UNEXPLAINED:
+                    seen = self._poses(image, tile)
+                    found += seen
+                    more += seen
+        return more
+
+    def _poses(self, image: np.ndarray, tile: tuple[int, int, int, int]) -> list[np.ndarray]:
+        """Return the (33, 3) poses PoseLandmarker finds in a tile (x, y, w, h) of the picture,
+        in the pixels of the whole picture."""
+        x, y, w, h = tile
+        found = self._pose.detect(self._wrap(image[y:y + h, x:x + w]))
         poses = []
         for landmarks in found.pose_landmarks:
-            pose = _points(landmarks, image.shape[1], image.shape[0])
-            pose[:, 0] += dx
-            pose[:, 1] += dy
+            pose = _points(landmarks, w, h)
+            pose[:, 0] += x
+            pose[:, 1] += y
             if np.count_nonzero(map_pose(pose)[0][:, 2] > THRESHOLD) >= MIN_BODY_POINTS:
                 poses.append(pose)
         return poses
@@ -217,27 +230,11 @@ class MediaPipeEngine:
                 task.close()
 
 
-TILE = 0.6  # each half is this share of the long side (the two overlap by a fifth)
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two (33, 3) poses are one person: their limb joints mostly coincide."""
-    joints = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
-    boxes = []
-    for pose in (a, b):
-        sure = pose[joints][pose[joints, 2] > THRESHOLD, :2]
-        boxes.append((*sure.min(axis=0), *sure.max(axis=0)) if len(sure) else (0, 0, 0, 0))
-    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes
-    inter = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
-    smaller = min((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
-    if smaller > 0 and inter > 0.7 * smaller:
-        return True  # one inside the other: a part of the person seen again through a tile
-    both = (a[joints, 2] > THRESHOLD) & (b[joints, 2] > THRESHOLD)
-    if both.sum() < 3:
-        return False
-    span = np.ptp(np.concatenate([a[joints][both, :2], b[joints][both, :2]]), axis=0).max()
-    apart = np.linalg.norm(a[joints][both, :2] - b[joints][both, :2], axis=1)
-    return float(np.median(apart)) < 0.15 * max(float(span), 1.0)
+# Tile sides as shares of the short side, one level after the other: squares of the short side
+# (the halves of a long picture), then smaller ones. A tile is looked at when at least
+# UNEXPLAINED of it is outside every person found so far.
+TILE_LEVELS = (1.0, 0.6)
+UNEXPLAINED = 0.4
 
 
 def _extent(person: PoseResult) -> float:
