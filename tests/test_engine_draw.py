@@ -7,7 +7,7 @@ import pytest
 
 from app.engine.draw import draw_pose
 from app.engine.openpose_json import from_openpose, to_openpose
-from app.engine.types import PoseResult, empty_part
+from app.engine.types import PARTS, PoseResult, empty_part
 
 
 def person() -> PoseResult:
@@ -88,7 +88,7 @@ class _FixedEngine:
     def __call__(self, image):
         scale = np.array([image.shape[1] / 200, image.shape[0] / 200, 1.0])
         p = person()
-        return [PoseResult(*(part * scale for part in p))]
+        return [p._replace(**{part: getattr(p, part) * scale for part in PARTS})]
 
 
 def test_the_picture_is_drawn_at_detection_size_and_grows_with_the_output():

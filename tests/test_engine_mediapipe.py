@@ -152,7 +152,7 @@ def test_a_wheel_model_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypat
     assert not (tmp_path / "pose.task").exists()
 
 
-def test_a_row_of_small_people_is_found_by_looking_again_in_halves(engine, photo):
+def test_a_row_of_small_people_is_found_by_looking_again_in_tiles(engine, photo):
     # Five copies of her in a row, 259 px high in a 1090 px wide picture: one pass over the
     # whole picture (the detector sees it at 224 px) finds only one of them.
     gap = np.full((photo.shape[0], 30, 3), 255, np.uint8)
@@ -181,3 +181,28 @@ def test_her_face_outline_is_a_face_around_her_nose(engine, photo):
     assert 10 < spread[0] < 60 and 10 < spread[1] < 60
     assert np.linalg.norm(face[30, :2] - nose) < 0.25 * spread.max()
     assert face[0, 0] < nose[0] < face[16, 0] or face[16, 0] < nose[0] < face[0, 0]
+
+
+def test_the_same_picture_gives_the_same_points_every_time(engine, photo):
+    # No state is carried from one picture to the next (Holistic's hand and face tracking
+    # would place the face from the previous call's: 1 px apart on this photo).
+    first, second = engine(photo)[0], engine(photo)[0]
+    for part in ("body", "left_hand", "right_hand", "face", "feet"):
+        assert np.array_equal(getattr(first, part), getattr(second, part)), part
+    assert first.score == second.score and 0.5 < first.score <= 1.0
+
+
+def test_one_person_filling_the_picture_takes_one_pose_pass(photo):
+    # Tiles over her would find nothing but phantom parts of her: none is run.
+    from app.engine.mediapipe import MediaPipeEngine
+
+    class Counting(MediaPipeEngine):
+        def _poses(self, image, tile):
+            self.tiles_seen.append(tile)
+            return super()._poses(image, tile)
+
+    counting = Counting(hands=False, face=False)
+    counting.tiles_seen = []
+    assert len(counting(photo)) == 1
+    assert counting.tiles_seen == [(0, 0, photo.shape[1], photo.shape[0])]
+    counting.close()

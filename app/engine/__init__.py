@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from app.engine.types import Engine, PoseResult
+from app.engine.types import PARTS, Engine, PoseResult
 
 __all__ = ["Engine", "PoseResult", "Rendering", "load_engine", "render", "OPTION_LIMITS",
            "KEYPOINTS_FORMATS"]
@@ -96,7 +96,7 @@ def _resize(image: np.ndarray, short_side: int) -> np.ndarray:
 
 def _scaled(person: PoseResult, sx: float, sy: float) -> PoseResult:
     scale = np.array([sx, sy, 1.0])
-    return PoseResult(*(part * scale for part in person))
+    return person._replace(**{part: getattr(person, part) * scale for part in PARTS})
 
 
 def _pad64(image: np.ndarray) -> np.ndarray:

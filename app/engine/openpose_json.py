@@ -35,9 +35,10 @@ def person_box(person: PoseResult) -> list[float]:
 
 
 def person_entry(person: PoseResult) -> dict[str, Any]:
-    """Return a person's ``bbox`` and ``score`` (the mean of the 18 body scores, as DWPose ranks
-    people), the fields every keypoints format starts with."""
-    return {"bbox": person_box(person), "score": round(float(person.body[:, 2].mean()), 4)}
+    """Return a person's ``bbox`` and ``score`` (the engine's, else the mean of the 18 body
+    scores, as DWPose ranks people), the fields every keypoints format starts with."""
+    score = person.body[:, 2].mean() if person.score is None else person.score
+    return {"bbox": person_box(person), "score": round(float(score), 4)}
 
 
 def to_openpose(people: Sequence[PoseResult], width: int, height: int, *,

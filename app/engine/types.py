@@ -13,7 +13,9 @@ class PoseResult(NamedTuple):
     body (18, 3) in OpenPose order with the neck; left_hand and right_hand (21, 3) in
     OpenPose hand order; face (68, 3) in the iBUG-68 order; feet (6, 3) in COCO-WholeBody
     order (left big toe, left small toe, left heel, right big toe, right small toe, right heel).
-    "Left" is the subject's left. A point that was not found has score 0.
+    "Left" is the subject's left. A point that was not found has score 0. ``score`` is how
+    sure the engine is that this is a person (what people are ranked by); None when the engine
+    has no such measure, and the mean of the body scores stands in (as DWPose ranks people).
     """
 
     body: np.ndarray
@@ -21,6 +23,10 @@ class PoseResult(NamedTuple):
     right_hand: np.ndarray
     face: np.ndarray
     feet: np.ndarray
+    score: float | None = None
+
+
+PARTS = ("body", "left_hand", "right_hand", "face", "feet")  # the point arrays of a PoseResult
 
 
 def empty_part(points: int) -> np.ndarray:

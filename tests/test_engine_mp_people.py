@@ -1,0 +1,70 @@
+"""Where the mediapipe engine looks again, and how it merges and ranks what its passes find."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.engine.mp_people import merge, pose_score, tiles, unexplained
+
+# A standing person's 33 MediaPipe points in a unit box (x right, y down): head points near the
+# top, shoulders, elbows, wrists, hands, hips, knees, ankles, feet.
+_UNIT = {0: (.5, .08), 1: (.47, .06), 2: (.46, .06), 3: (.45, .06), 4: (.53, .06),
+         5: (.54, .06), 6: (.55, .06), 7: (.42, .08), 8: (.58, .08), 9: (.48, .11),
+         10: (.52, .11), 11: (.35, .2), 12: (.65, .2), 13: (.3, .35), 14: (.7, .35),
+         15: (.28, .48), 16: (.72, .48), 17: (.27, .5), 18: (.73, .5), 19: (.28, .51),
+         20: (.72, .51), 21: (.29, .5), 22: (.71, .5), 23: (.4, .52), 24: (.6, .52),
+         25: (.4, .72), 26: (.6, .72), 27: (.4, .92), 28: (.6, .92), 29: (.39, .95),
+         30: (.61, .95), 31: (.42, .97), 32: (.58, .97)}
+
+
+def person(x: float, y: float, height: float, seen: float = 0.95) -> np.ndarray:
+    """A (33, 3) pose standing in the box at (x, y) of this height (half as wide)."""
+    pose = np.zeros((33, 3))
+    for index, (u, v) in _UNIT.items():
+        pose[index] = (x + u * height / 2, y + v * height, seen)
+    return pose
+
+
+def test_tiles_cover_the_picture_and_neighbours_overlap():
+    found = tiles(640, 400, 240)
+    assert all(w == h == 240 for _, _, w, h in found)
+    covered = np.zeros((400, 640), bool)
+    for x, y, w, h in found:
+        assert 0 <= x and x + w <= 640 and 0 <= y and y + h <= 400
+        covered[y:y + h, x:x + w] = True
+    assert covered.all()
+    xs = sorted({x for x, _, _, _ in found})
+    assert all(b - a <= 0.75 * 240 for a, b in zip(xs, xs[1:], strict=False))
+    assert tiles(300, 500, 1000) == [(0, 0, 300, 300), (0, 200, 300, 300)]
+
+
+def test_a_tile_is_unexplained_where_no_one_found_stands():
+    assert unexplained((0, 0, 100, 100), []) == 1.0
+    big = person(0, 0, 200)  # box about x 27..73, y 12..194 of a 100-wide tile at 0..100
+    assert unexplained((0, 0, 100, 100), [big]) < 0.5
+    assert unexplained((300, 0, 100, 100), [big]) == 1.0
+
+
+def test_merge_keeps_two_people_and_drops_the_same_one_seen_twice():
+    left, right = person(0, 0, 200), person(150, 0, 200)
+    again = left.copy()
+    again[:, :2] += 2  # the same person from a tile, a few pixels off
+    again[:, 2] = 0.7  # and less sure there
+    kept = merge([again, left, right])
+    assert len(kept) == 2
+    assert any(k is left for k in kept) and any(k is right for k in kept)
+
+
+def test_a_part_of_a_person_seen_again_is_not_a_second_person():
+    whole = person(0, 0, 300)
+    legs = whole.copy()
+    legs[:23, 2] = 0.0  # a tile over the legs: only hips, knees and feet look sure
+    legs[23:, :2] += 3
+    kept = merge([legs, whole])
+    assert len(kept) == 1 and kept[0] is whole
+
+
+def test_a_pose_without_a_torso_scores_low():
+    sure, phantom = person(0, 0, 200), person(0, 0, 200)
+    phantom[11:33, 2] = 0.05  # a head and nothing the model is sure of below it
+    assert pose_score(sure) > 0.8 and pose_score(phantom) < 0.1
