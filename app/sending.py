@@ -171,14 +171,17 @@ class Sender:
                         futures.append(future)
                     continue
                 self._running[endpoint] = self._running.get(endpoint, 0) + 1
+            taken = False
             try:
-                self._room.acquire()
+                taken = self._room.acquire()
+                self._pool.submit(self._lane, endpoint, item_id, future)
             except BaseException:  # RQ's job timeout while every thread is busy: not taken
+                if taken:
+                    self._room.release()
                 with self._lock:
                     self._leave(endpoint)
                 raise
             futures.append(future)
-            self._pool.submit(self._lane, endpoint, item_id, future)
         return futures, over
 
     def _lane(self, endpoint: str, item_id: str, future: Future) -> None:

@@ -58,7 +58,10 @@ def _open(data: bytes, field: str) -> tuple[Any, Any, VideoInfo]:
     import av
 
     try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+        # Only our demuxers ever parse the bytes (FFmpeg would otherwise probe them with
+        # every one it has, image and playlist readers included).
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore",
+                            options={"format_whitelist": ",".join(sorted(CONTAINERS))})
     except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
         raise _bad(NOT_A_VIDEO, field) from exc
     names = set(container.format.name.split(","))

@@ -142,6 +142,19 @@ def test_a_part_sent_again_after_it_was_named_is_not_joined(live, api_key, servi
 
 
 @BOTH
+def test_a_part_named_twice_is_refused_so_a_join_holds_only_what_was_uploaded(
+        live, api_key, services):
+    slot = initiate_multipart(live, api_key)
+    part = httpx.put(f"{slot['upload_url']}/1", content=b"x" * 1000).json()
+    twice = httpx.post(slot["upload_url"] + "/complete", json={"parts": [part] * 50})
+    assert twice.status_code == 422 and "each partNumber once" in twice.text
+    assert httpx.get(slot["file_url"]).status_code == 404
+    once = httpx.post(slot["upload_url"] + "/complete", json={"parts": [part]})
+    assert once.status_code == 200, once.text  # the slot is still there to complete
+    assert httpx.get(slot["file_url"]).content == b"x" * 1000
+
+
+@BOTH
 def test_a_multipart_upload_with_a_wrong_or_missing_part_stores_nothing(live, api_key,
                                                                         services):
     slot = initiate_multipart(live, api_key)

@@ -18,7 +18,7 @@ import numpy as np
 
 from app.engine.openpose_json import person_box
 from app.engine.smoothing import DEFAULTS, OneEuroFilter, OneEuroParams
-from app.engine.types import PoseResult
+from app.engine.types import PARTS, PoseResult
 
 SIZES = (18, 21, 21, 68, 6)
 """Points of each PoseResult part, in field order (body, hands, face, feet)."""
@@ -26,13 +26,15 @@ SIZES = (18, 21, 21, 68, 6)
 
 def flatten(person: PoseResult) -> np.ndarray:
     """Return a person's points as one (134, 3) array, in PoseResult field order."""
-    return np.concatenate([np.asarray(part, dtype=np.float64) for part in person])
+    return np.concatenate([np.asarray(getattr(person, part), dtype=np.float64)
+                           for part in PARTS])
 
 
-def unflatten(points: np.ndarray) -> PoseResult:
-    """Return the PoseResult of a (134, 3) array made by :func:`flatten`."""
+def unflatten(points: np.ndarray, score: float | None = None) -> PoseResult:
+    """Return the PoseResult of a (134, 3) array made by :func:`flatten` (and its score)."""
     edges = np.cumsum((0, *SIZES))
-    return PoseResult(*(points[a:b].copy() for a, b in zip(edges[:-1], edges[1:], strict=True)))
+    return PoseResult(*(points[a:b].copy() for a, b in zip(edges[:-1], edges[1:], strict=True)),
+                      score=score)
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -125,7 +127,7 @@ class Tracker:
             return person
         points = flatten(person)
         xy = track.filter(points[:, :2] / scale, points[:, 2] > 0, dt) * scale
-        return unflatten(np.column_stack([xy, points[:, 2]]))
+        return unflatten(np.column_stack([xy, points[:, 2]]), person.score)
 
 
 class TrackedEngine:

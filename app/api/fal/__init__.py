@@ -225,6 +225,9 @@ def complete_upload(slot: str):
             for n, e in named):
         raise InvalidInputError("parts must list {partNumber, etag} of every part",
                                 field="parts")
+    if len({number for number, _ in named}) != len(named):
+        # Each part once: a part named twice would join more bytes than were uploaded.
+        raise InvalidInputError("parts must name each partNumber once", field="parts")
     details = uploads.take(services().redis, slot)
     if details is None:
         raise NotFoundError("No such multipart upload (it was completed or has expired)")
