@@ -130,9 +130,11 @@ class Services:
     def close_sender(self, wait: bool) -> None:
         """Stop the sender if one was built; with ``wait``, after what it took is sent."""
         with self._lock:
-            sender = self._cache.pop("sender", None)
-        if sender is not None:
+            sender = self._cache.get("sender")
+        if sender is not None:  # still found while it drains, so a cold stop can cut it short
             sender.close(wait=wait)
+            with self._lock:
+                self._cache.pop("sender", None)
 
     def fal_keys(self) -> JwksCache:
         """Return the cache of fal's webhook keys (its JWKS, refreshed at most so often)."""

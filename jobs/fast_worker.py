@@ -11,8 +11,10 @@ its lease by the sweeper, and ``app.supervise`` starts the worker again.
 A first SIGTERM or SIGINT lets the current job finish (warm shutdown); a second stops at
 once (cold shutdown), as RQ documents. The worker of the ``delivery`` queue keeps a sender
 running across jobs (``app.sending``): a fan-out job hands its deliveries over and returns;
-a warm shutdown sends what was handed over before the process ends, a cold one leaves it
-to the sweeper (every delivery is due in Redis until an attempt leases it).
+a warm shutdown sends what was handed over before the process ends, a cold one (a second
+signal, even while a warm one drains) drops what waits in the lanes, ends once the attempts
+on the wire do, and leaves the rest to the sweeper (every delivery is due in Redis until an
+attempt leases it).
 """
 
 from __future__ import annotations
@@ -52,3 +54,9 @@ class Worker(LeanWorker):
             return worked
         finally:
             current().close_sender(wait=not cold)
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        """A second signal: drop what waits in the sender's lanes (the sweeper sends it),
+        so the process ends once the attempts on the wire do, then RQ's cold stop."""
+        current().close_sender(wait=False)
+        super().request_force_stop(signum, frame)

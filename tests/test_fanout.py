@@ -172,3 +172,36 @@ def test_deliveries_lined_up_behind_a_hanging_endpoint_stay_the_live_workers(
         worker.wait(10)
         release.set()
         slow.stop()
+
+
+def test_a_second_signal_stops_the_delivery_worker_without_draining_its_lanes(
+        services, redis_url, overrides):
+    from jobs.deliver import sweep_deliveries
+
+    release = threading.Event()
+    slow = Sink(on_request=lambda _: release.wait(120)).start()
+    key = apikeys.create(services.redis, "cold stop")[0]
+    subscriptions.create(services.redis, key.id, slow.url + "/hook", ["request.completed"])
+    made = []
+    for _ in range(60):  # 2 on the wire, 58 lined up, a second each: a warm stop takes 30 s
+        record, _ = store.create(services.redis, key_id=key.id, provider="local",
+                                 input={"image_url": "x"})
+        made += events.emit(services, record.id, "request.completed")
+    worker = _delivery_worker(redis_url, overrides)
+    try:
+        _wait(lambda: len(slow.received) >= CAP, "the slow endpoint was never reached")
+        worker.send_signal(signal.SIGTERM)  # warm: it would send all 60 first
+        time.sleep(1.5)  # RQ takes a second signal within a second for the same one
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(20)  # the attempts on the wire end within their 1 s timeout
+        sent = len(slow.received)
+        assert sent <= 3 * CAP, f"the cold stop still sent {sent} of 60"  # on the wire, +1 each
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        release.set()
+    # What was dropped is still due in Redis: the sweeper sends it once its hold runs out.
+    untried = [d for d in made if not deliveries.get(services.redis, d).attempts]
+    assert untried and sweep_deliveries(
+        services, time.time() + services.settings.delivery_lease + 6) >= len(untried)
+    slow.stop()
