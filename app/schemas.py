@@ -115,6 +115,7 @@ class VideoInputSchema(Schema):
     include_hands = JSONBoolean()
     include_face = JSONBoolean()
     return_keypoints = JSONBoolean()
+    keypoints_format = _choice(KEYPOINTS_FORMATS)
     smoothing = _choice(SMOOTHING)
     smoothing_params = fields.Nested(lambda: SmoothingParamsSchema())
 

@@ -222,7 +222,8 @@ class KeypointsWriter:
     """Write the per-frame OpenPose documents of a video to one JSON file as they come.
 
     ``{"width", "height", "fps", "frames": [{"frame", "time", "people": [{"person_id",
-    "pose_keypoints_2d", ...}]}]}``: each person is OpenPose's layout plus its track's id.
+    "pose_keypoints_2d", ...}]}]}``: each person is the photo JSON's (OpenPose's layout, or
+    COCO-WholeBody's with ``keypoints_format``) plus its track's id.
     """
 
     def __init__(self, path: str, width: int, height: int, fps: Fraction) -> None:

@@ -125,7 +125,8 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
     store.add_log(r, request_id, f"video loaded: {info.width}x{info.height}, {total} frames at "
                                  f"{float(info.fps):.3g} fps ({info.codec}); audio dropped")
     options = {k: input[k] for k in ("draw_mode", "detect_resolution", "include_body",
-                                     "include_hands", "include_face") if k in input}
+                                     "include_hands", "include_face", "keypoints_format")
+               if k in input}
     engine = TrackedEngine(services.engine, Tracker(float(info.fps), input.get(
         "smoothing") or "one_euro", OneEuroParams(**(input.get("smoothing_params") or {}))))
     with tempfile.TemporaryDirectory(prefix="posehook-video-") as folder:

@@ -256,3 +256,26 @@ def test_progress_is_announced_only_while_a_request_runs(http, services, tmp_pat
         assert store.get(services.redis, request_id).event_seq == ended == before + 1
     finally:
         sink.stop()
+
+
+def test_a_videos_keypoints_file_takes_the_coco_wholebody_layout(http, run_jobs, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", frames=6, fps=6, shift=60)
+    answer = http.post("/v1/requests", json={"input": {
+        "video_url": data_uri(clip), "return_keypoints": True,
+        "keypoints_format": "coco_wholebody"}})
+    assert answer.status_code == 202, answer.text
+    check(answer, "POST", "/v1/requests")
+    run_jobs()
+    body = http.get(f"/v1/requests/{answer.json()['request_id']}").json()
+    assert body["status"] == "COMPLETED", body
+    points = json.loads(httpx.get(body["output"]["keypoints_file"]["url"]).content)
+    people = [p for f in points["frames"] for p in f["people"]]
+    assert len(people) == 6 and {p["person_id"] for p in people} == {1}
+    assert all(len(p["keypoints"]) == 133 * 3 and "pose_keypoints_2d" not in p
+               for p in people)
+    # COCO's nose (point 0) moves right with her, as OpenPose's neck does above.
+    noses = [p["keypoints"][0] for p in people]
+    assert 20 < noses[-1] - noses[0] < 90
+    bad = http.post("/v1/requests", json={"input": {"video_url": data_uri(clip),
+                                                    "keypoints_format": "coco"}})
+    assert bad.status_code == 422 and "keypoints_format" in bad.text
