@@ -4,6 +4,7 @@ backfill``, ``flask dev-banner``."""
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import click
@@ -68,7 +69,7 @@ def models_download(model_dir: str | None, base_url: str | None, sums: tuple[str
     checksums = {}
     for item in sums:
         name, _, digest = item.partition("=")
-        if not name or len(digest) != 64:
+        if not name or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
             raise click.BadParameter(f"{item!r} is not NAME=<64 hex digits>", param_hint="--sha256")
         checksums[name] = digest.lower()
     settings = _services().settings
@@ -86,7 +87,9 @@ def models_download(model_dir: str | None, base_url: str | None, sums: tuple[str
         raise click.ClickException(str(exc)) from exc
     recorded = read_sums(target)
     for path in paths:
-        click.echo(f"ok  {path}  sha256 {recorded.get(os.path.basename(path), '?')}")
+        digest = recorded.get(os.path.basename(path))
+        click.echo(f"ok  {path}  sha256 {digest}" if digest else
+                   f"unverified  {path}  (no SHA-256 known or recorded for it)")
 
 
 @files.command("backfill")

@@ -225,6 +225,13 @@ def _validate(settings: Settings) -> Settings:
                  "delivery_per_endpoint", "delivery_backlog"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")
+    from app.engine.dwpose.registry import spec
+
+    for name, kind in (("dwpose_detector", "detector"), ("dwpose_pose", "pose")):
+        try:
+            spec(getattr(settings, name), kind)
+        except ValueError as exc:
+            raise ConfigError(f"{_env_name(name)}: {exc}") from None
     if settings.fal_host_bind and not (settings.fal_host_certfile and settings.fal_host_keyfile):
         raise ConfigError("POSEHOOK_FAL_HOST_BIND needs POSEHOOK_FAL_HOST_CERTFILE and "
                           "POSEHOOK_FAL_HOST_KEYFILE (make run FAL_HOSTS=1 makes a development "

@@ -31,6 +31,8 @@ def test_environment_is_parsed_by_type():
     ({"POSEHOOK_ALLOW_PRIVATE_URLS": "maybe"}, "POSEHOOK_ALLOW_PRIVATE_URLS"),
     ({"POSEHOOK_ENGINE": "openpose"}, "POSEHOOK_ENGINE"),
     ({"POSEHOOK_SWEEP_INTERVAL": "0"}, "POSEHOOK_SWEEP_INTERVAL"),
+    ({"POSEHOOK_DWPOSE_DETECTOR": "yolox-x"}, "POSEHOOK_DWPOSE_DETECTOR"),
+    ({"POSEHOOK_DWPOSE_POSE": "yolox-l"}, "POSEHOOK_DWPOSE_POSE"),  # a detector, not a pose
 ])
 def test_bad_values_fail_fast_naming_the_variable(environ, name):
     with pytest.raises(ConfigError, match=name):

@@ -78,6 +78,9 @@ def test_openpose_json_round_trip():
     back = from_openpose(document)[0]
     assert np.allclose(back.body[:, :2], person().body[:, :2])
     assert to_openpose(from_openpose(document), 200, 200) == document
+    # An engine's own score (not the body's mean) comes back as it went.
+    scored = to_openpose([person()._replace(score=0.95)], 200, 200)
+    assert from_openpose(scored)[0].score == scored["people"][0]["score"] == 0.95
 
 
 class _FixedEngine:

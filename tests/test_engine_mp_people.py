@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from PIL import Image
 
 from app.engine.mp_people import merge, pose_score, tiles, unexplained
 
@@ -68,3 +70,13 @@ def test_a_pose_without_a_torso_scores_low():
     sure, phantom = person(0, 0, 200), person(0, 0, 200)
     phantom[11:33, 2] = 0.05  # a head and nothing the model is sure of below it
     assert pose_score(sure) > 0.8 and pose_score(phantom) < 0.1
+
+
+@pytest.mark.parametrize("resolution", [1, 8, 40])
+def test_a_tiny_detect_resolution_renders_without_cutting_tiles_of_nothing(resolution):
+    from app.engine import load_engine, render
+    from tests.conftest import DATA
+
+    image = np.asarray(Image.open(DATA / "two_people.jpg").convert("RGB"))
+    result = render(load_engine("mediapipe"), image, {"detect_resolution": resolution})
+    assert result.image.shape[:2] == image.shape[:2]

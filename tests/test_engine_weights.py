@@ -93,6 +93,23 @@ def test_a_tampered_file_fails_verification(server, tmp_path):
         verify_weights(str(target))
 
 
+def test_downloading_again_checks_what_is_installed_instead_of_saying_ok(server, tmp_path, app):
+    target = tmp_path / "models"
+    download_weights(str(target), base_url=server.url, progress=False, checksums=server.sums)
+    (target / FILES[0]).write_bytes(b"junk")  # changed after its hash was recorded
+    runner = app.test_cli_runner()
+    again = runner.invoke(args=["models", "download", "--dir", str(target),
+                                "--base-url", server.url])
+    assert again.exit_code == 1 and "does not match" in again.output, again.output
+    assert "ok " not in again.output
+    (target / "SHA256SUMS").unlink()  # no record left: the published hash still holds
+    with pytest.raises(ChecksumError, match=SHA256[FILES[0]]):
+        download_weights(str(target), base_url=server.url, progress=False)
+    hex_only = runner.invoke(args=["models", "download", "--dir", str(target),
+                                   "--sha256", f"{FILES[0]}={'g' * 64}"])
+    assert hex_only.exit_code == 2 and "64 hex digits" in hex_only.output
+
+
 def test_a_missing_file_upstream_is_an_error(server, tmp_path):
     with pytest.raises(Exception, match="404"):
         download_weights(str(tmp_path / "m"), base_url=server.url + "/nope", progress=False)

@@ -93,6 +93,7 @@ def test_wholebody_json_reads_back_into_the_same_people(engine, photo):
     document = render(engine, photo, {"keypoints_format": "coco_wholebody",
                                       "detect_resolution": 0}).keypoints
     back = from_wholebody(document)[0]
+    assert back.score == document["people"][0]["score"]  # the engine's, not the body's mean
     for part in WHOLEBODY_PARTS:
         original, read = getattr(people[0], part), getattr(back, part)
         sure = original[:, 2] > 0.3

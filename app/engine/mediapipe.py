@@ -130,8 +130,9 @@ class MediaPipeEngine:
         more: list[np.ndarray] = []
         for share in TILE_LEVELS:
             side = share * min(width, height)
-            if side >= 0.9 * max(width, height):
-                continue  # a square picture: this tile is the whole picture again
+            if side >= 0.9 * max(width, height) or side < MIN_TILE:
+                continue  # a square picture: this tile is the whole picture again (or too
+                # small a picture to cut: nobody is smaller in a tile than the detector's input)
             for tile in tiles(width, height, side):
                 if len(found) >= 2 * self.max_people:
                     return more
@@ -204,6 +205,8 @@ UNEXPLAINED = 0.4
 # person mostly sees parts of them, each of which would cost a run; 2 keeps the people the
 # benchmark's tiles find (1 loses 2 of 38) and drops most of those runs.
 TILE_PEOPLE = 2
+MIN_TILE = 32
+"""The smallest tile side in pixels (a detect_resolution of 1 would make tiles of 0)."""
 
 
 def _extent(person: PoseResult) -> float:

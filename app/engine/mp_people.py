@@ -124,5 +124,5 @@ def merge(poses: list[np.ndarray], threshold: float = 0.5) -> list[np.ndarray]:
 
 
 def person_score(pose: np.ndarray) -> float:
-    """Return the score people are ranked by in the output: the mean visibility of all 33."""
+    """Return a person's score in the output (their ``score``): the mean visibility of all 33."""
     return float(pose[:, 2].mean())

@@ -77,5 +77,5 @@ def from_openpose(document: dict[str, Any]) -> list[PoseResult]:
                        face=part(p.get("face_keypoints_2d"), 70)[:68],
                        left_hand=part(p.get("hand_left_keypoints_2d"), 21),
                        right_hand=part(p.get("hand_right_keypoints_2d"), 21),
-                       feet=part(p.get("foot_keypoints_2d"), 6))
+                       feet=part(p.get("foot_keypoints_2d"), 6), score=p.get("score"))
             for p in document["people"]]

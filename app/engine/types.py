@@ -14,8 +14,9 @@ class PoseResult(NamedTuple):
     OpenPose hand order; face (68, 3) in the iBUG-68 order; feet (6, 3) in COCO-WholeBody
     order (left big toe, left small toe, left heel, right big toe, right small toe, right heel).
     "Left" is the subject's left. A point that was not found has score 0. ``score`` is how
-    sure the engine is that this is a person (what people are ranked by); None when the engine
-    has no such measure, and the mean of the body scores stands in (as DWPose ranks people).
+    sure the engine is that this is a person (reported in the JSON, and what COCO-style
+    evaluation ranks people by; the engines list people largest first); None when the engine
+    has no such measure, and the mean of the body scores stands in (as DWPose scores people).
     """
 
     body: np.ndarray

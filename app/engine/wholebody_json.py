@@ -63,7 +63,8 @@ def to_wholebody(people: Sequence[PoseResult], width: int, height: int, *,
 
 def from_wholebody(document: dict[str, Any]) -> list[PoseResult]:
     """Read a COCO-WholeBody document back into PoseResults (the neck made from the shoulders)."""
-    return [pose_from_wholebody(np.array(entry["keypoints"], dtype=np.float64).reshape(POINTS, 3))
+    return [pose_from_wholebody(np.array(entry["keypoints"], dtype=np.float64).reshape(POINTS, 3)
+                                )._replace(score=entry.get("score"))
             for entry in document["people"]]
 
 

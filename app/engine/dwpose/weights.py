@@ -50,9 +50,17 @@ def read_sums(model_dir: str) -> dict[str, str]:
 
 
 def _write_sums(model_dir: str, sums: Mapping[str, str]) -> None:
-    with open(os.path.join(model_dir, SUMS_FILE), "w") as fh:
-        for name, digest in sorted(sums.items()):
-            fh.write(f"{digest}  {name}\n")
+    """Replace the sums file whole (a crash or a second download never leaves half of one)."""
+    path = os.path.join(model_dir, SUMS_FILE)
+    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".sums-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            for name, digest in sorted(sums.items()):
+                fh.write(f"{digest}  {name}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def file_sha256(path: str) -> str:
@@ -160,12 +168,18 @@ def download_weights(model_dir: str, *, names: Iterable[str] = (DEFAULT_DETECTOR
     for name in names:
         model = MODELS[name]
         target = os.path.join(model_dir, model.file)
+        given = checksums.get(name) or checksums.get(model.file)
         if not os.path.exists(target):
-            given = checksums.get(name) or checksums.get(model.file)
             target, recorded[model.file] = download_model(
                 name, model_dir, base_url=base_url, expected=given, trust_first=trust_first,
                 progress=progress)
             _write_sums(model_dir, recorded)
+        else:  # installed before: it must still be what its known hash says
+            expected = given or recorded.get(model.file) or (None if model.member
+                                                             else model.sha256)
+            if expected and file_sha256(target) != expected:
+                raise ChecksumError(f"{target} does not match its SHA-256 {expected}: delete "
+                                    "it and download it again")
         paths.append(target)
     return paths
 
