@@ -146,20 +146,28 @@ def test_a_warm_stop_sends_what_the_worker_took_before_it_ends(services, redis_u
     slow.stop()
 
 
+def _behind_a_hanging_endpoint(services, count: int):
+    """Subscribe a sink that never answers and emit ``count`` events to it; return the
+    release to let it answer, the sink and the delivery ids (``CAP`` go on the wire, the
+    rest wait in its lane, each attempt its 1 s timeout)."""
+    release = threading.Event()
+    slow = Sink(on_request=lambda _: release.wait(120)).start()
+    key = apikeys.create(services.redis, "hanging")[0]
+    subscriptions.create(services.redis, key.id, slow.url + "/hook", ["request.completed"])
+    made = []
+    for _ in range(count):
+        record, _ = store.create(services.redis, key_id=key.id, provider="local",
+                                 input={"image_url": "x"})
+        made += events.emit(services, record.id, "request.completed")
+    return release, slow, made
+
+
 def test_deliveries_lined_up_behind_a_hanging_endpoint_stay_the_live_workers(
         services, redis_url, overrides):
     """A deep lane outlasts one lease: its worker holds it again, so the sweeper leaves it."""
     from jobs.deliver import sweep_deliveries
 
-    release = threading.Event()
-    slow = Sink(on_request=lambda _: release.wait(120)).start()
-    key = apikeys.create(services.redis, "deep lane")[0]
-    subscriptions.create(services.redis, key.id, slow.url + "/hook", ["request.completed"])
-    made = []
-    for _ in range(100):  # 2 on the wire, 98 lined up: each attempt waits its 1 s timeout
-        record, _ = store.create(services.redis, key_id=key.id, provider="local",
-                                 input={"image_url": "x"})
-        made += events.emit(services, record.id, "request.completed")
+    release, slow, made = _behind_a_hanging_endpoint(services, 100)  # drains in about 50 s
     worker = _delivery_worker(redis_url, overrides)
     try:
         _wait(lambda: len(slow.received) >= CAP, "the slow endpoint was never reached")
@@ -178,15 +186,7 @@ def test_a_second_signal_stops_the_delivery_worker_without_draining_its_lanes(
         services, redis_url, overrides):
     from jobs.deliver import sweep_deliveries
 
-    release = threading.Event()
-    slow = Sink(on_request=lambda _: release.wait(120)).start()
-    key = apikeys.create(services.redis, "cold stop")[0]
-    subscriptions.create(services.redis, key.id, slow.url + "/hook", ["request.completed"])
-    made = []
-    for _ in range(60):  # 2 on the wire, 58 lined up, a second each: a warm stop takes 30 s
-        record, _ = store.create(services.redis, key_id=key.id, provider="local",
-                                 input={"image_url": "x"})
-        made += events.emit(services, record.id, "request.completed")
+    release, slow, made = _behind_a_hanging_endpoint(services, 60)  # a warm stop takes 30 s
     worker = _delivery_worker(redis_url, overrides)
     try:
         _wait(lambda: len(slow.received) >= CAP, "the slow endpoint was never reached")
