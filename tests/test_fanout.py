@@ -70,13 +70,13 @@ def _delivery_worker(redis_url: str, overrides: dict) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _events_to(services, *sinks: Sink) -> list[str]:
-    """Subscribe each sink to request.completed, then emit it for EVENTS requests."""
+def _events_to(services, *sinks: Sink, count: int = EVENTS) -> list[str]:
+    """Subscribe each sink to request.completed, then emit it for ``count`` requests."""
     key = apikeys.create(services.redis, "fanout")[0]
     for sink in sinks:
         subscriptions.create(services.redis, key.id, sink.url + "/hook", ["request.completed"])
     made = []
-    for _ in range(EVENTS):
+    for _ in range(count):
         record, _ = store.create(services.redis, key_id=key.id, provider="local",
                                  input={"image_url": "x"})
         made += events.emit(services, record.id, "request.completed")
@@ -152,14 +152,7 @@ def _behind_a_hanging_endpoint(services, count: int):
     rest wait in its lane, each attempt its 1 s timeout)."""
     release = threading.Event()
     slow = Sink(on_request=lambda _: release.wait(120)).start()
-    key = apikeys.create(services.redis, "hanging")[0]
-    subscriptions.create(services.redis, key.id, slow.url + "/hook", ["request.completed"])
-    made = []
-    for _ in range(count):
-        record, _ = store.create(services.redis, key_id=key.id, provider="local",
-                                 input={"image_url": "x"})
-        made += events.emit(services, record.id, "request.completed")
-    return release, slow, made
+    return release, slow, _events_to(services, slow, count=count)
 
 
 def test_deliveries_lined_up_behind_a_hanging_endpoint_stay_the_live_workers(
