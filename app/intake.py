@@ -24,7 +24,8 @@ def body_hash(payload: Mapping[str, Any]) -> str:
 
 
 def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any]:
-    """Refuse an image URL we would never load; keep a data URI's bytes as one of our files.
+    """Refuse a photo or video URL we would never load; keep a data URI's bytes as one of
+    our files, once checked (a photo sniffed, a video's header against the video limits).
 
     A data URI is stored once here (Redis keeps only its URL), so records stay small and
     a provider that needs a fetchable URL can be given one.
@@ -35,17 +36,25 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
 
     settings = services.settings
     prepared = dict(input)
-    if "video_url" in prepared:
-        return _prepare_video(services, prepared)
-    url = prepared["image_url"]
-    if url.startswith("data:"):
-        data, _ = parse_data_uri(url, max_bytes=settings.max_upload_bytes)
-        content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels)
-        stored = services.storage.put(data, content_type, "input")
-        keep_upload(services, stored)
-        prepared["image_url"] = stored.url
+    field, url = input_url(prepared)
+    if not url.startswith("data:"):
+        validate_image_url(url, settings, Guard.from_settings(settings), services.storage, field)
         return prepared
-    validate_image_url(url, settings, Guard.from_settings(settings), services.storage)
+    video = "video_url" in prepared
+    limit = min(settings.max_upload_bytes, settings.video_max_bytes) if video else (
+        settings.max_upload_bytes)
+    data, media_type = parse_data_uri(url, max_bytes=limit, field=field)
+    if video:
+        from app.video import probe
+
+        probe(data, settings)
+        content_type = (media_type if media_type.startswith("video/")
+                        else "application/octet-stream")
+    else:
+        content_type = sniff_image(data, max_pixels=settings.max_pixels)[0]
+    stored = services.storage.put(data, content_type, "input")
+    keep_upload(services, stored)
+    prepared[field.removeprefix("input.")] = stored.url
     return prepared
 
 
@@ -53,29 +62,6 @@ def input_url(input: Mapping[str, Any]) -> tuple[str, str]:
     """Return (the field, the URL) of an input's file: its ``video_url`` or ``image_url``."""
     name = "video_url" if "video_url" in input else "image_url"
     return f"input.{name}", input[name]
-
-
-def _prepare_video(services: Services, prepared: dict[str, Any]) -> dict[str, Any]:
-    """Check a video's URL; a data URI's video is checked against the limits and stored."""
-    from app.images import parse_data_uri, validate_image_url
-    from app.outbound import Guard
-    from app.retention import keep_upload
-    from app.video import FIELD, probe
-
-    settings = services.settings
-    url = prepared["video_url"]
-    if url.startswith("data:"):
-        data, media_type = parse_data_uri(url, max_bytes=min(settings.max_upload_bytes,
-                                                             settings.video_max_bytes),
-                                          field=FIELD)
-        probe(data, settings)
-        stored = services.storage.put(data, media_type if media_type.startswith("video/")
-                                      else "application/octet-stream", "input")
-        keep_upload(services, stored)
-        prepared["video_url"] = stored.url
-        return prepared
-    validate_image_url(url, settings, Guard.from_settings(settings), services.storage, FIELD)
-    return prepared
 
 
 def admit(services: Services, key_id: str) -> None:
