@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.engine.mp_people import merge, pose_score, tiles, unexplained
+from app.engine.mp_people import corners, merge, pose_score, tiles, unexplained
 
 # A standing person's 33 MediaPipe points in a unit box (x right, y down): head points near the
 # top, shoulders, elbows, wrists, hands, hips, knees, ankles, feet.
@@ -45,6 +45,17 @@ def test_a_tile_is_unexplained_where_no_one_found_stands():
     big = person(0, 0, 200)  # box about x 27..73, y 12..194 of a 100-wide tile at 0..100
     assert unexplained((0, 0, 100, 100), [big]) < 0.5
     assert unexplained((300, 0, 100, 100), [big]) == 1.0
+
+
+def test_only_textured_room_beside_the_people_found_counts_with_a_corner_map():
+    picture = np.full((100, 300, 3), 90, np.uint8)  # a flat grey wall...
+    picture[:, 150:152] = 250  # ...with one straight edge (a door frame): no corners
+    # and a small checked pattern at the right (a shirt, say): corners everywhere on it
+    picture[30:70, 230:270] = (np.indices((40, 40)) // 4).sum(axis=0)[..., None] % 2 * 255
+    corner_map = corners(picture)
+    assert unexplained((100, 0, 100, 100), []) == 1.0
+    assert unexplained((100, 0, 100, 100), [], corner_map=corner_map) == 0.0
+    assert unexplained((200, 0, 100, 100), [], corner_map=corner_map) > 0.02
 
 
 def test_merge_keeps_two_people_and_drops_the_same_one_seen_twice():
