@@ -220,3 +220,21 @@ def test_flat_background_beside_the_people_found_is_not_looked_at_again():
     # white gap: no tile is run there (before, six were, each a pose pass).
     pair = read(TWO_PEOPLE)
     assert _passes(pair) == (2, [(0, 0, pair.shape[1], pair.shape[0])])
+
+
+def test_a_person_a_tile_cuts_is_found_again_whole(engine, photo):
+    # Three small copies of her on a grey wall, 1600 x 600: the whole picture's pass misses
+    # them, and the first tiles (0.6 of the short side, 360 px high) end at her knees. Each
+    # is looked at again on a square holding all of her: her ankles are placed too (she
+    # stands on her right foot, the left one is at her knee).
+    small = photo[::2, ::2]
+    height, width = small.shape[:2]
+    canvas = np.full((600, 1600, 3), 200, np.uint8)
+    for x in (200, 700, 1200):
+        canvas[270:270 + height, x:x + width] = small
+    people = engine(canvas)
+    assert len(people) == 3
+    for person in people:
+        ankles = person.body[[10, 13]]
+        assert (ankles[:, 2] > 0.3).all()
+        assert 270 + 0.75 * height < ankles[:, 1].max() < 270 + height

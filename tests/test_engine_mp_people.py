@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.engine.mp_people import corners, merge, pose_score, tiles, unexplained
+from app.engine.mp_people import (
+    corners,
+    cut_by,
+    holding_square,
+    merge,
+    pose_score,
+    tiles,
+    unexplained,
+)
 
 # A standing person's 33 MediaPipe points in a unit box (x right, y down): head points near the
 # top, shoulders, elbows, wrists, hands, hips, knees, ankles, feet.
@@ -56,6 +64,17 @@ def test_only_textured_room_beside_the_people_found_counts_with_a_corner_map():
     assert unexplained((100, 0, 100, 100), []) == 1.0
     assert unexplained((100, 0, 100, 100), [], corner_map=corner_map) == 0.0
     assert unexplained((200, 0, 100, 100), [], corner_map=corner_map) > 0.02
+
+
+def test_a_person_reaching_past_a_tile_border_inside_the_picture_is_cut():
+    standing = person(100, 150, 200)  # y 162..344: her feet past a tile ending at y 300
+    assert cut_by(standing, (0, 0, 300, 300), 600, 400)
+    assert not cut_by(standing, (0, 0, 300, 300), 600, 300)  # the picture's own border
+    assert not cut_by(standing, (0, 100, 300, 300), 600, 400)  # all of her is inside
+    x, y, w, h = holding_square(standing, 600, 400)
+    assert w == h == int(1.5 * (344 - 162)) and 0 <= y and y + h <= 400
+    assert x <= standing[:, 0].min() and standing[:, 0].max() <= x + w
+    assert y <= standing[:, 1].min() and standing[:, 1].max() <= y + h
 
 
 def test_merge_keeps_two_people_and_drops_the_same_one_seen_twice():

@@ -26,7 +26,10 @@ from app.engine.layout import (
 from app.engine.mp_parts import PartsGraph
 from app.engine.mp_people import (
     corners,
+    cut_by,
+    holding_square,
     merge,
+    oks,
     person_score,
     pose_score,
     tiles,
@@ -46,6 +49,7 @@ def map_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 
+Tile = tuple[int, int, int, int]  # x, y, width, height in the picture's pixels
 MIN_BODY_POINTS = 4  # fewer certain body points than this is not a person
 
 # Pose-33 indices of each side's arm and hand (subject's left, then right).
@@ -119,7 +123,8 @@ class MediaPipeEngine:
         with self._lock:  # the graphs are not for two callers at once
             poses = self._poses(image, (0, 0, width, height))
             if self.tiles:
-                poses += self._look_again(image, poses)
+                seen = self._look_again(image, poses)
+                poses = self._whole(image, merge(poses + [pose for pose, _ in seen]), seen)
             poses = merge(poses)
             people = []
             for pose in poses[:self.max_people]:
@@ -129,12 +134,32 @@ class MediaPipeEngine:
                                          face=face, feet=feet, score=person_score(pose)))
         return sorted(people, key=_extent, reverse=True)
 
-    def _look_again(self, image: np.ndarray, poses: list[np.ndarray]) -> list[np.ndarray]:
+    def _whole(self, image: np.ndarray, poses: list[np.ndarray],
+               seen: list[tuple[np.ndarray, Tile]]) -> list[np.ndarray]:
+        """Return the poses with each person a tile's border cut found again on a square that
+        holds all of them (the tile's pass left their joints beyond the border unseen)."""
+        height, width = image.shape[:2]
+        tile_of = {id(pose): tile for pose, tile in seen}
+        out = []
+        for pose in poses:
+            tile = tile_of.get(id(pose))
+            if tile is not None and cut_by(pose, tile, width, height):
+                square = holding_square(pose, width, height)
+                again = self._poses(image, square, self._tile_pose)
+                best = max(again, key=lambda other: oks(other, pose), default=None)
+                if best is not None and oks(best, pose) > SAME_PERSON:
+                    pose = best
+            out.append(pose)
+        return out
+
+    def _look_again(self, image: np.ndarray,
+                    poses: list[np.ndarray]) -> list[tuple[np.ndarray, Tile]]:
         """Return the poses found in overlapping square tiles (small people are larger there to
-        the 224 px detector), each level of tiles smaller, only over what no one found covers."""
+        the 224 px detector), each level of tiles smaller, only over what no one found covers,
+        each with its tile."""
         height, width = image.shape[:2]
         found = list(poses)
-        more: list[np.ndarray] = []
+        more: list[tuple[np.ndarray, Tile]] = []
         corner_map = None  # made once, when the first tile is left unexplained
         for share in TILE_LEVELS:
             side = share * min(width, height)
@@ -156,10 +181,10 @@ class MediaPipeEngine:
                 found += seen
                 # A tile shows a part of the picture: parts of people in it look like
                 # people to the pose model, so what a tile finds must be surer.
-                more += [pose for pose in seen if pose_score(pose) >= self.min_score]
+                more += [(pose, tile) for pose in seen if pose_score(pose) >= self.min_score]
         return more
 
-    def _poses(self, image: np.ndarray, tile: tuple[int, int, int, int],
+    def _poses(self, image: np.ndarray, tile: Tile,
                landmarker: Any = None) -> list[np.ndarray]:
         """Return the (33, 3) poses PoseLandmarker finds in a tile (x, y, w, h) of the picture,
         in the pixels of the whole picture."""
@@ -225,6 +250,9 @@ STRUCTURED = 0.02
 # benchmark's tiles find (1 loses 2 of 38) and drops most of those runs.
 TILE_PEOPLE = 2
 MIN_TILE = 32
+# A pose found again on the square holding a person replaces theirs when the two agree at
+# least this much (OKS): the square may hold someone else more clearly.
+SAME_PERSON = 0.3
 """The smallest tile side in pixels (a detect_resolution of 1 would make tiles of 0)."""
 
 

@@ -8,6 +8,8 @@ Pure numpy over (33, 3) MediaPipe pose points (x, y in pixels of the whole pictu
   a tile over a found person adds nothing but phantom parts of them, and costs a pass), and
   with ``corners`` how much of that has any structure at all (a flat wall or sky beside the
   people found cannot hold one more);
+- ``cut_by`` and ``holding_square``: a person a tile's border cuts, and the square around all
+  of them (a pass there places the joints the tile left out);
 - ``merge``: OKS non-maximum suppression of the poses of every pass;
 - ``pose_score``: the ranking score (torso certainty), so phantom people can be dropped.
 """
@@ -95,6 +97,29 @@ def _covered(tile: tuple[int, int, int, int], poses: list[np.ndarray],
         inside_y = (ys >= y0 - grow_y) & (ys <= y1 + grow_y)
         covered |= inside_y[:, None] & inside_x[None, :]
     return covered
+
+
+def cut_by(pose: np.ndarray, tile: tuple[int, int, int, int], width: int, height: int,
+           slack: float = 0.02) -> bool:
+    """Whether the pose's 33 points (visible or not: where the model puts the whole person)
+    reach past a border of the tile (by more than ``slack`` of its side) that is not the
+    picture's own border."""
+    x, y, w, h = tile
+    xs, ys, pad = pose[:, 0], pose[:, 1], slack * w
+    return bool((x > 0 and xs.min() < x - pad) or (x + w < width and xs.max() > x + w + pad)
+                or (y > 0 and ys.min() < y - pad) or (y + h < height and ys.max() > y + h + pad))
+
+
+def holding_square(pose: np.ndarray, width: int, height: int,
+                   grow: float = 1.5) -> tuple[int, int, int, int]:
+    """Return the (x, y, side, side) square around all 33 points of the pose, its side ``grow``
+    times their extent (at most the picture's short side), moved inside the picture."""
+    low, high = pose[:, :2].min(axis=0), pose[:, :2].max(axis=0)
+    side = int(max(min(grow * float((high - low).max()), width, height), 1))
+    cx, cy = (low + high) / 2
+    x = int(np.clip(cx - side / 2, 0, width - side))
+    y = int(np.clip(cy - side / 2, 0, height - side))
+    return x, y, side, side
 
 
 def oks(a: np.ndarray, b: np.ndarray) -> float:
