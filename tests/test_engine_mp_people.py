@@ -1,4 +1,5 @@
-"""Where the mediapipe engine looks again, and how it merges and ranks what its passes find."""
+"""Where the mediapipe engine looks again, how it merges and ranks what its passes find, and
+which joints it draws."""
 
 from __future__ import annotations
 
@@ -75,6 +76,22 @@ def test_a_person_reaching_past_a_tile_border_inside_the_picture_is_cut():
     assert w == h == int(1.5 * (344 - 162)) and 0 <= y and y + h <= 400
     assert x <= standing[:, 0].min() and standing[:, 0].max() <= x + w
     assert y <= standing[:, 1].min() and standing[:, 1].max() <= y + h
+
+
+def test_an_unseen_elbow_between_a_seen_shoulder_and_wrist_is_drawn():
+    from app.engine.mediapipe import complete_limbs
+
+    pose = person(100, 50, 200)
+    pose[13, 2] = 0.1  # her left elbow: the model places it but calls it unseen
+    pose[14, 2] = 0.1  # her right elbow, and her right wrist unseen too: that arm stays cut
+    pose[16, 2] = 0.2
+    pose[25, :] = (100 + 0.4 * 100, 262, 0.05)  # her left knee, a little past the border
+    done = complete_limbs(pose, 400, 260)
+    assert done[13, 2] == pytest.approx(0.95) and (done[13, :2] == pose[13, :2]).all()
+    assert done[14, 2] == 0.1 and done[16, 2] == 0.2
+    assert done[25, 2] == pytest.approx(0.95) and done[25, 1] == 259  # put on the border
+    pose[25, 1] = 300  # far past it: not drawn
+    assert complete_limbs(pose, 400, 260)[25, 2] == 0.05
 
 
 def test_merge_keeps_two_people_and_drops_the_same_one_seen_twice():
