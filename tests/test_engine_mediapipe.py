@@ -192,17 +192,49 @@ def test_the_same_picture_gives_the_same_points_every_time(engine, photo):
     assert first.score == second.score and 0.5 < first.score <= 1.0
 
 
-def test_one_person_filling_the_picture_takes_one_pose_pass(photo):
-    # Tiles over her would find nothing but phantom parts of her: none is run.
+def _passes(image: np.ndarray) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """Return how many people the engine finds in the image and the tiles it ran a pose pass
+    on (the whole picture first)."""
     from app.engine.mediapipe import MediaPipeEngine
 
     class Counting(MediaPipeEngine):
-        def _poses(self, image, tile):
+        def _poses(self, image, tile, landmarker=None):
             self.tiles_seen.append(tile)
-            return super()._poses(image, tile)
+            return super()._poses(image, tile, landmarker)
 
     counting = Counting(hands=False, face=False)
     counting.tiles_seen = []
-    assert len(counting(photo)) == 1
-    assert counting.tiles_seen == [(0, 0, photo.shape[1], photo.shape[0])]
-    counting.close()
+    try:
+        return len(counting(image)), counting.tiles_seen
+    finally:
+        counting.close()
+
+
+def test_one_person_filling_the_picture_takes_one_pose_pass(photo):
+    # Tiles over her would find nothing but phantom parts of her: none is run.
+    assert _passes(photo) == (1, [(0, 0, photo.shape[1], photo.shape[0])])
+
+
+def test_flat_background_beside_the_people_found_is_not_looked_at_again():
+    # Beside each of the two women there is room no one covers, but it is a flat wall and a
+    # white gap: no tile is run there (before, six were, each a pose pass).
+    pair = read(TWO_PEOPLE)
+    assert _passes(pair) == (2, [(0, 0, pair.shape[1], pair.shape[0])])
+
+
+def test_a_person_a_tile_cuts_is_found_again_whole(engine, photo):
+    # Three small copies of her on a grey wall, 1600 x 600: the whole picture's pass misses
+    # them, and the first tiles (0.6 of the short side, 360 px high) end at her knees. Each
+    # is looked at again on a square holding all of her: her ankles are placed too (she
+    # stands on her right foot, the left one is at her knee).
+    small = photo[::2, ::2]
+    height, width = small.shape[:2]
+    canvas = np.full((600, 1600, 3), 200, np.uint8)
+    for x in (200, 700, 1200):
+        canvas[270:270 + height, x:x + width] = small
+    people = engine(canvas)
+    assert len(people) == 3
+    for person in people:
+        ankles = person.body[[10, 13]]
+        assert (ankles[:, 2] > 0.3).all()
+        assert 270 + 0.75 * height < ankles[:, 1].max() < 270 + height

@@ -1,4 +1,5 @@
-"""Where the mediapipe engine looks again, and how it merges and ranks what its passes find."""
+"""Where the mediapipe engine looks again, how it merges and ranks what its passes find, and
+which joints it draws."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.engine.mp_people import merge, pose_score, tiles, unexplained
+from app.engine.mp_people import (
+    corners,
+    cut_by,
+    holding_square,
+    merge,
+    pose_score,
+    tiles,
+    unexplained,
+)
 
 # A standing person's 33 MediaPipe points in a unit box (x right, y down): head points near the
 # top, shoulders, elbows, wrists, hands, hips, knees, ankles, feet.
@@ -45,6 +54,44 @@ def test_a_tile_is_unexplained_where_no_one_found_stands():
     big = person(0, 0, 200)  # box about x 27..73, y 12..194 of a 100-wide tile at 0..100
     assert unexplained((0, 0, 100, 100), [big]) < 0.5
     assert unexplained((300, 0, 100, 100), [big]) == 1.0
+
+
+def test_only_textured_room_beside_the_people_found_counts_with_a_corner_map():
+    picture = np.full((100, 300, 3), 90, np.uint8)  # a flat grey wall...
+    picture[:, 150:152] = 250  # ...with one straight edge (a door frame): no corners
+    # and a small checked pattern at the right (a shirt, say): corners everywhere on it
+    picture[30:70, 230:270] = (np.indices((40, 40)) // 4).sum(axis=0)[..., None] % 2 * 255
+    corner_map = corners(picture)
+    assert unexplained((100, 0, 100, 100), []) == 1.0
+    assert unexplained((100, 0, 100, 100), [], corner_map=corner_map) == 0.0
+    assert unexplained((200, 0, 100, 100), [], corner_map=corner_map) > 0.02
+
+
+def test_a_person_reaching_past_a_tile_border_inside_the_picture_is_cut():
+    standing = person(100, 150, 200)  # y 162..344: her feet past a tile ending at y 300
+    assert cut_by(standing, (0, 0, 300, 300), 600, 400)
+    assert not cut_by(standing, (0, 0, 300, 300), 600, 300)  # the picture's own border
+    assert not cut_by(standing, (0, 100, 300, 300), 600, 400)  # all of her is inside
+    x, y, w, h = holding_square(standing, 600, 400)
+    assert w == h == int(1.5 * (344 - 162)) and 0 <= y and y + h <= 400
+    assert x <= standing[:, 0].min() and standing[:, 0].max() <= x + w
+    assert y <= standing[:, 1].min() and standing[:, 1].max() <= y + h
+
+
+def test_an_unseen_elbow_between_a_seen_shoulder_and_wrist_is_drawn():
+    from app.engine.mediapipe import complete_limbs
+
+    pose = person(100, 50, 200)
+    pose[13, 2] = 0.1  # her left elbow: the model places it but calls it unseen
+    pose[14, 2] = 0.1  # her right elbow, and her right wrist unseen too: that arm stays cut
+    pose[16, 2] = 0.2
+    pose[25, :] = (100 + 0.4 * 100, 262, 0.05)  # her left knee, a little past the border
+    done = complete_limbs(pose, 400, 260)
+    assert done[13, 2] == pytest.approx(0.95) and (done[13, :2] == pose[13, :2]).all()
+    assert done[14, 2] == 0.1 and done[16, 2] == 0.2
+    assert done[25, 2] == pytest.approx(0.95) and done[25, 1] == 259  # put on the border
+    pose[25, 1] = 300  # far past it: not drawn
+    assert complete_limbs(pose, 400, 260)[25, 2] == 0.05
 
 
 def test_merge_keeps_two_people_and_drops_the_same_one_seen_twice():

@@ -5,13 +5,18 @@ Pure numpy over (33, 3) MediaPipe pose points (x, y in pixels of the whole pictu
 - ``tiles``: overlapping squares over the picture, the crops a further pass looks at (the pose
   detector sees its input at 224 px, so a person small in the picture is larger in a tile);
 - ``unexplained``: how much of a tile no person found so far covers (only such tiles are run:
-  a tile over a found person adds nothing but phantom parts of them, and costs a pass);
+  a tile over a found person adds nothing but phantom parts of them, and costs a pass), and
+  with ``corners`` how much of that has any structure at all (a flat wall or sky beside the
+  people found cannot hold one more);
+- ``cut_by`` and ``holding_square``: a person a tile's border cuts, and the square around all
+  of them (a pass there places the joints the tile left out);
 - ``merge``: OKS non-maximum suppression of the poses of every pass;
 - ``pose_score``: the ranking score (torso certainty), so phantom people can be dropped.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 VISIBLE = 0.3  # a point at or below this visibility is not used to place a person
@@ -48,12 +53,37 @@ def box(pose: np.ndarray) -> tuple[float, float, float, float] | None:
     return (*sure.min(axis=0), *sure.max(axis=0))
 
 
+CELLS = 32  # a tile is measured on a CELLS x CELLS grid
+CORNER = 20.0  # cornerMinEigenVal above this (0..255 grey, 3 x 3) is a corner, not flat or a line
+TEXTURED = 0.1  # a cell is textured when at least this share of its pixels are corners
+
+
+def corners(image: np.ndarray) -> np.ndarray:
+    """Return an (H, W) float32 map of an RGB image, 1 where there is a corner (structure in two
+    directions: an outline, a face, a fold), 0 on flat areas and along straight edges."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return (cv2.cornerMinEigenVal(grey, 3, 3) > CORNER).astype(np.float32)
+
+
 def unexplained(tile: tuple[int, int, int, int], poses: list[np.ndarray],
-                margin: float = 0.15) -> float:
+                margin: float = 0.15, corner_map: np.ndarray | None = None) -> float:
     """Return the share of the tile's area outside every pose's box (grown by ``margin`` of
-    its size on each side), measured on a 32 x 32 grid of the tile."""
+    its size on each side), measured on a 32 x 32 grid of the tile; with ``corner_map``
+    (``corners`` of the picture) only the textured cells of that share count."""
+    free = ~_covered(tile, poses, margin)
+    if corner_map is not None:
+        x, y, w, h = tile
+        density = cv2.resize(corner_map[y:y + h, x:x + w], (CELLS, CELLS),
+                             interpolation=cv2.INTER_AREA)
+        free &= density >= TEXTURED
+    return float(free.mean())
+
+
+def _covered(tile: tuple[int, int, int, int], poses: list[np.ndarray],
+             margin: float) -> np.ndarray:
+    """Return the tile's CELLS x CELLS grid, True where a pose's grown box covers the cell."""
     x, y, w, h = tile
-    cells = 32
+    cells = CELLS
     xs = x + (np.arange(cells) + 0.5) * w / cells
     ys = y + (np.arange(cells) + 0.5) * h / cells
     covered = np.zeros((cells, cells), dtype=bool)
@@ -66,7 +96,30 @@ def unexplained(tile: tuple[int, int, int, int], poses: list[np.ndarray],
         inside_x = (xs >= x0 - grow_x) & (xs <= x1 + grow_x)
         inside_y = (ys >= y0 - grow_y) & (ys <= y1 + grow_y)
         covered |= inside_y[:, None] & inside_x[None, :]
-    return float(1.0 - covered.mean())
+    return covered
+
+
+def cut_by(pose: np.ndarray, tile: tuple[int, int, int, int], width: int, height: int,
+           slack: float = 0.02) -> bool:
+    """Whether the pose's 33 points (visible or not: where the model puts the whole person)
+    reach past a border of the tile (by more than ``slack`` of its side) that is not the
+    picture's own border."""
+    x, y, w, h = tile
+    xs, ys, pad = pose[:, 0], pose[:, 1], slack * w
+    return bool((x > 0 and xs.min() < x - pad) or (x + w < width and xs.max() > x + w + pad)
+                or (y > 0 and ys.min() < y - pad) or (y + h < height and ys.max() > y + h + pad))
+
+
+def holding_square(pose: np.ndarray, width: int, height: int,
+                   grow: float = 1.5) -> tuple[int, int, int, int]:
+    """Return the (x, y, side, side) square around all 33 points of the pose, its side ``grow``
+    times their extent (at most the picture's short side), moved inside the picture."""
+    low, high = pose[:, :2].min(axis=0), pose[:, :2].max(axis=0)
+    side = int(max(min(grow * float((high - low).max()), width, height), 1))
+    cx, cy = (low + high) / 2
+    x = int(np.clip(cx - side / 2, 0, width - side))
+    y = int(np.clip(cy - side / 2, 0, height - side))
+    return x, y, side, side
 
 
 def oks(a: np.ndarray, b: np.ndarray) -> float:
