@@ -11,7 +11,7 @@ import base64
 import binascii
 import io
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote, unquote_to_bytes
 
 from app.config import Settings
@@ -122,12 +122,34 @@ def _upright(image: Any) -> Any:
         return image
 
 
+def check_shape(width: int, height: int, field: str = FIELD, what: str = "image") -> None:
+    """Refuse a picture thinner than the engine can pose (``app.engine.MAX_ASPECT``:1)."""
+    from app.engine import MAX_ASPECT
+
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InvalidInputError(
+            f"{field}: the {what} is {width}x{height}, thinner than the limit of {MAX_ASPECT}:1 "
+            "(long side to short side) where a person can still be found; crop it",
+            field=field)
+
+
+def sniff_input(data: bytes, settings: Settings, field: str = FIELD) -> str:
+    """Return the content type of a photo to pose, refusing it when its header says we
+    would never decode or pose it (pixels, shape)."""
+    content_type, width, height = sniff_image(data, max_pixels=settings.max_pixels,
+                                              field=field)
+    check_shape(width, height, field)
+    return content_type
+
+
 def decode_image(data: bytes, *, max_pixels: int, field: str = FIELD) -> np.ndarray:
-    """Decode to an (H, W, 3) uint8 RGB array: EXIF orientation applied, alpha on white."""
+    """Decode a photo to pose to an (H, W, 3) uint8 RGB array: EXIF orientation applied,
+    alpha on white; refused when too large or too thin."""
     import numpy as np
     from PIL import Image
 
     image = _open(data, max_pixels, field)
+    check_shape(*image.size, field)
     try:
         image.seek(0)  # GIF and other animations: the first frame
         image.load()
@@ -148,16 +170,44 @@ def decode_image(data: bytes, *, max_pixels: int, field: str = FIELD) -> np.ndar
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 
+class ByteLimit(NamedTuple):
+    """The most bytes an input may have, and the setting that says so."""
+
+    bytes: int
+    setting: str
+
+    def check(self, size: int, field: str, what: str = "file") -> None:
+        """Refuse a file of ``size`` bytes over the limit, naming the limit's setting."""
+        if size > self.bytes:
+            raise TooLargeError(f"{field}: the {what} is {size} bytes, more than the limit of "
+                                f"{self.bytes} ({self.setting})", field=field)
+
+
+def photo_limit(settings: Settings) -> ByteLimit:
+    """The byte limit of a photo to pose, downloaded or one of our own files."""
+    return ByteLimit(settings.max_download_bytes, "POSEHOOK_MAX_DOWNLOAD_BYTES")
+
+
+def check_own_file(storage: Any, key: str, limit: ByteLimit, field: str = FIELD) -> None:
+    """Refuse our own stored file when it is gone or over ``limit`` (from its size on
+    record: nothing is read)."""
+    found = storage.stat(key)
+    if found is None:
+        raise InvalidInputError(f"{field}: no such uploaded file (or it expired)", field=field)
+    limit.check(found.file_size, field)
+
+
 def validate_image_url(url: str, settings: Settings, guard: Guard, storage: Any,
-                       field: str = FIELD) -> None:
-    """Refuse, at submit time, an image_url we would never load."""
-    if storage.key_from_url(url) is not None:
-        if storage.stat(storage.key_from_url(url)) is None:
-            raise InvalidInputError(f"{field}: no such uploaded file", field=field)
+                       field: str = FIELD, limit: ByteLimit | None = None) -> None:
+    """Refuse, at submit time, an input URL we would never load; ``limit`` bounds our own
+    files (by default a photo's, ``photo_limit``)."""
+    key = storage.key_from_url(url)
+    if key is not None:
+        check_own_file(storage, key, limit or photo_limit(settings), field)
         return
     if url.startswith("data:"):
         data, _ = parse_data_uri(url, max_bytes=settings.max_upload_bytes, field=field)
-        sniff_image(data, max_pixels=settings.max_pixels, field=field)
+        sniff_input(data, settings, field)
         return
     if url.startswith(("http://", "https://")):
         guard.check_url(url, field)
@@ -167,13 +217,16 @@ def validate_image_url(url: str, settings: Settings, guard: Guard, storage: Any,
 
 
 def load_image_bytes(url: str, settings: Settings, guard: Guard, storage: Any,
-                     field: str = FIELD, max_bytes: int | None = None) -> bytes:
+                     field: str = FIELD, limit: ByteLimit | None = None) -> bytes:
     """Return an input's bytes: our own file, a data URI, or a guarded, bounded download.
 
-    ``max_bytes`` bounds the download (by default ``max_download_bytes``).
+    ``limit`` bounds our own file (checked before it is read) and the download (by default
+    a photo's, ``photo_limit``).
     """
+    limit = limit or photo_limit(settings)
     key = storage.key_from_url(url)
     if key is not None:
+        check_own_file(storage, key, limit, field)
         data = storage.read(key)
         if data is None:
             raise InvalidInputError(f"{field}: the uploaded file is gone", field=field)
@@ -181,7 +234,7 @@ def load_image_bytes(url: str, settings: Settings, guard: Guard, storage: Any,
     if url.startswith("data:"):
         return parse_data_uri(url, max_bytes=settings.max_upload_bytes, field=field)[0]
     validate_image_url(url, settings, guard, storage, field)
-    body, _ = fetch(url, guard, max_bytes=max_bytes or settings.max_download_bytes,
+    body, _ = fetch(url, guard, max_bytes=limit.bytes,
                     timeout=settings.download_timeout, max_redirects=settings.max_redirects,
                     field=field)
     return body

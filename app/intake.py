@@ -30,17 +30,19 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
     A data URI is stored once here (Redis keeps only its URL), so records stay small and
     a provider that needs a fetchable URL can be given one.
     """
-    from app.images import parse_data_uri, sniff_image, validate_image_url
+    from app.images import parse_data_uri, sniff_input, validate_image_url
     from app.outbound import Guard
     from app.retention import keep_upload
+    from app.video import byte_limit
 
     settings = services.settings
     prepared = dict(input)
     field, url = input_url(prepared)
-    if not url.startswith("data:"):
-        validate_image_url(url, settings, Guard.from_settings(settings), services.storage, field)
-        return prepared
     video = "video_url" in prepared
+    if not url.startswith("data:"):
+        validate_image_url(url, settings, Guard.from_settings(settings), services.storage, field,
+                           byte_limit(settings) if video else None)
+        return prepared
     limit = min(settings.max_upload_bytes, settings.video_max_bytes) if video else (
         settings.max_upload_bytes)
     data, media_type = parse_data_uri(url, max_bytes=limit, field=field)
@@ -51,7 +53,7 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
         content_type = (media_type if media_type.startswith("video/")
                         else "application/octet-stream")
     else:
-        content_type = sniff_image(data, max_pixels=settings.max_pixels)[0]
+        content_type = sniff_input(data, settings)
     stored = services.storage.put(data, content_type, "input")
     keep_upload(services, stored)
     prepared[field.removeprefix("input.")] = stored.url

@@ -16,7 +16,8 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
-from app.errors import InvalidInputError, TooLargeError
+from app.errors import InvalidInputError
+from app.images import ByteLimit, check_shape
 
 if TYPE_CHECKING:
     import numpy as np
@@ -104,19 +105,17 @@ def check_limits(info: VideoInfo, settings: Settings, field: str = FIELD) -> Non
     for over, what in checks:
         if over:
             raise _bad(f"the video has {what}", field)
+    check_shape(info.width, info.height, field, "video")
 
 
-def check_size(size: int, settings: Settings, field: str = FIELD) -> None:
-    """Refuse a file over the byte limit of videos."""
-    if size > settings.video_max_bytes:
-        raise TooLargeError(f"{field}: the video is {size} bytes, more than the limit of "
-                            f"{settings.video_max_bytes} (POSEHOOK_VIDEO_MAX_BYTES)",
-                            field=field)
+def byte_limit(settings: Settings) -> ByteLimit:
+    """The byte limit of a video, sent, downloaded or one of our own files."""
+    return ByteLimit(settings.video_max_bytes, "POSEHOOK_VIDEO_MAX_BYTES")
 
 
 def probe(data: bytes, settings: Settings, field: str = FIELD) -> VideoInfo:
     """Read a video's header and check it against every limit (nothing is decoded)."""
-    check_size(len(data), settings, field)
+    byte_limit(settings).check(len(data), field, "video")
     container, _, info = _open(data, field)
     container.close()
     check_limits(info, settings, field)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 LOCAL_USER_ID = "posehook-local"
 FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp"),
            "jpeg": ("JPEG", "image/jpeg")}
+MAX_SIDES = {"png": 65535, "webp": 16383, "jpeg": 65500}
+"""The longest side each output format can hold (WebP's 14 bits, libjpeg's JPEG_MAX_DIMENSION;
+PNG's is far larger, kept at JPEG's order so a picture stays one a viewer opens)."""
 
 
 class Cancelled(Exception):
@@ -57,7 +60,7 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
 
     The picture is kept as long as the request record (``created_at`` + the request TTL).
     """
-    from app.engine import render
+    from app.engine import output_size, render
     from app.images import decode_image, load_image_bytes
     from app.outbound import Guard
 
@@ -69,14 +72,20 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
     image = decode_image(data, max_pixels=settings.max_pixels)
     store.add_log(r, request_id, f"image loaded: {image.shape[1]}x{image.shape[0]}")
     _checkpoint(services, request_id, "after the download")
-    rendering = render(services.engine, image, input)
+    output_format = input.get("output_format") or "png"
+    bounds = {"max_side": MAX_SIDES[output_format], "max_pixels": settings.max_pixels}
+    rendering = render(services.engine, image, input, **bounds)
     people = len(rendering.keypoints.get("people", []))
     store.add_log(r, request_id, f"{rendering.engine} found {people} person(s)")
+    asked = output_size(image.shape[1], image.shape[0], input.get("image_resolution"))
+    height, width = rendering.image.shape[:2]
+    if (width, height) != asked:
+        store.add_log(r, request_id, f"pose image made {width}x{height}, not the {asked[0]}x"
+                      f"{asked[1]} asked: {output_format} holds at most {bounds['max_side']} "
+                      f"pixels a side, POSEHOOK_MAX_PIXELS is {settings.max_pixels}", "WARNING")
     _checkpoint(services, request_id, "after the engine")
-    output_format = input.get("output_format") or "png"
     encoded, content_type = encode(rendering.image, output_format)
     _checkpoint(services, request_id, "before storing")
-    height, width = rendering.image.shape[:2]
     stored = _keep(services, request_id, created_at, encoded, content_type,
                    f"pose.{output_format}")
     output: dict[str, Any] = {"image": {**stored, "width": width, "height": height}}
@@ -109,16 +118,12 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
     from app.engine.tracking import TrackedEngine, Tracker
     from app.images import load_image_bytes
     from app.outbound import Guard
-    from app.video import CONTENT_TYPE, FIELD, Encoder, KeypointsWriter, check_size, decode_frames
+    from app.video import CONTENT_TYPE, FIELD, Encoder, KeypointsWriter, byte_limit, decode_frames
 
     settings, r = services.settings, services.redis
     started = time.monotonic()
-    key = services.storage.key_from_url(input["video_url"])
-    found = services.storage.stat(key) if key is not None else None
-    if found is not None:
-        check_size(found.file_size, settings)
     data = load_image_bytes(input["video_url"], settings, Guard.from_settings(settings),
-                            services.storage, FIELD, max_bytes=settings.video_max_bytes)
+                            services.storage, FIELD, byte_limit(settings))
     info, frames = decode_frames(data, settings)
     total = info.expected_frames
     limit = settings.job_timeout + total * settings.video_frame_seconds

@@ -144,3 +144,45 @@ def test_each_person_has_a_box_a_score_and_feet():
     assert from_openpose(to_openpose([p], 200, 200))[0].feet[2, 1] == 195.0
     without_body = to_openpose([p], 200, 200, include_body=False)["people"][0]
     assert "pose_keypoints_2d" not in without_body and "foot_keypoints_2d" not in without_body
+
+
+@pytest.mark.parametrize("sees_padding", [False, True])  # MediaPipe's way, and DWPose's
+@pytest.mark.parametrize("size, detect, shown", [
+    ((8, 1000), None, (8192, 66)),  # 512 across would be 64000 long: lowered to 8192
+    ((10, 20000), 0, (8192, 4)),  # as it is would be 20000 long
+    ((1000, 8), 2048, (66, 8192)),
+    ((194, 259), None, (684, 512)),  # an ordinary photo: as before
+])
+def test_the_engine_never_sees_a_side_over_8192_and_the_picture_keeps_its_size(
+        sees_padding, size, detect, shown):
+    from app.engine import MAX_DETECT_SIDE, render
+
+    engine = _SeeingEngine(sees_padding)
+    width, height = size
+    result = render(engine, np.zeros((height, width, 3), np.uint8),
+                    {"detect_resolution": detect, "return_keypoints": True})
+    padded = tuple(-(-side // 64) * 64 for side in shown) if sees_padding else shown
+    assert engine.shapes == [(*padded, 3)]
+    assert max(engine.shapes[0][:2]) <= MAX_DETECT_SIDE + 63
+    assert result.image.shape == (height, width, 3)
+    assert result.keypoints["canvas_width"] == width
+
+
+def test_the_picture_is_made_smaller_than_asked_to_fit_a_side_and_a_pixel_bound():
+    from app.engine import output_size, render
+
+    thin = np.zeros((64, 4000, 3), np.uint8)
+    asked = {"image_resolution": 1024, "return_keypoints": True}
+    assert output_size(4000, 64, 1024) == (64000, 1024)
+    for bounds, (width, height) in (({"max_side": 16383}, (16383, 262)),
+                                    ({"max_pixels": 1_000_000}, (7906, 126)),
+                                    ({"max_side": 4096, "max_pixels": 10**9}, (4096, 66))):
+        result = render(_FixedEngine(), thin, asked, **bounds)
+        assert result.image.shape == (height, width, 3)
+        assert (result.keypoints["canvas_width"], result.keypoints["canvas_height"]) == (
+            width, height)
+        assert width * height <= bounds.get("max_pixels", width * height)
+        assert (width, height) == output_size(4000, 64, 1024, **bounds)
+    # Within the bounds, the picture is the size asked.
+    assert render(_FixedEngine(), thin, {"image_resolution": 128},
+                  max_side=16383, max_pixels=2 * 10**6).image.shape == (128, 8000, 3)

@@ -156,3 +156,12 @@ def test_coco_wholebody_output_is_the_models_own_133_points(model_dir):
         assert shown.sum() == 7  # the seven peaks the stand-in model emits
         assert np.allclose(given[shown, :2], where[shown], atol=0.01)
         assert not given[~shown].any()
+
+
+def test_a_thin_picture_is_posed_by_dwpose_at_most_8192_long(model_dir):
+    # 8x1000 at the default detect_resolution would be 512x64000 (64-padded) for YOLOX and
+    # the pose crops; the scale is lowered to 8192 long, as for every engine.
+    engine = DWPoseEngine(str(model_dir))
+    rendering = render(engine, np.zeros((1000, 8, 3), np.uint8), {"return_keypoints": True})
+    assert rendering.image.shape == (1000, 8, 3)
+    assert (rendering.keypoints["canvas_width"], rendering.keypoints["canvas_height"]) == (8, 1000)

@@ -136,6 +136,19 @@ def test_bytes_that_are_not_an_image_fail_the_request_not_the_worker(client):
         server.shutdown()
 
 
+def test_a_thin_photo_is_posed_and_the_inference_worker_lives_on(client, stack):
+    # 8x1000 with the default detect_resolution (512 across) was 512x64000 for MediaPipe,
+    # whose OpenCV aborted the worker process on it; the engine now sees it 8192 long.
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 1000), (120, 120, 120)).save(buffer, "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    record = wait_done(client, client.post("/v1/requests", json={
+        "input": {"image_url": uri}}).json()["request_id"])
+    assert record["status"] == "COMPLETED", record
+    assert (record["output"]["image"]["width"], record["output"]["image"]["height"]) == (8, 1000)
+    assert stack.procs["inference"].poll() is None, stack.log("inference")[-2000:]
+
+
 class _TextHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - the stdlib's name
         self.send_response(200)

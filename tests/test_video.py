@@ -78,11 +78,13 @@ def test_a_clip_comes_back_as_a_pose_video_of_the_same_frames_size_and_rate(
 
 @pytest.mark.parametrize("payload, limit", [
     ("frames", "POSEHOOK_VIDEO_MAX_FRAMES"), ("text", "not a video"), ("image", "not a video"),
-    ("cut", "not a video")])
+    ("cut", "not a video"), ("thin", "the video is 4x2100, thinner than the limit of 512:1")])
 def test_a_video_refused_at_submit_is_422_naming_the_limit_or_the_problem(
         http, tmp_path, sample_bytes, payload, limit):
     if payload == "frames":
         uri = data_uri(make_video(tmp_path / "long.mp4", frames=45, width=64, height=48))
+    elif payload == "thin":  # no engine finds anyone in a picture thinner than 512:1
+        uri = data_uri(make_video(tmp_path / "thin.mp4", frames=3, width=4, height=2100))
     elif payload == "text":
         uri = "data:video/mp4;base64," + base64.b64encode(b"just some text\n" * 50).decode()
     elif payload == "image":
@@ -101,7 +103,9 @@ def test_a_video_refused_at_submit_is_422_naming_the_limit_or_the_problem(
 def test_a_truncated_or_non_video_download_fails_the_request_with_the_reason(
         http, run_jobs, tmp_path):
     clip = make_video(tmp_path / "walk.mp4", frames=24).read_bytes()
-    served = [sinks.serve_photo(clip[: len(clip) * 2 // 3]), sinks.serve_photo(b"<html>" * 99)]
+    thin = make_video(tmp_path / "thin.mp4", frames=3, width=2100, height=4).read_bytes()
+    served = [sinks.serve_photo(clip[: len(clip) * 2 // 3]), sinks.serve_photo(b"<html>" * 99),
+              sinks.serve_photo(thin)]
     try:
         ids = [http.post("/v1/requests", json={"input": {"video_url": url}}).json()["request_id"]
                for _, url in served]
@@ -109,7 +113,9 @@ def test_a_truncated_or_non_video_download_fails_the_request_with_the_reason(
     finally:
         for server, _ in served:
             server.shutdown()
-    truncated, html = (http.get(f"/v1/requests/{i}").json() for i in ids)
+    truncated, html, too_thin = (http.get(f"/v1/requests/{i}").json() for i in ids)
+    assert too_thin["status"] == "FAILED" and too_thin["error"]["type"] == "input_error"
+    assert "2100x4, thinner than the limit of 512:1" in too_thin["error"]["message"]
     assert truncated["status"] == "FAILED" and truncated["error"]["type"] == "input_error"
     assert truncated["error"]["message"].startswith("input.video_url: the ")
     assert "truncated" in truncated["error"]["message"]

@@ -3,6 +3,7 @@ natively from a URL, and with the unmodified @fal-ai/client through the proxy.""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -61,6 +62,21 @@ def test_a_video_url_is_posed_by_the_inference_worker(stack, clip):
         server.shutdown()
     assert record["status"] == "COMPLETED", record
     assert_pose_video(httpx.get(record["output"]["video"]["url"]).content)
+
+
+def test_a_thin_video_is_posed_and_the_inference_worker_lives_on(stack, tmp_path):
+    # 16x1200 at the default detect_resolution was 512x38400 a frame for MediaPipe, whose
+    # OpenCV aborted the worker process on it; the engine now sees each frame 8192 long.
+    thin = make_video(tmp_path / "thin.mp4", frames=3, width=16, height=1200, shift=0)
+    uri = "data:video/mp4;base64," + base64.b64encode(thin.read_bytes()).decode()
+    with httpx.Client(base_url=stack.url, headers={
+            "Authorization": f"Key {key_for(stack)}"}, timeout=60) as client:
+        record = wait_done(client, client.post("/v1/requests", json={"input": {
+            "video_url": uri}}).json()["request_id"])
+    assert record["status"] == "COMPLETED", record
+    frames, facts = read_video(httpx.get(record["output"]["video"]["url"]).content)
+    assert (len(frames), facts["width"], facts["height"]) == (3, 16, 1200)
+    assert stack.procs["inference"].poll() is None, stack.log("inference")[-2000:]
 
 
 def test_fal_client_subscribes_to_dwpose_video_through_the_proxy(stack, clip):

@@ -16,9 +16,18 @@ import numpy as np
 from app.engine.types import PARTS, Engine, PoseResult
 
 __all__ = ["Engine", "PoseResult", "Rendering", "load_engine", "render", "OPTION_LIMITS",
-           "KEYPOINTS_FORMATS"]
+           "KEYPOINTS_FORMATS", "MAX_DETECT_SIDE", "MAX_ASPECT", "detect_size", "output_size"]
 
 OPTION_LIMITS = {"detect_resolution": (0, 2048), "image_resolution": (64, 4096)}
+MAX_DETECT_SIDE = 8192
+"""The longest side an engine is given: ``detect_resolution`` sets the short side, but a
+thin picture scaled so would be tens of thousands of pixels long, and MediaPipe's OpenCV
+aborts the process (``remap``: sides under 32767) on it. Past this the scale is lowered."""
+MIN_DETECT_SIDE = 16
+MAX_ASPECT = MAX_DETECT_SIDE // MIN_DETECT_SIDE
+"""The thinnest picture worth posing (long side : short side, 512:1): anything thinner is
+less than ``MIN_DETECT_SIDE`` pixels across at ``MAX_DETECT_SIDE`` long, where no engine
+finds a person. The service refuses such inputs before they reach an engine."""
 KEYPOINTS_FORMATS = ("openpose", "coco_wholebody")  # the first is the default
 DWPOSE_MODELS = ("yolox-l", "dwpose-l-384")  # the dwpose engine's default detector and pose
 
@@ -82,16 +91,44 @@ def load_engine(name: str = "auto", model_dir: str | None = None,
         return _cache[key]
 
 
-def _resize(image: np.ndarray, short_side: int) -> np.ndarray:
-    """Return the image scaled so its short side is ``short_side`` (cubic up, area down)."""
+def _fit(width: int, height: int, k: float, max_side: int | None,
+         max_pixels: int | None = None) -> tuple[int, int]:
+    """Return (width, height) scaled by ``k``, lowered until the long side is at most
+    ``max_side`` and the area at most ``max_pixels`` (each side at least 1)."""
+    if max_side:
+        k = min(k, max_side / max(width, height))
+    if max_pixels:
+        k = min(k, (max_pixels / (width * height)) ** 0.5)
+    size = max(1, round(width * k)), max(1, round(height * k))
+    if max_side and max(size) > max_side or max_pixels and size[0] * size[1] > max_pixels:
+        size = max(1, int(width * k)), max(1, int(height * k))  # rounding went one over
+    return size
+
+
+def detect_size(width: int, height: int, detect_resolution: int | None) -> tuple[int, int]:
+    """Return the size the engine sees: the short side at ``detect_resolution`` (None: 512,
+    0: the picture's own), the long side at most ``MAX_DETECT_SIDE``."""
+    short = 512 if detect_resolution is None else int(detect_resolution)
+    return _fit(width, height, short / min(width, height) if short else 1.0, MAX_DETECT_SIDE)
+
+
+def output_size(width: int, height: int, image_resolution: int | None, *,
+                max_side: int | None = None, max_pixels: int | None = None) -> tuple[int, int]:
+    """Return the picture's size: the short side at ``image_resolution`` (None or 0: the
+    input's size), lowered to fit ``max_side`` and ``max_pixels`` when they are given."""
+    k = int(image_resolution) / min(width, height) if image_resolution else 1.0
+    return _fit(width, height, k, max_side, max_pixels)
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Return the image at ``size`` (width, height): cubic up, area down."""
     import cv2
 
     height, width = image.shape[:2]
-    k = short_side / min(height, width)
-    size = (max(1, round(width * k)), max(1, round(height * k)))
     if size == (width, height):
         return image
-    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if k > 1 else cv2.INTER_AREA)
+    up = size[0] * size[1] > width * height
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if up else cv2.INTER_AREA)
 
 
 def _scaled(person: PoseResult, sx: float, sy: float) -> PoseResult:
@@ -108,8 +145,13 @@ def _pad64(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
-def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Rendering:
+def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any], *,
+           max_side: int | None = None, max_pixels: int | None = None) -> Rendering:
     """Detect and draw at ``detect_resolution``, then resize to ``image_resolution``.
+
+    The engine never sees a side over ``MAX_DETECT_SIDE`` (``detect_size``); the picture is
+    made smaller than asked when it would be over ``max_side`` or ``max_pixels``
+    (``output_size``: what its encoder and the service take).
 
     As DWPose's annotators do: the picture is drawn on the (64-padded) detection image, the
     padding cropped, and the picture resized to the output size with INTER_LINEAR, so sticks
@@ -119,21 +161,15 @@ def render(engine: Engine, image: np.ndarray, options: Mapping[str, Any]) -> Ren
     import cv2
 
     height, width = image.shape[:2]
-    detect = options.get("detect_resolution")
-    detect = 512 if detect is None else int(detect)
-    seen = _resize(image, detect) if detect else image
+    seen = _resize(image, detect_size(width, height, options.get("detect_resolution")))
     seen_h, seen_w = seen.shape[:2]
     padded = _pad64(seen)
     # Only an engine that pads for its own detector (DWPose's YOLOX, as sane does) sees the
     # padding; MediaPipe sees the real picture: edge-padding smears the border into bands that
     # made it lose every person on some photos. The drawing is on the padded size either way.
     people = engine(padded if getattr(engine, "sees_padding", False) else seen)
-    target = options.get("image_resolution")
-    if target:
-        k = int(target) / min(height, width)
-        out_w, out_h = max(1, round(width * k)), max(1, round(height * k))
-    else:
-        out_w, out_h = width, height
+    out_w, out_h = output_size(width, height, options.get("image_resolution"),
+                               max_side=max_side, max_pixels=max_pixels)
     from app.engine.draw import MODES, draw_masks, draw_pose
     from app.engine.openpose_json import to_openpose
     from app.engine.wholebody_json import to_wholebody
