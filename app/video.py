@@ -26,6 +26,9 @@ CONTAINERS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi
 """Demuxers we take (FFmpeg's names): MP4/MOV, Matroska/WebM, AVI, MPEG-TS. Image demuxers
 (a JPEG opens as a one-frame "video") and everything else are refused."""
 CONTENT_TYPE = "video/mp4"
+MEDIA_TYPES = {"mov": "video/mp4", "matroska": "video/x-matroska", "avi": "video/x-msvideo",
+               "mpegts": "video/mp2t"}
+"""The type a video of each demuxer is stored with (what its bytes are, whatever was said)."""
 NOT_A_VIDEO = "the bytes are not a video we can read (MP4, MOV, WebM, MKV, AVI or MPEG-TS)"
 TRUNCATION_SLACK = 2
 """Frames a file may decode short of the count its header lists before it is truncated."""
@@ -85,6 +88,11 @@ def _open(data: bytes, field: str) -> tuple[Any, Any, VideoInfo]:
                      frames=max(0, stream.frames or 0), duration=max(0.0, seconds),
                      codec=context.name, container=container.format.name.split(",")[0])
     return container, stream, info
+
+
+def media_type(info: VideoInfo) -> str:
+    """Return the content type a video is stored and served with: its container's."""
+    return MEDIA_TYPES.get(info.container, "application/octet-stream")
 
 
 def check_limits(info: VideoInfo, settings: Settings, field: str = FIELD) -> None:

@@ -347,3 +347,26 @@ def test_a_video_may_take_the_job_timeout_and_a_frame_time_per_frame_listed_or_s
         Pace(services, record.id, 0, started).after(3)
     assert store.get(services.redis, record.id).metrics["progress"] == {
         "frames_done": 3, "frames_total": None, "fraction": None}
+
+
+@pytest.mark.parametrize("storage_kind", ["local", "s3"], indirect=True)
+def test_a_data_uri_video_is_stored_as_its_bytes_say_and_a_broken_type_is_refused(
+        http, services, tmp_path, storage_kind):
+    """The URI's media type is the caller's word: one no header can carry (CR/LF, spaces,
+    non-ASCII) is a 422 naming it, and the stored file takes its container's type."""
+    clip = make_video(tmp_path / "walk.mkv", frames=4, width=64, height=48,
+                      container="matroska").read_bytes()
+    data = base64.b64encode(clip).decode()
+    for declared in ("video/mp4\r\nX-Evil: 1", "video/mp4\u00e9", "video/mp4 x"):
+        answer = http.post("/v1/requests", json={"input": {
+            "video_url": f"data:{declared};base64,{data}"}})
+        assert answer.status_code == 422, answer.text
+        check(answer, "POST", "/v1/requests")
+        assert "input.video_url: the data URI's media type" in answer.json()["message"]
+    answer = http.post("/v1/requests", json={"input": {
+        "video_url": f"data:application/octet-stream;base64,{data}"}})
+    assert answer.status_code == 202, answer.text
+    stored = store.get(services.redis, answer.json()["request_id"]).input["video_url"]
+    served = httpx.get(stored)
+    assert served.status_code == 200 and served.content == clip
+    assert served.headers["Content-Type"] == "video/x-matroska"
