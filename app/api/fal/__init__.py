@@ -42,7 +42,6 @@ bp = Blueprint("fal", __name__)
 
 FAL_SUFFIXES = (".fal.run", ".fal.ai", ".fal.media")
 FAL_HOSTS = ("fal.run", "fal.ai", "fal.media")
-SYNC_WAIT = 60
 UPLOAD_TTL = UPLOAD_SLOT_SECONDS
 
 
@@ -114,7 +113,7 @@ def serve_locally(target_url: str) -> Response:
         record = fal_queue.submit(json_body(), webhook, video=video)
         return fal_queue.submit_answer(record)
     if target.kind == "run":
-        return fal_queue.run(json_body(), SYNC_WAIT, video=video)
+        return fal_queue.run(json_body(), services().settings.fal_sync_wait, video=video)
     if target.kind == "request":
         handler = {(): fal_queue.result, ("cancel",): fal_queue.cancel}.get(target.call)
         if handler is not None:
