@@ -115,6 +115,8 @@ class Settings:
     fal_forward_base_url: str = ""
     # Our own /files inputs go to fal as data URIs up to this size (fal cannot reach us).
     fal_max_data_uri_bytes: int = 10 * 1024 * 1024
+    # How long a sync run (fal.run) waits for its result before it is cancelled (504).
+    fal_sync_wait: float = 60.0
 
     # fal's own hosts served directly (the Python fal-client): a TLS listener on this
     # host:port with this certificate and key (PEM files); off when the bind is empty.
@@ -221,7 +223,7 @@ def _validate(settings: Settings) -> Settings:
     for name in ("max_download_bytes", "max_upload_bytes", "max_multipart_bytes", "max_pixels",
                  "job_timeout", "fal_timeout", "fal_connect_timeout", "settle_tries",
                  "video_max_bytes", "video_max_seconds", "video_max_frames", "video_max_pixels",
-                 "video_max_fps", "video_frame_seconds", "sweep_interval",
+                 "video_max_fps", "video_frame_seconds", "sweep_interval", "fal_sync_wait",
                  "delivery_per_endpoint", "delivery_backlog"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env_name(name)} must be positive")

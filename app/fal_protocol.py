@@ -46,16 +46,18 @@ class FalError(Exception):
     """An answer in fal's error shape: ``{"detail": ...}`` with an HTTP status.
 
     ``error_type`` goes out as ``X-Fal-Error-Type`` (by default the status's, ERROR_TYPES);
-    ``user_timeout`` adds ``x-fal-request-timeout-type: user`` (the caller's own limit passed).
+    ``user_timeout`` adds ``x-fal-request-timeout-type: user`` (the caller's own limit passed);
+    ``request_id`` names the request the error is about (``x-fal-request-id``, and in the body).
     """
 
     def __init__(self, status: int, detail: Any, error_type: str = "",
-                 user_timeout: bool = False) -> None:
+                 user_timeout: bool = False, request_id: str = "") -> None:
         super().__init__(str(detail))
         self.status = status
         self.detail = detail
         self.error_type = error_type or error_type_for(status)
         self.user_timeout = user_timeout
+        self.request_id = request_id
 
 
 def error_type_for(status: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote, unquote_to_bytes
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 FIELD = "input.image_url"
+MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
+"""A plain ``type/subtype`` (RFC 6838's characters, lower case): what may be a file's type."""
 FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
            "GIF": "image/gif", "MPO": "image/jpeg"}
 
@@ -34,6 +37,9 @@ def parse_data_uri(uri: str, *, max_bytes: int, field: str = FIELD) -> tuple[byt
                                 field=field)
     params = [p.strip().lower() for p in header[5:].split(";")]
     media_type = params[0] or "text/plain"
+    if not MEDIA_TYPE.fullmatch(media_type):  # CR, LF, spaces...: nothing a header may carry
+        raise InvalidInputError(f"{field}: the data URI's media type {media_type[:80]!r} is "
+                                "not a type/subtype (such as video/mp4)", field=field)
     is_base64 = "base64" in params[1:]
     if is_base64:  # line-wrapped (as base64(1) writes it) or percent-encoded base64 is fine
         payload = "".join(unquote(payload).split())

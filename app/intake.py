@@ -45,13 +45,11 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
         return prepared
     limit = min(settings.max_upload_bytes, settings.video_max_bytes) if video else (
         settings.max_upload_bytes)
-    data, media_type = parse_data_uri(url, max_bytes=limit, field=field)
-    if video:
-        from app.video import probe
+    data, _ = parse_data_uri(url, max_bytes=limit, field=field)
+    if video:  # stored as what the bytes are, as an image is (never as the URI says)
+        from app.video import media_type, probe
 
-        probe(data, settings)
-        content_type = (media_type if media_type.startswith("video/")
-                        else "application/octet-stream")
+        content_type = media_type(probe(data, settings))
     else:
         content_type = sniff_input(data, settings)
     stored = services.storage.put(data, content_type, "input")

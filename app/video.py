@@ -27,6 +27,9 @@ CONTAINERS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi
 """Demuxers we take (FFmpeg's names): MP4/MOV, Matroska/WebM, AVI, MPEG-TS. Image demuxers
 (a JPEG opens as a one-frame "video") and everything else are refused."""
 CONTENT_TYPE = "video/mp4"
+MEDIA_TYPES = {"mov": "video/mp4", "matroska": "video/x-matroska", "avi": "video/x-msvideo",
+               "mpegts": "video/mp2t"}
+"""The type a video of each demuxer is stored with (what its bytes are, whatever was said)."""
 NOT_A_VIDEO = "the bytes are not a video we can read (MP4, MOV, WebM, MKV, AVI or MPEG-TS)"
 TRUNCATION_SLACK = 2
 """Frames a file may decode short of the count its header lists before it is truncated."""
@@ -46,8 +49,10 @@ class VideoInfo:
 
     @property
     def expected_frames(self) -> int:
-        """Return the frame count listed, else the one duration x rate gives."""
-        return self.frames or max(1, math.ceil(self.duration * float(self.fps)))
+        """Return the frame count listed, else the one duration x rate gives; 0 when the
+        header gives neither (a streamed WebM or MKV, as a browser's MediaRecorder writes:
+        its length and frames are then checked against the limits as they are decoded)."""
+        return self.frames or math.ceil(self.duration * float(self.fps))
 
 
 def _bad(message: str, field: str) -> InvalidInputError:
@@ -84,6 +89,11 @@ def _open(data: bytes, field: str) -> tuple[Any, Any, VideoInfo]:
                      frames=max(0, stream.frames or 0), duration=max(0.0, seconds),
                      codec=context.name, container=container.format.name.split(",")[0])
     return container, stream, info
+
+
+def media_type(info: VideoInfo) -> str:
+    """Return the content type a video is stored and served with: its container's."""
+    return MEDIA_TYPES.get(info.container, "application/octet-stream")
 
 
 def check_limits(info: VideoInfo, settings: Settings, field: str = FIELD) -> None:
@@ -127,7 +137,8 @@ def decode_frames(data: bytes, settings: Settings,
     """Return the header's info and an iterator of (H, W, 3) uint8 RGB frames, one at a time.
 
     Every frame comes at the header's size. The iterator raises InvalidInputError when the
-    data is damaged, when there are more frames than the limit, or at the end when the file
+    data is damaged, when a frame is over a limit whatever the header said (its pixels, its
+    number, its time from the first frame: see ``_check_frame``), or at the end when the file
     holds fewer frames than its header lists (a truncated file).
     """
     info = probe(data, settings, field)
@@ -141,17 +152,20 @@ def _frames(data: bytes, info: VideoInfo, settings: Settings,
     import av
 
     container, stream, _ = _open(data, field)
-    count = 0
+    # The header's size is checked, but a frame may come at any size (each of an MJPEG's is
+    # a JPEG of its own): FFmpeg refuses one far over the limit before it allocates it. It
+    # counts rows padded for alignment, so it is given twice the limit; _check_frame is exact.
+    stream.codec_context.options = {"max_pixels": str(2 * settings.video_max_pixels)}
+    count, start = 0, None
     try:
         for frame in container.decode(stream):
             count += 1
-            if count > settings.video_max_frames:
-                raise _bad(f"the video has more than the limit of {settings.video_max_frames} "
-                           "frames (POSEHOOK_VIDEO_MAX_FRAMES)", field)
+            start = _check_frame(frame, count, start, info, settings, field)
             yield frame.to_ndarray(width=info.width, height=info.height, format="rgb24")
     except av.FFmpegError as exc:
         raise _bad(f"the {info.codec} video data is damaged, truncated or cannot be decoded "
-                   f"after frame {count}", field) from exc
+                   f"after frame {count} (or its next frame has more pixels than the limit of "
+                   f"{settings.video_max_pixels}, POSEHOOK_VIDEO_MAX_PIXELS)", field) from exc
     finally:
         container.close()
     if count == 0:
@@ -159,6 +173,30 @@ def _frames(data: bytes, info: VideoInfo, settings: Settings,
     if info.frames and count < info.frames - TRUNCATION_SLACK:
         raise _bad(f"the video is truncated: {count} of the {info.frames} frames its header "
                    "lists could be decoded", field)
+
+
+def _check_frame(frame: Any, count: int, start: Fraction | None, info: VideoInfo,
+                 settings: Settings, field: str) -> Fraction:
+    """Refuse the ``count``-th decoded frame when it is over a limit: its pixels, the frame
+    count, or its time from the first frame (``start``, returned). The header's values were
+    checked already, but a header may lie or, when streamed, list no length at all."""
+    pixels = frame.width * frame.height
+    if pixels > settings.video_max_pixels:
+        raise _bad(f"frame {count} is {frame.width}x{frame.height} = {pixels} pixels, more "
+                   f"than the limit of {settings.video_max_pixels} (POSEHOOK_VIDEO_MAX_PIXELS)",
+                   field)
+    if count > settings.video_max_frames:
+        raise _bad(f"the video has more than the limit of {settings.video_max_frames} "
+                   "frames (POSEHOOK_VIDEO_MAX_FRAMES)", field)
+    at = (frame.pts * frame.time_base if frame.pts is not None and frame.time_base
+          else Fraction(count - 1) / info.fps)
+    start = at if start is None else min(start, at)
+    # A frame that starts at the limit or later makes the video longer than it.
+    if at - start >= Fraction(settings.video_max_seconds):
+        raise _bad(f"the video is longer than the limit of {settings.video_max_seconds:g} s "
+                   f"(POSEHOOK_VIDEO_MAX_SECONDS): frame {count} starts at "
+                   f"{float(at - start):.1f} s", field)
+    return start
 
 
 def pick_encoder() -> tuple[str, str]:

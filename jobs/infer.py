@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import time
 from typing import Any
 
@@ -98,12 +97,6 @@ def run_pose(services: Services, request_id: str, input: dict[str, Any],
     return output
 
 
-class VideoTimeLimitError(PosehookError):
-    """A video took longer than its limit (job_timeout + its frames x video_frame_seconds)."""
-
-    code = "timeout"
-
-
 def run_video(services: Services, request_id: str, input: dict[str, Any],
               created_at: float | None = None) -> dict[str, Any]:
     """Pose a video frame by frame (decode, engine, track and smooth, draw, encode); store
@@ -119,15 +112,16 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
     from app.images import load_image_bytes
     from app.outbound import Guard
     from app.video import CONTENT_TYPE, FIELD, Encoder, KeypointsWriter, byte_limit, decode_frames
+    from app.video_pace import Pace, fraction
 
     settings, r = services.settings, services.redis
     started = time.monotonic()
     data = load_image_bytes(input["video_url"], settings, Guard.from_settings(settings),
                             services.storage, FIELD, byte_limit(settings))
     info, frames = decode_frames(data, settings)
-    total = info.expected_frames
-    limit = settings.job_timeout + total * settings.video_frame_seconds
-    store.add_log(r, request_id, f"video loaded: {info.width}x{info.height}, {total} frames at "
+    total = info.expected_frames  # 0: the header lists no length (a streamed WebM or MKV)
+    store.add_log(r, request_id, f"video loaded: {info.width}x{info.height}, "
+                                 f"{f'{total} frames' if total else 'no length listed'} at "
                                  f"{float(info.fps):.3g} fps ({info.codec}); audio dropped")
     options = {k: input[k] for k in ("draw_mode", "detect_resolution", "include_body",
                                      "include_hands", "include_face", "keypoints_format")
@@ -138,7 +132,7 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
         encoder = Encoder(f"{folder}/pose.mp4", info.width, info.height, info.fps)
         points = (KeypointsWriter(f"{folder}/keypoints.json", info.width, info.height, info.fps)
                   if input.get("return_keypoints") else None)
-        shown = announced = -math.inf
+        pace = Pace(services, request_id, total, started)
         try:
             _checkpoint(services, request_id, "after the download")
             for frame in frames:
@@ -146,19 +140,8 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
                 encoder.write(rendering.image)
                 if points is not None:
                     points.write(rendering.keypoints, engine.ids)
-                done = encoder.frames
-                _checkpoint(services, request_id, f"at frame {done}")
-                tenth, now = done % max(1, total // 10) == 0, time.monotonic()
-                if tenth or now - shown >= 0.5:
-                    shown = now
-                    _progress(services, request_id, done, max(total, done), tenth)
-                    if now - announced >= 1.0:  # request.progress, at most 1 a second
-                        announced = now
-                        lifecycle.report_progress(services, request_id)
-                if time.monotonic() - started > limit:
-                    raise VideoTimeLimitError(
-                        f"the video took longer than its limit of {limit:g} s (POSEHOOK_JOB_"
-                        f"TIMEOUT + {total} frames x POSEHOOK_VIDEO_FRAME_SECONDS)")
+                _checkpoint(services, request_id, f"at frame {encoder.frames}")
+                pace.after(encoder.frames)
             encoder.close()
         except BaseException:
             frames.close()
@@ -179,7 +162,7 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
                            num_frames=done, duration=round(done / float(info.fps), 6))
     elapsed = round(time.monotonic() - started, 3)
     store.update(r, request_id, engine=f"{engine.name}:{engine.version}", metrics={
-        "inference_time": elapsed, "progress": _fraction(done, done)})
+        "inference_time": elapsed, "progress": fraction(done, done)})
     store.add_log(r, request_id, f"pose video stored: {done} frames, "
                                  f"{output['video']['file_size']} bytes, {elapsed}s")
     return output
@@ -188,24 +171,6 @@ def run_video(services: Services, request_id: str, input: dict[str, Any],
 def _read(path: str) -> bytes:
     with open(path, "rb") as file:
         return file.read()
-
-
-def _fraction(done: int, total: int) -> dict[str, Any]:
-    return {"frames_done": done, "frames_total": total, "fraction": round(done / total, 4)}
-
-
-def _progress(services: Services, request_id: str, done: int, total: int, log: bool) -> None:
-    """Show how far a video is: ``metrics.progress``, and a log line every tenth; and keep
-    the lease while frames come (a worker that dies mid-video is noticed as soon as for a
-    photo, however long the video)."""
-    from app.store import tracking
-
-    settings = services.settings
-    tracking.extend_lease(services.redis, request_id,
-                          time.time() + settings.job_timeout + settings.lease_grace)
-    store.update(services.redis, request_id, metrics={"progress": _fraction(done, total)})
-    if log:
-        store.add_log(services.redis, request_id, f"posed {done} of {total} frames")
 
 
 def _keep(services: Services, request_id: str, created_at: float | None, data: bytes,

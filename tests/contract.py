@@ -51,9 +51,14 @@ def check(response, method: str, path: str) -> None:
     jsonschema.Draft202012Validator(schema, registry=_registry()).validate(body)
 
 
+def check_schema(body, name: str) -> None:
+    """Assert that a JSON value matches openapi.yaml's schema ``name`` (components/schemas)."""
+    schema = _rewrite({"$ref": f"#/components/schemas/{name}"})
+    jsonschema.Draft202012Validator(schema, registry=_registry()).validate(body)
+
+
 def check_error(response) -> None:
     """Assert that a response to a path or method openapi.yaml does not list is its Error."""
     assert response.headers["Content-Type"] == "application/json", response.text
-    schema = _rewrite({"$ref": "#/components/schemas/Error"})
-    jsonschema.Draft202012Validator(schema, registry=_registry()).validate(response.json())
+    check_schema(response.json(), "Error")
     assert response.json()["status"] == response.status_code

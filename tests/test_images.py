@@ -152,6 +152,11 @@ def test_data_uris():
         parse_data_uri("data:image/png;base64", max_bytes=1000)
     with pytest.raises(InvalidInputError, match="empty"):
         parse_data_uri("data:image/png;base64,", max_bytes=1000)
+    for broken in ("image/png\r\nX-Evil: 1", "image/p ng", "image/png\u00e9", "png"):
+        with pytest.raises(InvalidInputError, match="media type .* is not a type/subtype"):
+            parse_data_uri(f"data:{broken};base64," + base64.b64encode(payload).decode(),
+                           max_bytes=1000)
+    assert parse_data_uri("data:;base64,AA==", max_bytes=10) == (b"\0", "text/plain")
     # Line-wrapped (as base64(1) writes it), percent-encoded, or BASE64 in capitals: all fine.
     wrapped = base64.encodebytes(payload).decode()
     encoded = base64.b64encode(payload).decode().replace("+", "%2B").replace("/", "%2F")

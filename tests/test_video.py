@@ -18,8 +18,8 @@ import pytest
 
 from app.store import requests as store
 from tests import sinks
-from tests.contract import check
-from tests.videos import HEIGHT, WIDTH, make_video, read_video
+from tests.contract import check, check_schema
+from tests.videos import HEIGHT, WIDTH, make_video, read_video, streamed_video
 
 
 @pytest.fixture
@@ -228,12 +228,12 @@ def test_a_video_uploaded_to_v1_files_is_a_video_url_and_text_is_refused_naming_
 
 def test_each_progress_update_keeps_the_lease_for_one_more_job_timeout(services):
     from app.store import tracking
-    from jobs.infer import _progress
+    from app.video_pace import progress
 
     record, _ = store.create(services.redis, key_id="k", provider="local",
                              input={"video_url": "https://example.com/v.mp4"})
     before = time.time()
-    _progress(services, record.id, 3, 30, False)
+    progress(services, record.id, 3, 30, False)
     held = services.settings.job_timeout + services.settings.lease_grace
     assert record.id not in tracking.expired_leases(services.redis, before + held - 1)
     assert record.id in tracking.expired_leases(services.redis, time.time() + held + 1)
@@ -285,3 +285,94 @@ def test_a_videos_keypoints_file_takes_the_coco_wholebody_layout(http, run_jobs,
     bad = http.post("/v1/requests", json={"input": {"video_url": data_uri(clip),
                                                     "keypoints_format": "coco"}})
     assert bad.status_code == 422 and "keypoints_format" in bad.text
+
+
+def webm_uri(data: bytes) -> str:
+    return "data:video/webm;base64," + base64.b64encode(data).decode()
+
+
+def test_a_streamed_video_shows_no_total_while_it_runs_and_no_log_line_per_frame(
+        http, run_jobs, services):
+    """A WebM written as a stream (MediaRecorder) lists no length: its progress has no total
+    (not "1 frame", not "as many as done") until it ends, and it logs on a clock, not at
+    every frame as "every tenth of 1 frame" did."""
+    sink = sinks.Sink().start()
+    try:
+        answer = http.post("/v1/subscriptions", json={"url": sink.url,
+                                                      "events": ["request.progress"]})
+        assert answer.status_code == 201, answer.text
+        answer = http.post("/v1/requests", json={"input": {
+            "video_url": webm_uri(streamed_video(frames=12, fps=4))}})
+        assert answer.status_code == 202, answer.text
+        request_id = answer.json()["request_id"]
+        run_jobs()
+        run_jobs()
+    finally:
+        sink.stop()
+    record = http.get(f"/v1/requests/{request_id}")
+    check(record, "GET", "/v1/requests/{request_id}")
+    body = record.json()
+    assert body["status"] == "COMPLETED" and body["output"]["video"]["num_frames"] == 12
+    assert body["metrics"]["progress"] == {"frames_done": 12, "frames_total": 12,
+                                           "fraction": 1.0}
+    shown = [json.loads(got.body)["data"]["progress"] for got in sink.received]
+    assert shown and all(p["frames_total"] is None and p["fraction"] is None for p in shown)
+    for progress in shown:
+        check_schema(progress, "Progress")
+    logs = [line["message"] for line in store.logs(services.redis, request_id)]
+    assert any(m.startswith("video loaded: 64x48, no length listed at 4 fps") for m in logs)
+    assert not [m for m in logs if m.startswith("posed") and " of " in m], logs
+
+
+def test_a_streamed_video_longer_than_the_limit_fails_naming_it(http, run_jobs):
+    """Its header lists no length, so the submit takes it; the frames' times do not."""
+    answer = http.post("/v1/requests", json={"input": {
+        "video_url": webm_uri(streamed_video(frames=30, fps=2))}})  # 15 s, the limit is 10
+    assert answer.status_code == 202, answer.text
+    run_jobs()
+    body = http.get(f"/v1/requests/{answer.json()['request_id']}").json()
+    assert body["status"] == "FAILED" and body["error"]["type"] == "input_error"
+    assert body["error"]["field"] == "input.video_url"
+    assert "longer than the limit of 10 s (POSEHOOK_VIDEO_MAX_SECONDS)" in body["error"]["message"]
+    assert body["output"] is None
+
+
+def test_a_video_may_take_the_job_timeout_and_a_frame_time_per_frame_listed_or_seen(services):
+    """The time limit counts the header's frames or, when it lists none, the frames seen so
+    far (not one frame): a job started job_timeout + 5 frame times ago is within it at its
+    10th frame and over it at its 3rd."""
+    from app.video_pace import Pace, VideoTimeLimitError
+
+    settings = services.settings
+    record, _ = store.create(services.redis, key_id="k", provider="local",
+                             input={"video_url": "https://example.com/v.webm"})
+    started = time.monotonic() - settings.job_timeout - 5 * settings.video_frame_seconds
+    Pace(services, record.id, 0, started).after(10)  # no length listed, 10 frames seen
+    Pace(services, record.id, 40, started).after(3)  # 40 listed
+    with pytest.raises(VideoTimeLimitError, match=r"POSEHOOK_JOB_TIMEOUT \+ 3 frames x "):
+        Pace(services, record.id, 0, started).after(3)
+    assert store.get(services.redis, record.id).metrics["progress"] == {
+        "frames_done": 3, "frames_total": None, "fraction": None}
+
+
+@pytest.mark.parametrize("storage_kind", ["local", "s3"], indirect=True)
+def test_a_data_uri_video_is_stored_as_its_bytes_say_and_a_broken_type_is_refused(
+        http, services, tmp_path, storage_kind):
+    """The URI's media type is the caller's word: one no header can carry (CR/LF, spaces,
+    non-ASCII) is a 422 naming it, and the stored file takes its container's type."""
+    clip = make_video(tmp_path / "walk.mkv", frames=4, width=64, height=48,
+                      container="matroska").read_bytes()
+    data = base64.b64encode(clip).decode()
+    for declared in ("video/mp4\r\nX-Evil: 1", "video/mp4\u00e9", "video/mp4 x"):
+        answer = http.post("/v1/requests", json={"input": {
+            "video_url": f"data:{declared};base64,{data}"}})
+        assert answer.status_code == 422, answer.text
+        check(answer, "POST", "/v1/requests")
+        assert "input.video_url: the data URI's media type" in answer.json()["message"]
+    answer = http.post("/v1/requests", json={"input": {
+        "video_url": f"data:application/octet-stream;base64,{data}"}})
+    assert answer.status_code == 202, answer.text
+    stored = store.get(services.redis, answer.json()["request_id"]).input["video_url"]
+    served = httpx.get(stored)
+    assert served.status_code == 200 and served.content == clip
+    assert served.headers["Content-Type"] == "video/x-matroska"

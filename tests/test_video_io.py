@@ -10,7 +10,7 @@ import pytest
 from app.config import load_settings
 from app.errors import InvalidInputError, TooLargeError
 from app.video import Encoder, VideoInfo, decode_frames, pick_encoder, probe
-from tests.videos import make_video, read_video
+from tests.videos import make_video, mjpeg_with_large_frames, read_video, streamed_video
 
 
 @pytest.mark.parametrize("codec, container, ext", [
@@ -104,3 +104,48 @@ def test_decoding_and_encoding_hold_one_frame_whatever_the_length(tmp_path):
     short, long = peak(25), peak(250)
     frame = 160 * 120 * 3
     assert long < short + 4 * frame  # 250 frames held would be 225 frames more
+
+
+def test_a_frame_larger_than_its_header_says_is_refused_before_it_is_decoded():
+    """An MJPEG whose header says 64x48 and whose later frames are 3000x3000: the header
+    passes the pixel limit, the frames must not (they would be decoded at their size)."""
+    bomb = mjpeg_with_large_frames(small=4, large=2, size=(3000, 3000))
+    info, frames = decode_frames(bomb, load_settings({"video_max_pixels": 1_000_000}))
+    assert (info.width, info.height) == (64, 48)
+    decoded = []
+    with pytest.raises(InvalidInputError) as refused:
+        decoded.extend(frames)
+    assert len(decoded) == 4  # the small ones; FFmpeg refuses the first large one
+    assert refused.value.field == "input.video_url"
+    assert "after frame 4 (or its next frame has more pixels than the limit of 1000000, " \
+           "POSEHOOK_VIDEO_MAX_PIXELS)" in refused.value.message
+    # Under a limit that takes them, the same frames decode (scaled to the header's size).
+    _, frames = decode_frames(bomb, load_settings({"video_max_pixels": 3008 * 3000}))
+    assert [f.shape for f in frames] == [(48, 64, 3)] * 6
+
+
+def test_a_frame_just_over_the_pixel_limit_is_refused_naming_its_size():
+    bomb = mjpeg_with_large_frames(small=2, large=1, size=(1100, 1000))
+    _, frames = decode_frames(bomb, load_settings({"video_max_pixels": 1_000_000}))
+    with pytest.raises(InvalidInputError, match=r"frame 3 is 1100x1000 = 1100000 pixels, more "
+                                                r"than the limit of 1000000 \(POSEHOOK_VIDEO_"):
+        list(frames)
+
+
+@pytest.mark.parametrize("container, codec", [("webm", "libvpx"), ("matroska", "libx264")])
+def test_a_streamed_video_without_a_length_is_held_to_the_limits_while_decoding(
+        container, codec):
+    """A WebM or MKV written as a stream (MediaRecorder) lists no duration and no frame
+    count: the header passes, the frames' own times are checked against the seconds."""
+    clip = streamed_video(frames=30, fps=2, container=container, codec=codec)  # 15 s
+    settings = load_settings({"video_max_seconds": 5})
+    info, frames = decode_frames(clip, settings)
+    assert (info.frames, info.duration, info.expected_frames) == (0, 0.0, 0)
+    decoded = []
+    with pytest.raises(InvalidInputError) as refused:
+        decoded.extend(frames)
+    assert refused.value.message.endswith(
+        "longer than the limit of 5 s (POSEHOOK_VIDEO_MAX_SECONDS): frame 11 starts at 5.0 s")
+    assert len(decoded) == 10  # 5 s of frames, none of the sixth second
+    _, frames = decode_frames(clip, load_settings({"video_max_seconds": 15}))
+    assert len(list(frames)) == 30  # exactly 15 s: within the limit

@@ -76,3 +76,63 @@ def read_video(data: bytes) -> tuple[list[np.ndarray], dict]:
                  "audio": len(container.streams.audio)}
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
     return frames, facts
+
+
+def mjpeg_with_large_frames(small: int = 4, large: int = 2, header: tuple[int, int] = (64, 48),
+                            size: tuple[int, int] = (3000, 3000)) -> bytes:
+    """Return an AVI of MJPEG frames whose header says ``header`` but whose last ``large``
+    frames are JPEGs of ``size`` (each frame of an MJPEG is a JPEG of its own, at any size):
+    a decompression bomb, small on disk (grey JPEGs compress to almost nothing)."""
+    import io
+
+    import av
+
+    def jpeg(width: int, height: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (width, height), (90, 90, 90)).save(out, "JPEG", quality=50)
+        return out.getvalue()
+
+    frames = [jpeg(*header)] * small + [jpeg(*size)] * large
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="avi") as out:
+        stream = out.add_stream("mjpeg", rate=Fraction(10))
+        stream.width, stream.height, stream.pix_fmt = *header, "yuvj420p"
+        for index, data in enumerate(frames):
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts = stream, index, index
+            packet.time_base = Fraction(1, 10)
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+class _Pipe:
+    """A write-only, non-seekable sink: a muxer cannot go back to write the length."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, chunk: bytes) -> int:
+        self.data += chunk
+        return len(chunk)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def streamed_video(frames: int, fps: int, container: str = "webm", codec: str = "libvpx",
+                   width: int = 64, height: int = 48) -> bytes:
+    """Return a WebM (or MKV) written as a stream, as a browser's MediaRecorder writes one:
+    its header lists neither a duration nor a frame count."""
+    import av
+
+    pipe = _Pipe()
+    with av.open(pipe, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            image = av.VideoFrame.from_ndarray(
+                frame_image(index, frames, 20, width, height), format="rgb24")
+            image.pts = index
+            out.mux(stream.encode(image))
+        out.mux(stream.encode())
+    return bytes(pipe.data)

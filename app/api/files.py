@@ -53,14 +53,10 @@ def upload():
     return response
 
 
-VIDEO_TYPES = {"mov": "video/mp4", "matroska": "video/x-matroska", "avi": "video/x-msvideo",
-               "mpegts": "video/mp2t"}
-
-
 def _sniff_video(data: bytes, not_an_image: NotAnImageError) -> tuple[str, int, int]:
     """Return (content type, width, height) of a video within the video limits; a file that
     is neither an image nor a video is refused naming both."""
-    from app.video import NOT_A_VIDEO, probe
+    from app.video import NOT_A_VIDEO, media_type, probe
 
     try:
         info = probe(data, services().settings, field="file")
@@ -69,7 +65,7 @@ def _sniff_video(data: bytes, not_an_image: NotAnImageError) -> tuple[str, int, 
             raise  # a video, but over a limit or damaged: say that
         raise NotAnImageError(f"{not_an_image.message}; nor is it a video we can read (MP4, "
                               "MOV, WebM, MKV, AVI or MPEG-TS)", field="file") from exc
-    return VIDEO_TYPES.get(info.container, "application/octet-stream"), info.width, info.height
+    return media_type(info), info.width, info.height
 
 
 @bp.get("/files/<key>")

@@ -9,7 +9,6 @@ the caller's key or cookies.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -43,9 +42,7 @@ bp = Blueprint("fal", __name__)
 
 FAL_SUFFIXES = (".fal.run", ".fal.ai", ".fal.media")
 FAL_HOSTS = ("fal.run", "fal.ai", "fal.media")
-SYNC_WAIT = 60
 UPLOAD_TTL = UPLOAD_SLOT_SECONDS
-MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 
 
 def install_error_handlers(blueprint: Blueprint) -> None:
@@ -116,7 +113,7 @@ def serve_locally(target_url: str) -> Response:
         record = fal_queue.submit(json_body(), webhook, video=video)
         return fal_queue.submit_answer(record)
     if target.kind == "run":
-        return fal_queue.run(json_body(), SYNC_WAIT, video=video)
+        return fal_queue.run(json_body(), services().settings.fal_sync_wait, video=video)
     if target.kind == "request":
         handler = {(): fal_queue.result, ("cancel",): fal_queue.cancel}.get(target.call)
         if handler is not None:
@@ -185,6 +182,8 @@ def _expires_at(details: dict[str, str]) -> float | None:
 def stored_type(declared: str) -> str:
     """Return the type a non-image upload keeps: the declared one, unless it claims an image
     or is no plain media type."""
+    from app.images import MEDIA_TYPE
+
     text = declared.split(";")[0].strip().lower()
     if text.startswith("image/") or not MEDIA_TYPE.fullmatch(text):
         return "application/octet-stream"

@@ -39,11 +39,14 @@ STREAM_SECONDS = 600
 
 def fal_error_response(error: FalError) -> Response:
     """Return ``{"detail": ...}`` with its status and ``X-Fal-Error-Type``, as fal answers."""
-    response = jsonify({"detail": error.detail})
+    response = jsonify({"detail": error.detail} if not error.request_id else {
+        "detail": error.detail, "error_type": error.error_type, "request_id": error.request_id})
     response.status_code = error.status
     response.headers["X-Fal-Error-Type"] = error.error_type
     if error.user_timeout:
         response.headers[TIMEOUT_TYPE_HEADER] = "user"
+    if error.request_id:
+        response.headers["x-fal-request-id"] = error.request_id
     return response
 
 
@@ -190,7 +193,10 @@ def run(body: Any, wait: float, video: bool = False) -> Response:
     """POST fal.run/fal-ai/dwpose (``video``: /video): submit, answer with the result.
 
     With ``x-fal-request-timeout`` a request not started by then fails with a 504 that says
-    the caller's own limit passed; once started it has the rest of ``wait``.
+    the caller's own limit passed; once started it has the rest of ``wait``. One not done
+    in ``wait`` is cancelled and answered 504 with its id: as on fal, a sync run's result
+    goes only to its connection, so nobody could collect it (and fal's JS client sends a
+    504 again, which would start it again beside itself).
     """
     svc = services()
     record = submit(body, "", video)
@@ -203,5 +209,13 @@ def run(body: Any, wait: float, video: bool = False) -> Response:
     elif not done.status.is_terminal:
         done = lifecycle.wait(svc, record.id, max(0.0, until - time.monotonic())) or done
     if not done.status.is_terminal:
-        raise FalError(504, "The request did not finish in time; use the queue")
+        try:
+            lifecycle.cancel(svc, done, note=f"request cancelled: the sync run gave up after "
+                                             f"{wait:g} s (504)")
+        except InvalidStateError:  # it finished just now
+            done = store.get(svc.redis, record.id) or done
+        else:
+            raise FalError(504, f"The request did not finish within {wait:g} s, so it was "
+                                "cancelled; submit long requests to the queue (fal.subscribe, "
+                                "queue.fal.run) instead", request_id=record.id)
     return result_response(done)
