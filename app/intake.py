@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app import lifecycle
-from app.errors import TooManyRequestsError
+from app.errors import ConflictError, TooManyRequestsError
 from app.models import Request, Status
 from app.services import Services
 
@@ -109,7 +109,11 @@ def accept(
     webhook_events: list[str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> tuple[Request, bool]:
-    """Store a new request and enqueue its submission; return (request, created)."""
+    """Store a new request and enqueue its submission; return (request, created).
+
+    A known Idempotency-Key is answered (the first request, or a 409) before the input is
+    checked or stored; a data URI's copy that no new request took is deleted again.
+    """
     settings = services.settings
     from app.outbound import Guard
 
@@ -119,23 +123,40 @@ def accept(
     admit(services, key_id)
     hashed = body_hash({"input": input, "webhook_url": webhook_url,
                         "webhook_events": webhook_events})
-    input = prepare_input(services, input)
-    # Our own input file is kept as long as the request (refused if it expired just now);
-    # should the accept then fail, the file is still gone one request TTL from now.
-    from app.retention import claim_input
+    if idempotency_key:  # a replay (or a conflict) is answered before anything is stored
+        from app.store.idempotency import replay
 
-    now = time.time()
-    field, url = input_url(input)
-    claimed = claim_input(services, url, "request", now, field)
-    request, created = lifecycle.accept(
-        services, key_id=key_id, input=input, provider=settings.provider,
-        webhook_url=webhook_url, fal_webhook=fal_webhook, idempotency_key=idempotency_key,
-        body_hash=hashed, idempotency_ttl=settings.idempotency_ttl, ttl=settings.request_ttl,
-        # Stored with the record, so it already filters the first event.
-        extra={**({"webhook_events": webhook_events} if webhook_events else {}),
-               **(extra or {})} or None,
-    )
-    if claimed is not None and created:
+        if (known := replay(services.redis, key_id, idempotency_key, hashed)) is not None:
+            return known, False
+    prepared = prepare_input(services, input)
+    field, url = input_url(prepared)
+    # A data URI stored just now is an upload (upload TTL) until its request exists; one of
+    # our files named by URL is kept as long as a request now (refused if it expired just
+    # now; should the accept then fail, it is still gone one request TTL from now).
+    from app.retention import claim_input, drop_unused
+
+    fresh = url != input_url(input)[1]
+    claimed = None if fresh else claim_input(services, url, "request", time.time(), field)
+    try:
+        request, created = lifecycle.accept(
+            services, key_id=key_id, input=prepared, provider=settings.provider,
+            webhook_url=webhook_url, fal_webhook=fal_webhook, idempotency_key=idempotency_key,
+            body_hash=hashed, idempotency_ttl=settings.idempotency_ttl,
+            ttl=settings.request_ttl,
+            # Stored with the record, so it already filters the first event.
+            extra={**({"webhook_events": webhook_events} if webhook_events else {}),
+                   **(extra or {})} or None,
+        )
+    except ConflictError:  # the key was taken meanwhile with another body: nothing made
+        if fresh:
+            drop_unused(services, url)
+        raise
+    except Exception:  # the request may exist all the same: keep its input as long
+        if fresh:
+            claim_input(services, url, "request", time.time(), field)
+        raise
+    if created and (fresh or claimed is not None):
         claim_input(services, url, f"request:{request.id}", request.created_at, field)
+    elif fresh:  # another request with this key was made meanwhile: its copy is the one
+        drop_unused(services, url)
     return request, created
-

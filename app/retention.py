@@ -60,6 +60,15 @@ def claim_input(services: Services, image_url: str, owner: str, created_at: floa
     return key
 
 
+def drop_unused(services: Services, url: str) -> None:
+    """Delete a file of ours that no request took (a data URI's copy whose request was a
+    replay), from storage, then from the index (as the janitor does)."""
+    key = services.storage.key_from_url(url)
+    if key is not None:
+        services.storage.delete([key])
+        files.discard(services.redis, key)
+
+
 def clean(services: Services, now: float | None = None) -> dict[str, int]:
     """Delete every stored file due by ``now``; return how many were deleted and are left."""
     now = time.time() if now is None else now

@@ -161,8 +161,8 @@ class S3Storage(_Storage):
         target = {"Bucket": self.bucket, "Key": self._object(key)}
         upload_id = ""
         try:
-            sizes = [self._part_size(upload, number, etag) for number, etag in parts]
-            if None in sizes:
+            sizes = self._part_sizes(upload, parts)
+            if sizes is None:
                 return None
             upload_id = self.client.create_multipart_upload(
                 **target, ContentType=content_type,
@@ -183,15 +183,20 @@ class S3Storage(_Storage):
         return StoredFile(key=key, url=self.url_for(key), content_type=content_type,
                           file_name=name, file_size=sum(sizes))
 
-    def _part_size(self, upload: str, number: int, etag: str) -> int | None:
-        """Return a part's size when it is there with this etag, else None."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._part(upload, number))
-        except self.client.exceptions.ClientError as exc:
-            if _missing(exc):
+    def _part_sizes(self, upload: str, parts: list[tuple[int, str]]) -> list[int] | None:
+        """Return the named parts' sizes when each is there with its etag, else None.
+
+        One listing (a thousand parts a call), not a HEAD per part, and the check stops at
+        the first part that is missing or another one.
+        """
+        kept = {item["Key"]: item for item in self._listed(self._part(upload))}
+        sizes = []
+        for number, etag in parts:
+            item = kept.get(self._part(upload, number))
+            if item is None or str(item.get("ETag", "")).strip('"') != etag:
                 return None
-            raise
-        return int(head["ContentLength"]) if head["ETag"].strip('"') == etag else None
+            sizes.append(int(item["Size"]))
+        return sizes
 
     def _copy_parts(self, upload: str, parts: list[tuple[int, str]],
                     target: dict[str, str]) -> list[dict[str, Any]]:

@@ -44,8 +44,10 @@ def check(response, method: str, path: str) -> None:
         name = documented["$ref"].rsplit("/", 1)[1]
         documented = spec()["components"]["responses"][name]
     content = documented.get("content", {})
-    if "application/json" not in content:
-        return
+    served = _media_type(response)
+    if "application/json" not in content or (served != "application/json"
+                                               and _covers(content, served)):
+        return  # (a file of another documented type: check_served says so)
     body = response.json()
     schema = _rewrite(content["application/json"]["schema"])
     jsonschema.Draft202012Validator(schema, registry=_registry()).validate(body)
@@ -62,3 +64,28 @@ def check_error(response) -> None:
     assert response.headers["Content-Type"] == "application/json", response.text
     check_schema(response.json(), "Error")
     assert response.json()["status"] == response.status_code
+
+
+def _media_type(response) -> str:
+    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+def _covers(content: dict, served: str) -> bool:
+    """Return True when a documented media range (``image/*``, ``*/*``) covers ``served``."""
+    return served in content or f"{served.split('/')[0]}/*" in content or "*/*" in content
+
+
+def check_served(response, method: str, path: str) -> None:
+    """``check``, and that the answer's Content-Type is one the status documents (a status
+    documented with no content has no body)."""
+    check(response, method, path)
+    documented = spec()["paths"][path][method.lower()]["responses"][str(response.status_code)]
+    if "$ref" in documented:
+        documented = spec()["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
+    content = documented.get("content", {})
+    if not content:
+        assert not response.content, f"{method} {path} {response.status_code} has a body"
+    else:
+        assert _covers(content, _media_type(response)), (
+            f"{method} {path} {response.status_code} served undocumented "
+            f"{_media_type(response)}")

@@ -151,6 +151,32 @@ def test_same_idempotency_key_with_another_body_is_409(http, body, sample_bytes)
     check(answer, "POST", "/v1/requests")
 
 
+def stored_inputs(services) -> list[str]:
+    """The keys of every stored file, checked against the janitor's index of them."""
+    from app.store import files
+
+    stored = sorted(key for key, _ in services.storage.list_files())
+    assert files.usage(services.redis, time.time())["files"] == len(stored)
+    return stored
+
+
+def test_a_replay_or_a_conflict_stores_no_copy_of_its_data_uri(http, services, body,
+                                                              sample_bytes):
+    from app.store import files
+
+    answers = [http.post("/v1/requests", json=body, headers={"Idempotency-Key": "k-3"})
+               for _ in range(4)]
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["request_id"] for a in answers}) == 1
+    other = {"input": {"image_url": data_uri(sample_bytes), "include_face": False}}
+    assert http.post("/v1/requests", json=other,
+                     headers={"Idempotency-Key": "k-3"}).status_code == 409
+    [kept] = stored_inputs(services)  # the first request's copy only
+    request = store.get(services.redis, answers[0].json()["request_id"])
+    assert request.input["image_url"].endswith(kept)
+    assert files.facts(services.redis, kept)["owner"] == f"request:{request.id}"
+
+
 def test_another_keys_request_is_404(live, services, http, body):
     request_id = http.post("/v1/requests", json=body).json()["request_id"]
     stranger = apikeys.create(services.redis, "stranger")[1]
@@ -232,7 +258,8 @@ def test_requests_made_in_the_same_millisecond_are_each_listed_once(http, servic
     assert sorted(seen) == sorted(ids)
 
 
-def test_one_idempotency_key_sent_at_once_many_times_makes_one_request(live, api_key, body):
+def test_one_idempotency_key_sent_at_once_many_times_makes_one_request(live, api_key, body,
+                                                                       services):
     from concurrent.futures import ThreadPoolExecutor
 
     def send(_):
@@ -243,6 +270,8 @@ def test_one_idempotency_key_sent_at_once_many_times_makes_one_request(live, api
         answers = list(pool.map(send, range(16)))
     assert {a.status_code for a in answers} <= {200, 202}
     assert len({a.json()["request_id"] for a in answers}) == 1
+    # Those that lost the race to create dropped the copy of the photo they had stored.
+    assert len(stored_inputs(services)) == 1
 
 
 def test_unknown_request_is_404(http):

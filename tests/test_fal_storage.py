@@ -50,11 +50,27 @@ def test_an_image_keeps_the_type_its_bytes_say(live, api_key, sample_bytes):
     assert not got.headers["content-disposition"].startswith("attachment")
 
 
-def test_a_file_over_the_upload_limit_is_refused(live, api_key, services):
+def test_a_file_over_the_upload_limit_is_refused_and_its_slot_kept(live, api_key, services):
     limit = services.settings.max_upload_bytes
     slot = call(live, INITIATE, api_key, json={"content_type": "text/plain"}).json()
     put = httpx.put(slot["upload_url"], content=b"x" * (limit + 1))
     assert put.status_code == 413
+    retry = httpx.put(slot["upload_url"], content=b"fits")  # the slot was not used up
+    assert retry.status_code == 200 and httpx.get(slot["file_url"]).content == b"fits"
+    assert httpx.put(slot["upload_url"], content=b"again").status_code == 404  # now it is
+
+
+def test_a_client_gone_mid_body_does_not_use_up_its_slot(live, api_key):
+    import socket
+    from urllib.parse import urlsplit
+
+    slot = call(live, INITIATE, api_key, json={"content_type": "text/plain"}).json()
+    url = urlsplit(slot["upload_url"])
+    with socket.create_connection((url.hostname, url.port)) as gone:
+        gone.sendall(f"PUT {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                     "Content-Length: 100000\r\n\r\n".encode() + b"x" * 10)
+    retry = httpx.put(slot["upload_url"], content=b"whole")
+    assert retry.status_code == 200 and httpx.get(slot["file_url"]).content == b"whole"
 
 
 def test_a_non_image_fails_only_when_used_as_the_image_naming_the_field(live, api_key,
@@ -155,19 +171,96 @@ def test_a_part_named_twice_is_refused_so_a_join_holds_only_what_was_uploaded(
 
 
 @BOTH
-def test_a_multipart_upload_with_a_wrong_or_missing_part_stores_nothing(live, api_key,
-                                                                        services):
-    slot = initiate_multipart(live, api_key)
-    part = httpx.put(f"{slot['upload_url']}/1", content=b"abc").json()
-    done = httpx.post(slot["upload_url"] + "/complete",
-                      json={"parts": [part, {"partNumber": 2, "etag": part["etag"]}]})
-    assert done.status_code == 422
-    assert httpx.get(slot["file_url"]).status_code == 404
+def test_a_multipart_upload_with_a_wrong_part_stores_nothing(live, api_key, services):
     bad = initiate_multipart(live, api_key)
     httpx.put(f"{bad['upload_url']}/1", content=b"abc")
     wrong = httpx.post(bad["upload_url"] + "/complete",
                        json={"parts": [{"partNumber": 1, "etag": "0" * 32}]})
     assert wrong.status_code == 422 and httpx.get(bad["file_url"]).status_code == 404
+    assert parts_kept(services) == []
+
+
+def s3_calls(services) -> list[str]:
+    """The names of the S3 operations the app's storage client sends from now on."""
+    calls: list[str] = []
+    services.storage.client.meta.events.register(
+        "before-call.s3", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+@BOTH
+def test_a_part_never_uploaded_is_refused_before_storage_and_the_upload_stays_open(
+        live, api_key, services, storage_kind):
+    slot = initiate_multipart(live, api_key)
+    part = httpx.put(f"{slot['upload_url']}/1", content=b"abc").json()
+    calls = s3_calls(services) if storage_kind == "s3" else []
+    never = [{"partNumber": n, "etag": "x"} for n in range(2, 3002)]
+    done = httpx.post(slot["upload_url"] + "/complete", json={"parts": [part, *never]})
+    assert done.status_code == 422
+    assert "part 2 was never uploaded" in done.text and f"{slot['upload_url']}/2" in done.text
+    assert calls == []  # not one HEAD (of 3000) to find what the slot already says
+    assert httpx.get(slot["file_url"]).status_code == 404
+    fixed = httpx.post(slot["upload_url"] + "/complete", json={"parts": [part]})
+    assert fixed.status_code == 200 and httpx.get(slot["file_url"]).content == b"abc"
+    assert parts_kept(services) == []
+
+
+@pytest.mark.parametrize("parts,says", [
+    ([{"partNumber": n, "etag": "x"} for n in range(1, 10_002)], "at most 10000"),
+    ([{"partNumber": 0, "etag": "x"}], "partNumber 0 is out of range"),
+    ([{"partNumber": 10_001, "etag": "x"}], "partNumber 10001 is out of range"),
+], ids=["10001 parts", "part 0", "part 10001"])
+def test_a_complete_naming_more_parts_than_an_upload_has_is_a_422(live, api_key, services,
+                                                                   parts, says):
+    slot = initiate_multipart(live, api_key)
+    part = httpx.put(f"{slot['upload_url']}/1", content=b"abc").json()
+    done = httpx.post(slot["upload_url"] + "/complete", json={"parts": parts})
+    assert done.status_code == 422 and says in done.text
+    assert httpx.post(slot["upload_url"] + "/complete",
+                      json={"parts": [part]}).status_code == 200
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"], indirect=True)
+def test_s3_checks_the_named_parts_in_calls_that_do_not_grow_with_them(services):
+    from app.storage import new_key
+
+    storage = services.storage
+    calls_per_check = []
+    for named in (1, 500):
+        upload = new_key("")
+        for number in range(1, 4):
+            storage.put_part(upload, number, b"abc")
+        calls = s3_calls(services)
+        parts = [(n, "not-its-etag") for n in range(1, named + 1)]
+        assert storage.assemble(upload, parts, "text/plain", "x", new_key("")) is None
+        calls_per_check.append(len(calls))
+    assert calls_per_check[0] == calls_per_check[1]  # the first wrong part ends the check
+    assert parts_kept(services) == []
+
+
+def test_a_part_that_comes_after_complete_is_refused_and_leaves_no_key(services):
+    from app.store import uploads
+    from app.store.keys import key_for_upload_slot
+
+    r, slot, limit = services.redis, "a-multipart-slot", 1000
+    uploads.open_slot(r, slot, {"key": "k", "multipart": "1"}, 3600)
+    assert uploads.add_part(r, slot, 1, 3, limit) == "added"
+    assert 0 < r.ttl(key_for_upload_slot(slot)) <= 3600  # counting keeps the slot's expiry
+    assert uploads.take(r, slot)["part:1"] == "3"  # complete took it meanwhile
+    assert uploads.add_part(r, slot, 2, 5, limit) == "closed"
+    assert not r.exists(key_for_upload_slot(slot))  # no hash made again, without a TTL
+    single = "a-single-slot"
+    uploads.open_slot(r, single, {"key": "k", "multipart": ""}, 3600)
+    assert uploads.add_part(r, single, 1, 3, limit) == "closed"
+
+
+def test_a_part_sent_after_complete_is_a_404_that_says_so(live, api_key, services):
+    slot = initiate_multipart(live, api_key)
+    part = httpx.put(f"{slot['upload_url']}/1", content=b"abc").json()
+    assert httpx.post(slot["upload_url"] + "/complete", json={"parts": [part]}).status_code \
+        == 200
+    late = httpx.put(f"{slot['upload_url']}/2", content=b"late")
+    assert late.status_code == 404 and "completed" in late.text
     assert parts_kept(services) == []
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from app.config import ConfigError, load_settings
 from app.models import Status
 from app.store import requests as store
-from tests.contract import check
+from tests.contract import check, check_served
 
 BOTH = pytest.mark.parametrize("storage_kind", ["local", "s3"], indirect=True)
 SERVED = ("Content-Type", "Content-Length", "Content-Disposition", "Cache-Control", "ETag",
@@ -51,9 +51,28 @@ def test_an_upload_is_served_back_with_the_same_headers_by_either_storage(
     part = httpx.get(stored["url"], headers={"Range": "bytes=100-109"})
     assert part.status_code == 206 and part.content == sample_bytes[100:110]
     assert part.headers["Content-Range"] == f"bytes 100-109/{len(sample_bytes)}"
+    beyond = httpx.get(stored["url"], headers={"Range": f"bytes={len(sample_bytes)}-"})
+    assert beyond.status_code == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(sample_bytes)}"
     missing = httpx.get(stored["url"].replace(stored["key"][:8], "A" * 8))
     assert missing.status_code == 404
-    check(missing, "GET", "/files/{key}")
+    for answer in (served, again, part, beyond, missing):  # each as openapi.yaml says
+        check_served(answer, "GET", "/files/{key}")
+
+
+@BOTH
+def test_a_video_and_a_json_file_are_served_as_openapi_yaml_says(http, live, api_key,
+                                                                 tmp_path):
+    from tests.test_fal_storage import upload as fal_upload
+    from tests.videos import make_video
+
+    clip = make_video(tmp_path / "clip.mp4", frames=4).read_bytes()
+    video = httpx.get(upload(http, clip, "clip.mp4")["url"])
+    assert video.status_code == 200 and video.headers["Content-Type"] == "video/mp4"
+    keypoints = httpx.get(fal_upload(live, api_key, b'{"people": []}', "application/json"))
+    assert keypoints.headers["Content-Type"] == "application/json"
+    for answer in (video, keypoints):
+        check_served(answer, "GET", "/files/{key}")
 
 
 @BOTH
@@ -99,6 +118,7 @@ def test_with_presign_files_redirect_to_a_signed_url_that_expires(
     client = app.test_client()
     answer = client.get(f"/files/{stored['key']}")
     assert answer.status_code == 307 and "no-store" in answer.headers["Cache-Control"]
+    check(answer, "GET", "/files/{key}")
     signed = answer.headers["Location"]
     query = parse_qs(urlsplit(signed).query)
     assert query["X-Amz-Expires"] == ["90"] and query["X-Amz-Signature"]

@@ -12,7 +12,7 @@ from redis import Redis
 
 from app.errors import ConflictError, NotFoundError
 from app.models import TRANSITIONS, Request, Status
-from app.store import script
+from app.store import idempotency, script
 from app.store.keys import (
     key_for_events_owed,
     key_for_idempotency,
@@ -134,11 +134,7 @@ def create(
              retake if idem else "none", *values], r)
         if created:
             return request, True
-        if known_hash != body_hash:
-            raise ConflictError(
-                "Idempotency-Key was already used with a different body; "
-                "use a new key for a new request", field="Idempotency-Key")
-        existing = get(r, known_id)
+        existing = idempotency.known(r, known_id, known_hash, body_hash)
         if existing is not None:
             return existing, False
         # The first request with this key is gone (deleted): this one takes the key.

@@ -156,9 +156,8 @@ def upload(slot: str):
     from app.images import sniff_image
     from app.retention import keep_upload
 
-    details = uploads.take(services().redis, slot)
-    if details is None or details.get("multipart"):
-        raise NotFoundError("No such upload slot (it was used already or has expired)")
+    # Peek, read and check, then use the slot: a 413 or a client gone mid-body keeps it.
+    _open_slot(slot, multipart=False)
     settings = services().settings
     data = request.get_data(cache=False)
     if len(data) > settings.max_upload_bytes:
@@ -166,9 +165,13 @@ def upload(slot: str):
     try:
         content_type, _, _ = sniff_image(data, max_pixels=settings.max_pixels, field="file")
     except PosehookError:
-        content_type = stored_type(details["content_type"])
-    stored = services().storage.put(data, content_type, details["file_name"],
-                                    key=details["key"], expires_at=_expires_at(details))
+        content_type = None
+    details = uploads.take(services().redis, slot)
+    if details is None:
+        raise NotFoundError("No such upload slot (it was used already or has expired)")
+    stored = services().storage.put(data, content_type or stored_type(details["content_type"]),
+                                    details["file_name"], key=details["key"],
+                                    expires_at=_expires_at(details))
     keep_upload(services(), stored)
     return jsonify({"ok": True})
 
@@ -190,43 +193,78 @@ def stored_type(declared: str) -> str:
     return text
 
 
-def _multipart_slot(slot: str) -> dict[str, str]:
+def _open_slot(slot: str, multipart: bool) -> dict[str, str]:
+    """Return an open slot's details (without using it); 404 when there is none of the kind."""
     details = uploads.peek(services().redis, slot)
-    if details is None or not details.get("multipart"):
-        raise NotFoundError("No such multipart upload (it was completed or has expired)")
+    if details is None or bool(details.get("multipart")) != multipart:
+        raise NotFoundError("No such multipart upload (it was completed or has expired)"
+                            if multipart else
+                            "No such upload slot (it was used already or has expired)")
     return details
+
+
+MAX_PARTS = 10_000
+"""The most parts of a multipart upload (as S3's and fal's), numbered 1 to this."""
 
 
 @bp.put("/files/uploads/<slot>/<int:number>")
 def upload_part(slot: str, number: int):
     """Take one part of a multipart upload; answer ``{partNumber, etag}`` as fal's storage."""
-    _multipart_slot(slot)
-    if not 1 <= number <= 10_000:
-        raise NotFoundError("Part numbers go from 1 to 10000")
+    _open_slot(slot, multipart=True)
+    if not 1 <= number <= MAX_PARTS:
+        raise NotFoundError(f"Part numbers go from 1 to {MAX_PARTS}")
     data = request.get_data(cache=False)
     limit = services().settings.max_multipart_bytes
-    if not uploads.add_part(services().redis, slot, number, len(data), limit):
+    # Counted only while the upload is open: a part that comes after complete is refused.
+    added = uploads.add_part(services().redis, slot, number, len(data), limit)
+    if added == "too large":
         raise TooLargeError(f"the upload is larger than the limit of {limit} bytes")
+    if added == "closed":
+        raise NotFoundError("No such multipart upload (it was completed or has expired): "
+                            f"part {number} came after it")
     etag = services().storage.put_part(slot, number, data)
     return jsonify({"partNumber": number, "etag": etag})
 
 
-@bp.post("/files/uploads/<slot>/complete")
-def complete_upload(slot: str):
-    """Join the parts named in ``{parts: [{partNumber, etag}]}`` into the file, once."""
-    _multipart_slot(slot)
-    body = request.get_json(silent=True)
+def _named_parts(body: object) -> list[tuple[int, str]]:
+    """Return the (partNumber, etag) pairs of a complete's body, in order, once checked: at
+    most MAX_PARTS, each numbered 1..MAX_PARTS, each once (each named part costs storage
+    work, so a body is refused before any of it starts)."""
     parts = body.get("parts") if isinstance(body, dict) else None
+    if isinstance(parts, list) and len(parts) > MAX_PARTS:
+        raise InvalidInputError(f"parts names {len(parts)} parts; a multipart upload has at "
+                                f"most {MAX_PARTS}: name only the parts you uploaded",
+                                field="parts")
     named = [(p.get("partNumber"), p.get("etag")) for p in parts or ()
              if isinstance(p, dict)] if isinstance(parts, list) else []
-    if not named or len(named) != len(parts) or not all(
+    if not named or len(named) != len(parts or ()) or not all(
             isinstance(n, int) and not isinstance(n, bool) and isinstance(e, str)
             for n, e in named):
         raise InvalidInputError("parts must list {partNumber, etag} of every part",
                                 field="parts")
+    if (outside := next((n for n, _ in named if not 1 <= n <= MAX_PARTS), None)) is not None:
+        raise InvalidInputError(f"partNumber {outside} is out of range: part numbers go "
+                                f"from 1 to {MAX_PARTS}", field="parts")
     if len({number for number, _ in named}) != len(named):
         # Each part once: a part named twice would join more bytes than were uploaded.
         raise InvalidInputError("parts must name each partNumber once", field="parts")
+    return named
+
+
+@bp.post("/files/uploads/<slot>/complete")
+def complete_upload(slot: str):
+    """Join the parts named in ``{parts: [{partNumber, etag}]}`` into the file, once.
+
+    Every named part must have been uploaded (its ``part:N`` in the slot) before storage is
+    asked anything; a part never uploaded is refused and the upload stays open to complete.
+    """
+    details = _open_slot(slot, multipart=True)
+    named = _named_parts(request.get_json(silent=True))
+    if (missing := next((n for n, _ in named if f"part:{n}" not in details), None)) is not None:
+        base = services().settings.public_base_url.rstrip("/")
+        raise InvalidInputError(f"part {missing} was never uploaded: PUT it to {base}/files/"
+                                f"uploads/{slot}/{missing} first, or leave it out of parts",
+                                field="parts")
     details = uploads.take(services().redis, slot)
     if details is None:
         raise NotFoundError("No such multipart upload (it was completed or has expired)")
