@@ -29,8 +29,10 @@ FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP"
            "GIF": "image/gif", "MPO": "image/jpeg"}
 
 
-def parse_data_uri(uri: str, *, max_bytes: int, field: str = FIELD) -> tuple[bytes, str]:
-    """Return (bytes, media type) of a ``data:`` URI, refusing it before decoding when too big."""
+def parse_data_uri(uri: str, limit: ByteLimit, field: str = FIELD,
+                   what: str = "image") -> tuple[bytes, str]:
+    """Return (bytes, media type) of a ``data:`` URI, refusing it before decoding when over
+    ``limit`` (the message names ``what`` it holds and the limit's setting)."""
     header, sep, payload = uri.partition(",")
     if not uri.startswith("data:") or not sep:
         raise InvalidInputError(f"{field} is not a valid data URI (data:<type>;base64,<data>)",
@@ -45,16 +47,15 @@ def parse_data_uri(uri: str, *, max_bytes: int, field: str = FIELD) -> tuple[byt
         payload = "".join(unquote(payload).split())
     # base64 is 4 characters per 3 bytes: refuse early without decoding a huge string.
     estimate = len(payload) * 3 // 4 if is_base64 else len(payload)
-    if estimate > max_bytes + 3:
-        raise TooLargeError(f"{field}: the image is larger than {max_bytes} bytes", field=field)
+    if estimate > limit.bytes + 3:
+        limit.check(estimate, field, what, about=True)
     try:
         data = (base64.b64decode(payload, validate=True) if is_base64
                 else unquote_to_bytes(payload))
     except (binascii.Error, ValueError) as exc:
         raise InvalidInputError(f"{field}: the data URI's base64 is not valid",
                                 field=field) from exc
-    if len(data) > max_bytes:
-        raise TooLargeError(f"{field}: the image is larger than {max_bytes} bytes", field=field)
+    limit.check(len(data), field, what)
     if not data:
         raise InvalidInputError(f"{field}: the data URI is empty", field=field)
     return data, media_type
@@ -182,11 +183,18 @@ class ByteLimit(NamedTuple):
     bytes: int
     setting: str
 
-    def check(self, size: int, field: str, what: str = "file") -> None:
-        """Refuse a file of ``size`` bytes over the limit, naming the limit's setting."""
+    def check(self, size: int, field: str, what: str = "file", about: bool = False) -> None:
+        """Refuse a file of ``size`` bytes over the limit, naming the limit's setting
+        (``about``: the size is estimated, as from a data URI's base64 before decoding)."""
         if size > self.bytes:
-            raise TooLargeError(f"{field}: the {what} is {size} bytes, more than the limit of "
-                                f"{self.bytes} ({self.setting})", field=field)
+            raise TooLargeError(f"{field}: the {what} is {'about ' if about else ''}{size} "
+                                f"bytes, more than the limit of {self.bytes} ({self.setting})",
+                                field=field)
+
+
+def upload_limit(settings: Settings) -> ByteLimit:
+    """The byte limit of a file sent in a request's body (an upload, a data URI)."""
+    return ByteLimit(settings.max_upload_bytes, "POSEHOOK_MAX_UPLOAD_BYTES")
 
 
 def photo_limit(settings: Settings) -> ByteLimit:
@@ -212,7 +220,7 @@ def validate_image_url(url: str, settings: Settings, guard: Guard, storage: Any,
         check_own_file(storage, key, limit or photo_limit(settings), field)
         return
     if url.startswith("data:"):
-        data, _ = parse_data_uri(url, max_bytes=settings.max_upload_bytes, field=field)
+        data, _ = parse_data_uri(url, upload_limit(settings), field)
         sniff_input(data, settings, field)
         return
     if url.startswith(("http://", "https://")):
@@ -238,7 +246,7 @@ def load_image_bytes(url: str, settings: Settings, guard: Guard, storage: Any,
             raise InvalidInputError(f"{field}: the uploaded file is gone", field=field)
         return data
     if url.startswith("data:"):
-        return parse_data_uri(url, max_bytes=settings.max_upload_bytes, field=field)[0]
+        return parse_data_uri(url, upload_limit(settings), field)[0]
     validate_image_url(url, settings, guard, storage, field)
     body, _ = fetch(url, guard, max_bytes=limit.bytes,
                     timeout=settings.download_timeout, max_redirects=settings.max_redirects,

@@ -30,7 +30,7 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
     A data URI is stored once here (Redis keeps only its URL), so records stay small and
     a provider that needs a fetchable URL can be given one.
     """
-    from app.images import parse_data_uri, sniff_input, validate_image_url
+    from app.images import parse_data_uri, sniff_input, upload_limit, validate_image_url
     from app.outbound import Guard
     from app.retention import keep_upload
     from app.video import byte_limit
@@ -43,9 +43,11 @@ def prepare_input(services: Services, input: Mapping[str, Any]) -> dict[str, Any
         validate_image_url(url, settings, Guard.from_settings(settings), services.storage, field,
                            byte_limit(settings) if video else None)
         return prepared
-    limit = min(settings.max_upload_bytes, settings.video_max_bytes) if video else (
-        settings.max_upload_bytes)
-    data, _ = parse_data_uri(url, max_bytes=limit, field=field)
+    # A video sent in the body is held to the smaller of the body's and a video's limits.
+    limit = upload_limit(settings)
+    if video:
+        limit = min(limit, byte_limit(settings), key=lambda each: each.bytes)
+    data, _ = parse_data_uri(url, limit, field, "video" if video else "image")
     if video:  # stored as what the bytes are, as an image is (never as the URI says)
         from app.video import media_type, probe
 
@@ -120,14 +122,14 @@ def accept(
     for field, url in (("webhook_url", webhook_url), ("fal_webhook", fal_webhook)):
         if url:
             Guard.from_settings(settings).check_url(url, field)
-    admit(services, key_id)
     hashed = body_hash({"input": input, "webhook_url": webhook_url,
                         "webhook_events": webhook_events})
-    if idempotency_key:  # a replay (or a conflict) is answered before anything is stored
-        from app.store.idempotency import replay
+    if idempotency_key:  # a replay (or a conflict) is answered before anything is stored,
+        from app.store.idempotency import replay  # and before admission: it makes nothing
 
         if (known := replay(services.redis, key_id, idempotency_key, hashed)) is not None:
             return known, False
+    admit(services, key_id)
     prepared = prepare_input(services, input)
     field, url = input_url(prepared)
     # A data URI stored just now is an upload (upload TTL) until its request exists; one of

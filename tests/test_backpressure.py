@@ -53,6 +53,20 @@ def test_a_key_at_its_queue_bound_gets_429_until_one_leaves_the_queue(app, servi
     assert http.post("/v1/requests", json=BODY).status_code == 202
 
 
+def test_a_replay_is_answered_even_at_the_bounds_and_takes_no_token(app, services, http):
+    # A client retrying after a lost answer gets its request back, not a 429.
+    services.settings = services.settings.replace(max_queued_per_key=1, rate_per_key=0.01,
+                                                  rate_burst=1)
+    first = http.post("/v1/requests", json=BODY, headers={"Idempotency-Key": "order-1"})
+    assert first.status_code == 202, first.text
+    for _ in range(3):
+        again = http.post("/v1/requests", json=BODY, headers={"Idempotency-Key": "order-1"})
+        assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["request_id"] == first.json()["request_id"]
+    refused = http.post("/v1/requests", json=BODY)  # a new request is still held to them
+    assert refused.status_code == 429 and "faster than its limit" in refused.text
+
+
 def test_the_service_bound_counts_every_key(app, services, http, live):
     services.settings = services.settings.replace(max_queued=2)
     assert http.post("/v1/requests", json=BODY).status_code == 202

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from app.errors import InvalidInputError, NotAnImageError, TooLargeError
-from app.images import decode_image, parse_data_uri, sniff_image
+from app.images import ByteLimit, decode_image, parse_data_uri, sniff_image
 from tests.conftest import LARGE
 
 LIMIT = 40_000_000
@@ -140,26 +140,34 @@ def test_a_large_photo_is_read_whole_under_the_limit_and_refused_over_it():
         decode_image(data, max_pixels=pixels - 1)
 
 
+KB, TEN = ByteLimit(1000, "POSEHOOK_MAX_UPLOAD_BYTES"), ByteLimit(10, "POSEHOOK_MAX_UPLOAD_BYTES")
+
+
 def test_data_uris():
     payload = encode(Image.new("RGB", (3, 3)), "PNG")
     uri = "data:image/png;base64," + base64.b64encode(payload).decode()
-    assert parse_data_uri(uri, max_bytes=1000) == (payload, "image/png")
-    with pytest.raises(TooLargeError):
-        parse_data_uri(uri, max_bytes=10)
+    assert parse_data_uri(uri, KB) == (payload, "image/png")
+    # Refused from the base64's length before decoding, then from the bytes themselves.
+    with pytest.raises(TooLargeError, match=r"image is about \d+ bytes, more than the limit "
+                                            r"of 10 \(POSEHOOK_MAX_UPLOAD_BYTES\)"):
+        parse_data_uri(uri, TEN)
+    with pytest.raises(TooLargeError, match=f"video is {len(payload)} bytes, more than the "
+                                            r"limit of \d+ \(POSEHOOK_VIDEO_MAX_BYTES\)"):
+        parse_data_uri(uri, ByteLimit(len(payload) - 1, "POSEHOOK_VIDEO_MAX_BYTES"), what="video")
     with pytest.raises(InvalidInputError, match="base64"):
-        parse_data_uri("data:image/png;base64,@@@@", max_bytes=1000)
+        parse_data_uri("data:image/png;base64,@@@@", KB)
     with pytest.raises(InvalidInputError, match="data URI"):
-        parse_data_uri("data:image/png;base64", max_bytes=1000)
+        parse_data_uri("data:image/png;base64", KB)
     with pytest.raises(InvalidInputError, match="empty"):
-        parse_data_uri("data:image/png;base64,", max_bytes=1000)
+        parse_data_uri("data:image/png;base64,", KB)
     for broken in ("image/png\r\nX-Evil: 1", "image/p ng", "image/png\u00e9", "png"):
         with pytest.raises(InvalidInputError, match="media type .* is not a type/subtype"):
             parse_data_uri(f"data:{broken};base64," + base64.b64encode(payload).decode(),
-                           max_bytes=1000)
-    assert parse_data_uri("data:;base64,AA==", max_bytes=10) == (b"\0", "text/plain")
+                           KB)
+    assert parse_data_uri("data:;base64,AA==", TEN) == (b"\0", "text/plain")
     # Line-wrapped (as base64(1) writes it), percent-encoded, or BASE64 in capitals: all fine.
     wrapped = base64.encodebytes(payload).decode()
     encoded = base64.b64encode(payload).decode().replace("+", "%2B").replace("/", "%2F")
     for text in (f"data:image/png;base64,{wrapped}", f"data:Image/PNG;BASE64, {wrapped}",
                  f"data:image/png;base64,{encoded}"):
-        assert parse_data_uri(text, max_bytes=1000) == (payload, "image/png")
+        assert parse_data_uri(text, KB) == (payload, "image/png")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -376,3 +377,22 @@ def test_a_data_uri_video_is_stored_as_its_bytes_say_and_a_broken_type_is_refuse
     served = httpx.get(stored)
     assert served.status_code == 200 and served.content == clip
     assert served.headers["Content-Type"] == "video/x-matroska"
+
+
+def test_a_video_over_its_byte_limit_is_refused_naming_the_limit_whatever_the_way_in(
+        http, services, live, api_key, tmp_path):
+    """Sent in the body, uploaded and named by URL, or as a file of ours: a 413 that names
+    the video and POSEHOOK_VIDEO_MAX_BYTES, at submit."""
+    from tests.test_fal_storage import upload as fal_upload
+
+    clip = make_video(tmp_path / "c.mp4", frames=4, width=64, height=48).read_bytes()
+    url = fal_upload(live, api_key, clip, "video/mp4", "c.mp4")  # under the limit now
+    services.settings = services.settings.replace(video_max_bytes=len(clip) - 1)
+    sent = "data:video/mp4;base64," + base64.b64encode(clip).decode()
+    for video_url in (sent, url):
+        answer = http.post("/v1/requests", json={"input": {"video_url": video_url}})
+        assert answer.status_code == 413, answer.text
+        check(answer, "POST", "/v1/requests")
+        assert re.search(rf"input.video_url: the (video|file) is {len(clip)} bytes, more than "
+                         rf"the limit of {len(clip) - 1} \(POSEHOOK_VIDEO_MAX_BYTES\)",
+                         answer.json()["message"]), answer.text
