@@ -201,7 +201,7 @@ def percentile(samples: list[float], q: float) -> float:
 
 def accuracy(data: Path, sets: tuple[str, ...] = DEFAULT_SETS) -> list[str]:
     """One row per engine over every photo of ``sets`` found under ``data``."""
-    from app.engine import _resize
+    from app.engine import _resize, detect_size
 
     images, annotations = load(data, sets)
     loaded = engines()
@@ -210,7 +210,8 @@ def accuracy(data: Path, sets: tuple[str, ...] = DEFAULT_SETS) -> list[str]:
     hidden = {name: 0 for name in loaded}
     for image in images:
         picture = np.ascontiguousarray(cv2.imread(image["file"])[:, :, ::-1])
-        plain = np.ascontiguousarray(_resize(picture, 512))
+        size = detect_size(picture.shape[1], picture.shape[0], 512)
+        plain = np.ascontiguousarray(_resize(picture, size))
         for name, engine in loaded.items():
             predictions(engine, picture, image["id"])  # warm on this size
             started = time.perf_counter()

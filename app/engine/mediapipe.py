@@ -168,9 +168,12 @@ class MediaPipeEngine:
             tile = tile_of.get(id(pose))
             if tile is not None and cut_by(pose, tile, width, height):
                 square = holding_square(pose, width, height)
-                again = self._poses(image, square, self._tile_pose)
+                # Held to what any tile's pose is: big enough a square, sure enough a person.
+                again = self._poses(image, square, self._tile_pose) if (
+                    square[2] >= MIN_TILE) else []
                 best = max(again, key=lambda other: oks(other, pose), default=None)
-                if best is not None and oks(best, pose) > SAME_PERSON:
+                if (best is not None and oks(best, pose) > SAME_PERSON
+                        and pose_score(best) >= self.min_score):
                     pose = best
             out.append(pose)
         return out
