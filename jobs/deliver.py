@@ -3,7 +3,7 @@
 Success is 2xx only; 3xx is a failure and never followed; 410 disables the subscription;
 429/502/503/504 and timeouts wait at least ``delivery_overload_delay``; Retry-After is
 honoured within [scheduled, 2 × scheduled]; delays get ±jitter (``app.backoff``). A fan-out's
-first attempts go out side by side (``deliver_all``, through ``app.sending``).
+first attempts go out side by side (``deliver_all``, through ``app.sending``), read ahead.
 
 One attempt at a time: an attempt takes the delivery's lease (a lock owned by a token, longer
 than an attempt may run) as it reads the delivery, and logs an ``in_progress`` attempt before
