@@ -49,9 +49,9 @@ KEEP = 20_000
 
 def _client(services: Services) -> httpx.Client:
     """Return this process's pooled, guarded client."""
-    settings = services.settings
-    key = (outbound.Guard.from_settings(settings), settings.delivery_timeout,
-           settings.delivery_connect_timeout)
+    key = services.for_settings("delivery-client", lambda settings: (
+        outbound.Guard.from_settings(settings), settings.delivery_timeout,
+        settings.delivery_connect_timeout))
     return services.client(("deliver", *key), lambda: outbound.client(
         key[0], timeout=key[1], connect_timeout=key[2]))
 
@@ -70,8 +70,8 @@ def _headers(services: Services, delivery: Delivery, secrets: list[str] | None,
                                            body, now=now)}
     if secrets is None:
         secrets = [subscriptions.key_secret(services.redis, delivery.key_id)]
-    return {**base, **standard.headers(delivery.event_id, now, body, secrets,
-                                       services.signing_key)}
+    signed = services.signatures.of(delivery.event_id, now, body)
+    return {**base, **standard.headers(delivery.event_id, now, body, secrets, signed=signed)}
 
 
 def post(services: Services, delivery: Delivery, url: str,
@@ -127,14 +127,18 @@ def endpoint_of(url: str) -> str:
 
 
 class Sender:
-    """Runs ``run(item_id)`` on a pool, at most ``per_endpoint`` at once per endpoint."""
+    """Runs ``run(item)`` on a pool, at most ``per_endpoint`` at once per endpoint.
 
-    def __init__(self, run: Callable[[str], object], *, threads: int, per_endpoint: int,
-                 backlog: int, keep: Callable[[list[str]], object] | None = None,
+    An item is anything its ``run`` takes (a delivery id, or one read ahead); what the
+    sender gives back (left over, waiting in a lane) are the items as submitted.
+    """
+
+    def __init__(self, run: Callable[[Any], object], *, threads: int, per_endpoint: int,
+                 backlog: int, keep: Callable[[list[Any]], object] | None = None,
                  keep_every: float = 0.0) -> None:
         self._run = run
         # Items lined up in a lane are still the worker's: every ``keep_every`` seconds a
-        # lane that moves on calls ``keep`` with the ids still waiting in it (the deliveries
+        # lane that moves on calls ``keep`` with the items still waiting in it (the deliveries
         # hold them from the sweeper again), so a deep lane never looks abandoned.
         self._keep, self._keep_every = keep, keep_every
         self._kept: dict[str, float] = {}
@@ -145,20 +149,20 @@ class Sender:
         self._room = threading.Semaphore(threads)
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}
-        self._waiting: dict[str, deque[tuple[str, Future]]] = {}
+        self._waiting: dict[str, deque[tuple[Any, Future]]] = {}
         self.detached = False
         """True in a worker that keeps the sender running between jobs (the delivery
         worker): a job then hands its items over and returns. Else a job waits for them."""
 
-    def submit(self, items: Iterable[tuple[str, str]]) -> tuple[list[Future], list[str]]:
-        """Start or line up each ``(item_id, endpoint)``.
+    def submit(self, items: Iterable[tuple[Any, str]]) -> tuple[list[Future], list[Any]]:
+        """Start or line up each ``(item, endpoint)``.
 
         Returns:
-            A future per item taken (its ``run`` result), and the ids of the items left
-            over because their endpoint's lane was full.
+            A future per item taken (its ``run`` result), and the items left over because
+            their endpoint's lane was full.
         """
         futures: list[Future] = []
-        over: list[str] = []
+        over: list[Any] = []
         for item_id, endpoint in items:
             future: Future = Future()
             with self._lock:
@@ -184,7 +188,7 @@ class Sender:
             futures.append(future)
         return futures, over
 
-    def _lane(self, endpoint: str, item_id: str, future: Future) -> None:
+    def _lane(self, endpoint: str, item_id: Any, future: Future) -> None:
         """Run an item, then the endpoint's waiting ones, on this thread."""
         try:
             while True:
@@ -208,7 +212,7 @@ class Sender:
             self._room.release()
 
     def _keep_waiting(self, endpoint: str) -> None:
-        """Call ``keep`` with the ids waiting in ``endpoint``'s lane, at most once per period."""
+        """Call ``keep`` with the items waiting in ``endpoint``'s lane, at most once a period."""
         if self._keep is None:
             return
         now = time.monotonic()

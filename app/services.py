@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from app.engine import Engine
     from app.sending import Sender
     from app.signing.fal import JwksCache
+    from app.signing.standard import Signatures
     from app.storage import LocalStorage
     from app.storage_s3 import S3Storage
 
@@ -81,6 +82,22 @@ class Services:
                           lambda: load_signing_key(self.redis, self.settings.signing_key))
 
     @property
+    def signatures(self) -> Signatures:
+        """Return our key's recent signatures (a fan-out's endpoints share one a second)."""
+        from app.signing.standard import Signatures
+
+        key = self.signing_key  # outside the lock: _once is not reentrant
+        return self._once("signatures", lambda: Signatures(key))
+
+    def for_settings(self, name: Hashable, build: Callable[[Settings], Any]) -> Any:
+        """Return ``build(settings)``, made again only when the settings are replaced."""
+        with self._lock:
+            made = self._cache.get(("for-settings", name))
+            if made is None or made[0] is not self.settings:
+                made = self._cache["for-settings", name] = (self.settings, build(self.settings))
+            return made[1]
+
+    @property
     def engine(self) -> Engine:
         """Return the pose engine, loaded on first use (the inference worker preloads it)."""
         from app.engine import load_engine
@@ -103,10 +120,10 @@ class Services:
         return self.client("callback", lambda: httpx.Client(timeout=15, trust_env=False,
                                                             follow_redirects=False))
 
-    def sender(self, run: Callable[[str], object],
-               keep: Callable[[list[str]], object] | None = None) -> Sender:
+    def sender(self, run: Callable[[Any], object],
+               keep: Callable[[list[Any]], object] | None = None) -> Sender:
         """Return this process's delivery sender (built once, with the first ``run`` and
-        ``keep`` given, called with the ids still lined up in a lane as it moves on).
+        ``keep`` given, called with the items still lined up in a lane as it moves on).
 
         A lane moves on at least once per attempt (``delivery_job_timeout``); holding again
         every half of the lease's margin over that keeps a lined-up delivery held for good

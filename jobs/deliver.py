@@ -3,7 +3,7 @@
 Success is 2xx only; 3xx is a failure and never followed; 410 disables the subscription;
 429/502/503/504 and timeouts wait at least ``delivery_overload_delay``; Retry-After is
 honoured within [scheduled, 2 × scheduled]; delays get ±jitter (``app.backoff``). A fan-out's
-first attempts go out side by side (``deliver_all``, through ``app.sending``).
+first attempts go out side by side (``deliver_all``, through ``app.sending``), read ahead.
 
 One attempt at a time: an attempt takes the delivery's lease (a lock owned by a token, longer
 than an attempt may run) as it reads the delivery, and logs an ``in_progress`` attempt before
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from app import events, queues, sending
 from app.backoff import next_delay
 from app.models import Attempt, Delivery, Subscription, Trigger
 from app.services import Services, current
-from app.store import deliveries, subscriptions
+from app.store import attempts, deliveries, subscriptions
 from app.store.deliveries import FAILED, PENDING, SUCCEEDED
 
 log = logging.getLogger(__name__)
@@ -102,19 +102,31 @@ def _conclude(services: Services, delivery: Delivery, sub: Subscription | None,
     return f"retry in {delay:.3f}s"
 
 
-def _attempt(services: Services, delivery: Delivery, token: str, trigger: Trigger) -> str:
-    """Log the attempt as in progress, make it, conclude and drop the lease ``token``."""
+def _begin(delivery: Delivery, trigger: Trigger) -> Attempt:
+    """Append the attempt about to be made, in progress (a dead worker's ones become lost)."""
     _mark_lost(delivery)
     entry: Attempt = {"at": time.time(), "url": delivery.url, "trigger": trigger,
                       "status_code": None, "error_class": IN_PROGRESS, "response": "",
                       "retry_after": None, "duration_ms": 0}
     delivery.attempts.append(entry)
+    return entry
+
+
+def _attempt(services: Services, delivery: Delivery, token: str, trigger: Trigger) -> str:
+    """Log the attempt as in progress, make it, conclude and drop the lease ``token``."""
+    entry = _begin(delivery, trigger)
     # Logged before anything else can fail: every run counts against the schedule.
     is_sub = delivery.kind == "subscription"
     sub = deliveries.save(services.redis, delivery, subscription=is_sub,
                           due_at=time.time() + services.settings.delivery_lease)
+    return _send(services, delivery, token, entry, sub)
+
+
+def _send(services: Services, delivery: Delivery, token: str, entry: Attempt,
+          sub: Subscription | None) -> str:
+    """Make the attempt ``entry`` (logged in progress), conclude it and drop the lease."""
     secrets = None
-    if is_sub:
+    if delivery.kind == "subscription":
         if sub is None or not sub.enabled:
             entry.update(error_class="subscription_disabled", response="")
             _finish(services, delivery, FAILED, token)
@@ -125,22 +137,19 @@ def _attempt(services: Services, delivery: Delivery, token: str, trigger: Trigge
     return _conclude(services, delivery, sub, entry, token)
 
 
-def deliver(delivery_id: str, trigger: Trigger = "scheduled") -> str:
-    """Make the next attempt of a pending delivery; schedule the one after if it fails.
+def _due(delivery: Delivery) -> bool:
+    """Return True when a delivery read is pending and due (or nearly)."""
+    return delivery.status == PENDING and (delivery.next_attempt_at or 0) <= time.time() + EARLY
 
-    ``trigger`` says what enqueued it (the schedule, a redeliver, the sweeper); the attempt
-    log keeps it.
-    """
-    svc = current()
+
+def _under_lease(svc: Services, delivery_id: str, token: str, delivery: Delivery | None,
+                 trigger: Trigger) -> str:
+    """Attempt a delivery read under the lease ``token``, if it is pending and due."""
     r = svc.redis
-    # Read under the lease: no other attempt changes the delivery from here on.
-    token, delivery = deliveries.take(r, delivery_id, svc.settings.delivery_lease)
-    if token is None:
-        return "busy"
     if delivery is None or delivery.status != PENDING:
         deliveries.release(r, delivery_id, token)
         return "nothing to do"
-    if (delivery.next_attempt_at or 0) > time.time() + EARLY:
+    if not _due(delivery):
         # Due again when scheduled, not when our lease ends.
         deliveries.save(r, delivery, release=token)
         return "not due"  # a duplicate job (the sweeper's); the scheduled one comes later
@@ -151,10 +160,63 @@ def deliver(delivery_id: str, trigger: Trigger = "scheduled") -> str:
         raise
 
 
-def _hold(delivery_ids: list[str]) -> None:
+def _read_ahead(svc: Services, delivery_id: str, ahead: str, trigger: Trigger) -> str:
+    """Attempt a delivery read before its lease: lease and log in one step if unchanged."""
+    delivery = Delivery.from_json(ahead)
+    if not _due(delivery):
+        return deliver(delivery_id, trigger)  # decided under the lease, the usual way
+    entry = _begin(delivery, trigger)
+    lease = svc.settings.delivery_lease
+    token, logged, found = attempts.start(svc.redis, delivery, ahead, lease,
+                                          time.time() + lease,
+                                          subscription=delivery.kind == "subscription")
+    if token is None:
+        return "busy"
+    if not logged:  # changed since it was read: as it is now, under the lease
+        return _under_lease(svc, delivery_id, token, found, trigger)  # type: ignore[arg-type]
+    try:
+        return _send(svc, delivery, token, entry, found)  # type: ignore[arg-type]
+    except BaseException:
+        deliveries.release(svc.redis, delivery_id, token)
+        raise
+
+
+def deliver(delivery_id: str, trigger: Trigger = "scheduled") -> str:
+    """Make the next attempt of a pending delivery; schedule the one after if it fails.
+
+    ``trigger`` says what enqueued it (the schedule, a redeliver, the sweeper); the attempt
+    log keeps it.
+    """
+    svc = current()
+    # Read under the lease: no other attempt changes the delivery from here on.
+    token, delivery = deliveries.take(svc.redis, delivery_id, svc.settings.delivery_lease)
+    if token is None:
+        return "busy"
+    return _under_lease(svc, delivery_id, token, delivery, trigger)
+
+
+class Ahead(NamedTuple):
+    """A fan-out's delivery and its record as read when the job handed it over."""
+
+    id: str
+    raw: str | None
+
+    def __repr__(self) -> str:
+        return self.id  # what a log line names: the id, not the body
+
+
+def _run(item: Ahead) -> str:
+    """The sender's run: one attempt of a delivery handed over by a fan-out job."""
+    if item.raw is None:
+        return deliver(item.id)
+    return _read_ahead(current(), item.id, item.raw, "scheduled")
+
+
+def _hold(items: list[Ahead]) -> None:
     """Keep deliveries a sender holds from the sweeper for one more lease."""
     svc = current()
-    deliveries.hold(svc.redis, delivery_ids, time.time() + svc.settings.delivery_lease)
+    deliveries.hold(svc.redis, [i.id for i in items],
+                    time.time() + svc.settings.delivery_lease)
 
 
 def deliver_all(items: list[list[str]]) -> str:
@@ -164,13 +226,17 @@ def deliver_all(items: list[list[str]]) -> str:
     next event's start while a slow endpoint still answers); elsewhere the job waits for
     them. What a full lane cannot take is queued again for a second later."""
     svc = current()
-    sender = svc.sender(deliver, keep=_hold)
+    sender = svc.sender(_run, keep=_hold)
     # Not due while the sender holds them: the sweeper waits as it would for a lease (and
-    # the sender holds what waits in a lane again while the lane moves).
-    _hold([i for i, _ in items])
-    futures, over = sender.submit((i, e) for i, e in items)
+    # the sender holds what waits in a lane again while the lane moves). Read in the same
+    # round trip, so that each attempt takes its lease and logs itself in one more.
+    ids = [i for i, _ in items]
+    raws = attempts.hold_and_read(svc.redis, ids, time.time() + svc.settings.delivery_lease)
+    futures, over = sender.submit((Ahead(i, raw), e)
+                                  for (i, e), raw in zip(items, raws, strict=True))
     if over:
-        queues.enqueue_deliveries(svc.rq, svc.settings, [x for x in items if x[0] in over],
+        left = {item.id for item in over}
+        queues.enqueue_deliveries(svc.rq, svc.settings, [x for x in items if x[0] in left],
                                   delay=1)
     if not sender.detached:
         for future in futures:

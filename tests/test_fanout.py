@@ -14,7 +14,7 @@ import pytest
 
 from app import events
 from app.sending import Sender, endpoint_of
-from app.store import apikeys, deliveries, subscriptions
+from app.store import apikeys, attempts, deliveries, subscriptions
 from app.store import requests as store
 from tests.sinks import Sink
 
@@ -198,3 +198,57 @@ def test_a_second_signal_stops_the_delivery_worker_without_draining_its_lanes(
     assert untried and sweep_deliveries(
         services, time.time() + services.settings.delivery_lease + 6) >= len(untried)
     slow.stop()
+
+
+def test_a_fan_out_reads_its_deliveries_once_and_each_attempt_starts_in_one_script(
+        services, redis_url):
+    """Counted on a real connection: one read for the job, then per delivery a script that
+    takes its lease, logs the attempt and reads the subscription, and one that ends it."""
+    from app.services import Services, install
+    from jobs.deliver import deliver_all
+    from tests.test_store import CountingRedis
+
+    sink = Sink().start()
+    key = apikeys.create(services.redis, "counted")[0]
+    for _ in range(6):
+        subscriptions.create(services.redis, key.id, sink.url + "/hook", ["request.completed"])
+    counted = Services(services.settings, CountingRedis.from_url(redis_url,
+                                                                 decode_responses=True),
+                       rq=services.rq)
+    install(counted)
+    try:
+        for _ in range(2):  # the first loads the scripts and our key
+            record, _ = store.create(services.redis, key_id=key.id, provider="local",
+                                     input={"image_url": "x"})
+            made = events.emit(services, record.id, "request.completed")
+            counted.redis.calls.clear()
+            deliver_all([[d, endpoint_of(sink.url)] for d in made])
+    finally:
+        install(services)
+        counted.close_sender(wait=True)
+    calls = counted.redis.calls
+    assert calls["MGET"] == 1 and calls["EVALSHA"] == 2 * len(made), calls
+    assert set(calls) == {"MGET", "EVALSHA", "ZADD"}, calls  # ZADD: holding them (a lane's too)
+    for delivery_id in made:
+        record = deliveries.get(services.redis, delivery_id)
+        assert record.status == "succeeded" and len(record.attempts) == 1, record
+    assert len(sink.received) == 2 * len(made)
+    sink.stop()
+
+
+def test_a_delivery_changed_after_its_job_read_it_is_attempted_as_it_is_now(services):
+    """The read-ahead start writes only over the record it read: a change made since (here
+    another attempt that already succeeded) stands, and nothing is sent again."""
+    from jobs.deliver import Ahead, _run
+
+    sink = Sink().start()
+    made = _events_to(services, sink, count=1)
+    read = attempts.hold_and_read(services.redis, made, time.time() + 60)
+    record = deliveries.get(services.redis, made[0])
+    record.status, record.attempts = "succeeded", [{"error_class": None, "at": 1.0}]
+    deliveries.save(services.redis, record)
+    assert _run(Ahead(made[0], read[0])) == "nothing to do"
+    assert deliveries.get(services.redis, made[0]).attempts == [{"error_class": None, "at": 1.0}]
+    assert sink.received == []
+    assert deliveries.lease(services.redis, made[0], 1) is not None  # the lease was dropped
+    sink.stop()

@@ -34,23 +34,51 @@ def signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
 
 
 def sign(msg_id: str, timestamp: int, body: bytes, hmac_secrets: Sequence[str],
-         key: Ed25519PrivateKey | None = None) -> str:
-    """Return the webhook-signature value: one v1 per secret, then v1a when a key is given."""
+         key: Ed25519PrivateKey | None = None, *, signed: bytes | None = None) -> str:
+    """Return the webhook-signature value: one v1 per secret, then v1a when a key is given.
+
+    ``signed``, when given, is the key's signature of the same content, made before (every
+    delivery of an event in the same second signs the same content with our key).
+    """
     content = signed_content(msg_id, timestamp, body)
     parts = []
     for secret in hmac_secrets:
         digest = hmac.new(secret_bytes(secret), content, hashlib.sha256).digest()
         parts.append("v1," + base64.b64encode(digest).decode())
-    if key is not None:
-        parts.append("v1a," + base64.b64encode(key.sign(content)).decode())
+    if signed is None and key is not None:
+        signed = key.sign(content)
+    if signed is not None:
+        parts.append("v1a," + base64.b64encode(signed).decode())
     return " ".join(parts)
 
 
 def headers(msg_id: str, timestamp: int, body: bytes, hmac_secrets: Sequence[str],
-            key: Ed25519PrivateKey | None = None) -> dict[str, str]:
-    """Return the three webhook-* headers of one attempt."""
+            key: Ed25519PrivateKey | None = None, *,
+            signed: bytes | None = None) -> dict[str, str]:
+    """Return the three webhook-* headers of one attempt (``signed``: as for :func:`sign`)."""
     return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(msg_id, timestamp, body, hmac_secrets, key)}
+            "webhook-signature": sign(msg_id, timestamp, body, hmac_secrets, key,
+                                      signed=signed)}
+
+
+class Signatures:
+    """Our key's last signatures, by (message id, timestamp): a fan-out signs one content
+    once a second, not once per endpoint. The content is compared in full before reuse."""
+
+    def __init__(self, key: Ed25519PrivateKey, keep: int = 256) -> None:
+        self.key, self.keep = key, keep
+        self._made: dict[tuple[str, int], tuple[bytes, bytes]] = {}
+
+    def of(self, msg_id: str, timestamp: int, body: bytes) -> bytes:
+        """Return the key's signature of the content ``(msg_id, timestamp, body)``."""
+        found = self._made.get((msg_id, timestamp))
+        if found is not None and found[0] == body:
+            return found[1]
+        signed = self.key.sign(signed_content(msg_id, timestamp, body))
+        if len(self._made) >= self.keep:
+            self._made.clear()  # a second's fan-outs at most; no order to keep
+        self._made[msg_id, timestamp] = (body, signed)
+        return signed
 
 
 def matches(msg_id: str, timestamp: int, body: bytes, signature: str, secret: str) -> bool:
