@@ -8,6 +8,7 @@ are never followed by the client; ``fetch`` follows a few, checking each hop.
 
 from __future__ import annotations
 
+import http.cookiejar
 import ipaddress
 import socket
 import threading
@@ -180,11 +181,25 @@ class GuardedTransport(httpx.BaseTransport):
             pool.close()
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """A jar that keeps nothing: we are no browser, and one pooled client serves every key's
+    deliveries, so a cookie one endpoint sets must never go out with the next request to its
+    host (also less work per answer than a jar that parses and then refuses them)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """Keep no cookie an answer sets."""
+
+    def add_cookie_header(self, request: Any) -> None:
+        """Add none: the jar is always empty."""
+
+
 def client(guard: Guard, *, timeout: float = 15, connect_timeout: float = 5) -> httpx.Client:
-    """Return a pooled client that never follows redirects and connects only where allowed."""
+    """Return a pooled client that never follows redirects, connects only where allowed and
+    keeps no cookies."""
     return httpx.Client(transport=GuardedTransport(guard), follow_redirects=False,
                         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-                        headers={"User-Agent": USER_AGENT}, trust_env=False)
+                        headers={"User-Agent": USER_AGENT}, trust_env=False,
+                        cookies=_NoCookies())
 
 
 def read_limited(response: httpx.Response, max_bytes: int, deadline: float,

@@ -73,8 +73,10 @@ def test_allow_lists_and_the_development_switch():
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict = {}
+    seen: list = []
 
     def do_GET(self):  # noqa: N802 - the stdlib's name
+        self.seen.append(dict(self.headers))
         status, headers, body, delay = self.routes.get(self.path, (404, {}, b"", 0))
         time.sleep(delay)
         self.send_response(status)
@@ -93,7 +95,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """A real HTTP server on 127.0.0.1 with per-test routes."""
-    handler = type("H", (_Handler,), {"routes": {}})
+    handler = type("H", (_Handler,), {"routes": {}, "seen": []})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
@@ -117,6 +119,20 @@ def test_a_name_that_resolves_to_loopback_is_refused_when_connecting(server):
     url = server.base.replace("127.0.0.1", "localhost") + "/ok"
     with client(Guard()) as session, pytest.raises(BlockedURLError):
         session.get(url)
+
+
+def test_the_client_never_sends_back_a_cookie_it_was_given(server):
+    # One pooled client serves every key's deliveries: a cookie one endpoint sets must not
+    # travel with the next request to that host (another key's endpoint may be there).
+    server.RequestHandlerClass.routes["/set"] = (204, {"Set-Cookie": "session=s3cret; Path=/"},
+                                                 b"", 0)
+    server.RequestHandlerClass.routes["/ok"] = (204, {}, b"", 0)
+    with client(LOOPBACK) as session:
+        assert session.get(server.base + "/set").status_code == 204
+        assert session.get(server.base + "/ok").status_code == 204
+        assert not session.cookies
+    seen = server.RequestHandlerClass.seen
+    assert len(seen) == 2 and not any(name.lower() == "cookie" for name in seen[1])
 
 
 def test_the_client_never_follows_redirects(server):
