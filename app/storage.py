@@ -2,7 +2,7 @@
 
 Two backends behind one small interface (``put``, ``stat``, ``open``, ``read``, ``delete``,
 ``url_for``, ``key_from_url``, ``presigned_url``, and fal's multipart uploads: ``put_part``,
-``assemble``, ``drop_stale_parts``): a local directory (the default) and an
+``drop_part``, ``assemble``, ``drop_stale_parts``): a local directory (the default) and an
 S3-compatible bucket (``POSEHOOK_STORAGE_URL=s3://bucket/prefix``). Either way a file's public
 URL is ours, ``<public base>/files/<key>``: served from here, or answered with a redirect to a
 short-lived presigned URL when ``POSEHOOK_STORAGE_PRESIGN`` is set.
@@ -165,12 +165,31 @@ class LocalStorage(_Storage):
             return None
 
     def put_part(self, upload: str, number: int, data: bytes) -> str:
-        """Keep one part of a multipart upload; return its etag (a hash of its bytes)."""
+        """Keep one part of a multipart upload; return its etag (a hash of its bytes).
+
+        Written to a temporary file and renamed: a join that has the earlier part open keeps
+        reading it whole.
+        """
         folder = self._parts(upload)
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, str(number)), "wb") as fh:
-            fh.write(data)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, os.path.join(folder, str(int(number))))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return hashlib.sha256(data).hexdigest()[:32]
+
+    def drop_part(self, upload: str, number: int) -> None:
+        """Remove one part (a part refused once stored), and its folder if it was the last."""
+        folder = self._parts(upload)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, str(int(number))))
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only when empty: the upload's other parts stay
 
     def assemble(self, upload: str, parts: list[tuple[int, str]], content_type: str,
                  file_name: str, key: str, expires_at: float | None = None) -> StoredFile | None:

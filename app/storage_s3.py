@@ -147,6 +147,10 @@ class S3Storage(_Storage):
                                         Body=data)
         return str(answer["ETag"]).strip('"')
 
+    def drop_part(self, upload: str, number: int) -> None:
+        """Remove one part (a part refused once stored)."""
+        self.client.delete_object(Bucket=self.bucket, Key=self._part(upload, number))
+
     def assemble(self, upload: str, parts: list[tuple[int, str]], content_type: str,
                  file_name: str, key: str, expires_at: float | None = None) -> StoredFile | None:
         """Join the named parts, in order, into one object (an S3 multipart upload); None when

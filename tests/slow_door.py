@@ -3,12 +3,15 @@
 While shut, the door's accept queue is full, so the kernel drops a client's SYN and the
 client's connect times out (a real ConnectTimeout: the call never reached the server).
 Once opened, every connection is accepted and relayed to the server behind it.
+``PartGate`` relays at once but holds a multipart part's upload to S3 until it is released.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
+from collections.abc import Callable
 
 
 class SlowDoor:
@@ -35,25 +38,41 @@ class SlowDoor:
         self.listener.close()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # stopped
-            try:
-                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+        serve(self.listener, self.target_port)
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def serve(listener: socket.socket, target_port: int,
+          hold: Callable[[bytes], None] | None = None) -> None:
+    """Accept and relay every connection until the listener is closed."""
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return  # stopped
+        relay(client, target_port, hold)
+
+
+def relay(client: socket.socket, target_port: int,
+          hold: Callable[[bytes], None] | None = None) -> None:
+    """Relay a connection to ``127.0.0.1:target_port`` both ways; ``hold`` sees each chunk
+    the client sends before it goes on (and may wait)."""
+    try:
+        server = socket.create_connection(("127.0.0.1", target_port), timeout=5)
+    except OSError:
+        client.close()
+        return
+    for source, sink, seen in ((client, server, hold), (server, client, None)):
+        threading.Thread(target=_pump, args=(source, sink, seen), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket,
+          hold: Callable[[bytes], None] | None = None) -> None:
     """Copy bytes one way until either side closes."""
     try:
         source.settimeout(None)
         while chunk := source.recv(65536):
+            if hold is not None:
+                hold(chunk)
             sink.sendall(chunk)
     except OSError:
         pass
@@ -64,3 +83,35 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
             except OSError:
                 pass
             end.close()
+
+
+class PartGate:
+    """A relay in front of the S3 server that holds every upload of a multipart part
+    (``PUT …/.parts/…``) until :meth:`release`: a storage write still on its way, for as long
+    as a test needs, with the real S3 client and server on either side."""
+
+    HELD = re.compile(rb"^PUT [^ ]*/\.parts/", re.M)
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.arrived = threading.Event()  # a part's upload reached the gate and is held
+        self.opened = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=serve, args=(self.listener, target_port, self._hold),
+                         daemon=True).start()
+
+    def release(self) -> None:
+        """Let held uploads (and every later one) through."""
+        self.opened.set()
+
+    def stop(self) -> None:
+        """Release what is held and stop relaying."""
+        self.release()
+        self.listener.close()
+
+    def _hold(self, chunk: bytes) -> None:
+        if not self.opened.is_set() and self.HELD.search(chunk):
+            self.arrived.set()
+            self.opened.wait(120)  # a bound, so a failing test cannot hang the run
+

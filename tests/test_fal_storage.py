@@ -147,13 +147,17 @@ def test_parts_of_fals_size_are_joined_inside_the_bucket(live, api_key, services
 
 
 @BOTH
-def test_a_part_sent_again_after_it_was_named_is_not_joined(live, api_key, services):
+def test_a_part_sent_again_after_it_was_named_is_refused_and_the_upload_stays_open(
+        live, api_key, services):
     slot = initiate_multipart(live, api_key)
     named = httpx.put(f"{slot['upload_url']}/1", content=b"first").json()
-    assert httpx.put(f"{slot['upload_url']}/1", content=b"other").status_code == 200
+    again = httpx.put(f"{slot['upload_url']}/1", content=b"other")
+    assert again.status_code == 200
     done = httpx.post(slot["upload_url"] + "/complete", json={"parts": [named]})
-    assert done.status_code == 422 and "not the one uploaded" in done.text
+    assert done.status_code == 422 and "part 1 is not the one uploaded" in done.text
     assert httpx.get(slot["file_url"]).status_code == 404
+    fixed = httpx.post(slot["upload_url"] + "/complete", json={"parts": [again.json()]})
+    assert fixed.status_code == 200 and httpx.get(slot["file_url"]).content == b"other"
     assert parts_kept(services) == []
 
 
@@ -171,13 +175,113 @@ def test_a_part_named_twice_is_refused_so_a_join_holds_only_what_was_uploaded(
 
 
 @BOTH
-def test_a_multipart_upload_with_a_wrong_part_stores_nothing(live, api_key, services):
-    bad = initiate_multipart(live, api_key)
-    httpx.put(f"{bad['upload_url']}/1", content=b"abc")
-    wrong = httpx.post(bad["upload_url"] + "/complete",
-                       json={"parts": [{"partNumber": 1, "etag": "0" * 32}]})
-    assert wrong.status_code == 422 and httpx.get(bad["file_url"]).status_code == 404
+def test_a_wrong_etag_in_complete_names_the_part_and_loses_nothing(live, api_key, services,
+                                                                  storage_kind):
+    slot = initiate_multipart(live, api_key)
+    one = httpx.put(f"{slot['upload_url']}/1", content=b"a" * 100).json()
+    two = httpx.put(f"{slot['upload_url']}/2", content=b"b" * 100).json()
+    calls = s3_calls(services) if storage_kind == "s3" else []
+    wrong = httpx.post(slot["upload_url"] + "/complete",
+                       json={"parts": [one, {**two, "etag": "0" * 32}]})
+    assert wrong.status_code == 422 and "part 2 is not the one uploaded" in wrong.text
+    assert calls == [] and httpx.get(slot["file_url"]).status_code == 404
+    assert len(parts_kept(services)) == 2  # both still there for a corrected complete
+    fixed = httpx.post(slot["upload_url"] + "/complete", json={"parts": [one, two]})
+    assert fixed.status_code == 200, fixed.text
+    assert httpx.get(slot["file_url"]).content == b"a" * 100 + b"b" * 100
     assert parts_kept(services) == []
+
+
+@BOTH
+def test_a_join_still_checks_each_parts_bytes_in_storage(services):
+    from app.storage import new_key
+
+    storage, upload = services.storage, new_key("")
+    etag = storage.put_part(upload, 1, b"first")
+    storage.put_part(upload, 1, b"other")  # what the slot said is no longer what is stored
+    assert storage.assemble(upload, [(1, etag)], "text/plain", "x", new_key("")) is None
+    assert parts_kept(services) == []
+
+
+def test_a_part_storage_failed_to_keep_is_not_counted(live, api_key, services):
+    slot = initiate_multipart(live, api_key)
+    upload_id = slot["upload_url"].rsplit("/", 1)[1]
+    blocked = Path(services.settings.files_dir) / ".parts" / upload_id
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_bytes(b"")  # a file where the part's folder goes: the write fails
+    failed = httpx.put(f"{slot['upload_url']}/1", content=b"abc")
+    assert failed.status_code == 500
+    done = httpx.post(slot["upload_url"] + "/complete",
+                      json={"parts": [{"partNumber": 1, "etag": "anything"}]})
+    assert done.status_code == 422 and "part 1 was never uploaded" in done.text
+    blocked.unlink()
+    part = httpx.put(f"{slot['upload_url']}/1", content=b"abc")
+    assert part.status_code == 200  # the upload stayed open to take it again
+    done = httpx.post(slot["upload_url"] + "/complete", json={"parts": [part.json()]})
+    assert done.status_code == 200 and httpx.get(slot["file_url"]).content == b"abc"
+
+
+@pytest.mark.parametrize("storage_kind", ["s3"], indirect=True)
+class TestAPartStillOnItsWayToTheBucket:
+    """Each part's PutObject held by a relay until the test lets it through."""
+
+    @pytest.fixture
+    def gate(self, s3_server):
+        from tests.slow_door import PartGate
+
+        gate = PartGate(s3_server.port)
+        yield gate
+        gate.stop()
+
+    @pytest.fixture
+    def overrides(self, overrides, gate):
+        return {**overrides, "storage_endpoint_url": gate.url}
+
+    def put_held(self, slot: dict, number: int, data: bytes, gate) -> dict:
+        """PUT a part from a thread; return once its bytes are held on their way."""
+        import threading
+
+        answer: dict = {}
+        thread = threading.Thread(target=lambda: answer.setdefault("put", httpx.put(
+            f"{slot['upload_url']}/{number}", content=data, timeout=120)))
+        thread.start()
+        assert gate.arrived.wait(60)
+        answer["thread"] = thread
+        return answer
+
+    def finish(self, answer: dict, gate) -> httpx.Response:
+        gate.release()
+        answer["thread"].join()
+        return answer["put"]
+
+    def test_complete_does_not_join_it_and_the_upload_stays_open(self, live, api_key, gate,
+                                                                 services):
+        import hashlib
+
+        slot = initiate_multipart(live, api_key)
+        held = self.put_held(slot, 1, b"abc", gate)
+        etag = hashlib.md5(b"abc").hexdigest()  # what S3 will answer for it
+        early = httpx.post(slot["upload_url"] + "/complete",
+                           json={"parts": [{"partNumber": 1, "etag": etag}]})
+        assert early.status_code == 422 and "part 1 was never uploaded" in early.text
+        part = self.finish(held, gate)
+        assert part.status_code == 200 and part.json()["etag"] == etag
+        done = httpx.post(slot["upload_url"] + "/complete", json={"parts": [part.json()]})
+        assert done.status_code == 200 and httpx.get(slot["file_url"]).content == b"abc"
+        assert parts_kept(services) == []
+
+    def test_one_stored_after_complete_is_refused_and_removed(self, live, api_key, gate,
+                                                             services):
+        slot = initiate_multipart(live, api_key)
+        gate.release()
+        first = httpx.put(f"{slot['upload_url']}/1", content=b"abc").json()
+        gate.opened.clear()
+        held = self.put_held(slot, 2, b"late", gate)
+        done = httpx.post(slot["upload_url"] + "/complete", json={"parts": [first]})
+        assert done.status_code == 200 and httpx.get(slot["file_url"]).content == b"abc"
+        late = self.finish(held, gate)
+        assert late.status_code == 404 and "part 2 came after it" in late.text
+        assert parts_kept(services) == []
 
 
 def s3_calls(services) -> list[str]:
@@ -244,14 +348,15 @@ def test_a_part_that_comes_after_complete_is_refused_and_leaves_no_key(services)
 
     r, slot, limit = services.redis, "a-multipart-slot", 1000
     uploads.open_slot(r, slot, {"key": "k", "multipart": "1"}, 3600)
-    assert uploads.add_part(r, slot, 1, 3, limit) == "added"
+    assert uploads.add_part(r, slot, 1, 3, "e1", limit) == "added"
     assert 0 < r.ttl(key_for_upload_slot(slot)) <= 3600  # counting keeps the slot's expiry
-    assert uploads.take(r, slot)["part:1"] == "3"  # complete took it meanwhile
-    assert uploads.add_part(r, slot, 2, 5, limit) == "closed"
+    taken = uploads.take(r, slot)  # complete took it meanwhile
+    assert (taken["part:1"], taken["etag:1"]) == ("3", "e1")
+    assert uploads.add_part(r, slot, 2, 5, "e2", limit) == "closed"
     assert not r.exists(key_for_upload_slot(slot))  # no hash made again, without a TTL
     single = "a-single-slot"
     uploads.open_slot(r, single, {"key": "k", "multipart": ""}, 3600)
-    assert uploads.add_part(r, single, 1, 3, limit) == "closed"
+    assert uploads.add_part(r, single, 1, 3, "e1", limit) == "closed"
 
 
 def test_a_part_sent_after_complete_is_a_404_that_says_so(live, api_key, services):
@@ -275,7 +380,13 @@ class TestALimitOfTenBytes:
         # Sent again, a part replaces itself in the total: 8 bytes, not 14.
         assert httpx.put(f"{slot['upload_url']}/1", content=b"y" * 8).status_code == 200
         assert httpx.put(f"{slot['upload_url']}/2", content=b"z" * 3).status_code == 413
-        assert httpx.put(f"{slot['upload_url']}/2", content=b"z" * 2).status_code == 200
+        two = httpx.put(f"{slot['upload_url']}/2", content=b"z" * 2)
+        assert two.status_code == 200
+        # Sent again too large, part 2 is refused and its earlier bytes, replaced, uncounted.
+        assert httpx.put(f"{slot['upload_url']}/2", content=b"w" * 3).status_code == 413
+        done = httpx.post(slot["upload_url"] + "/complete", json={"parts": [two.json()]})
+        assert done.status_code == 422 and "part 2 was never uploaded" in done.text
+        assert httpx.put(f"{slot['upload_url']}/2", content=b"v" * 2).status_code == 200
         single = call(live, INITIATE, api_key, json={"content_type": "text/plain"}).json()
         assert httpx.put(single["upload_url"] + "/1", content=b"x").status_code == 404
 

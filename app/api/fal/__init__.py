@@ -9,8 +9,10 @@ the caller's key or cookies.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -215,14 +217,19 @@ def upload_part(slot: str, number: int):
         raise NotFoundError(f"Part numbers go from 1 to {MAX_PARTS}")
     data = request.get_data(cache=False)
     limit = services().settings.max_multipart_bytes
-    # Counted only while the upload is open: a part that comes after complete is refused.
-    added = uploads.add_part(services().redis, slot, number, len(data), limit)
-    if added == "too large":
+    if len(data) > limit:
         raise TooLargeError(f"the upload is larger than the limit of {limit} bytes")
-    if added == "closed":
-        raise NotFoundError("No such multipart upload (it was completed or has expired): "
-                            f"part {number} came after it")
-    etag = services().storage.put_part(slot, number, data)
+    # Stored first, then counted with its etag, only while the upload is open: complete never
+    # joins a part still on its way, and a part that comes after complete is refused.
+    storage = services().storage
+    etag = storage.put_part(slot, number, data)
+    added = uploads.add_part(services().redis, slot, number, len(data), etag, limit)
+    if added != "added":  # refused once stored: the part goes too
+        storage.drop_part(slot, number)
+        raise TooLargeError(f"the upload is larger than the limit of {limit} bytes: part "
+                            f"{number} was not kept") if added == "too large" else \
+            NotFoundError("No such multipart upload (it was completed or has expired): "
+                          f"part {number} came after it")
     return jsonify({"partNumber": number, "etag": etag})
 
 
@@ -251,21 +258,35 @@ def _named_parts(body: object) -> list[tuple[int, str]]:
     return named
 
 
+def _check_parts(slot: str, named: list[tuple[int, str]]) -> Callable[[dict[str, str]], None]:
+    """Return the check a complete's parts pass before the upload is used: each named part
+    uploaded (its ``etag:N`` in the slot) and named with the etag its PUT answered."""
+    def check(details: dict[str, str]) -> None:
+        for number, etag in named:
+            kept = details.get(f"etag:{number}")
+            if kept is None:
+                base = services().settings.public_base_url.rstrip("/")
+                raise InvalidInputError(f"part {number} was never uploaded: PUT it to {base}/"
+                                        f"files/uploads/{slot}/{number} first, or leave it "
+                                        "out of parts", field="parts")
+            if not hmac.compare_digest(kept.encode(), etag.encode()):
+                raise InvalidInputError(f"part {number} is not the one uploaded: name it with "
+                                        "the etag its last PUT answered; the upload is still "
+                                        "open", field="parts")
+    return check
+
+
 @bp.post("/files/uploads/<slot>/complete")
 def complete_upload(slot: str):
     """Join the parts named in ``{parts: [{partNumber, etag}]}`` into the file, once.
 
-    Every named part must have been uploaded (its ``part:N`` in the slot) before storage is
-    asked anything; a part never uploaded is refused and the upload stays open to complete.
+    Every named part must have been uploaded and named with its etag (both in the slot)
+    before the upload is used or storage asked anything; else the 422 says which part and
+    the upload stays open for a corrected complete.
     """
-    details = _open_slot(slot, multipart=True)
+    _open_slot(slot, multipart=True)
     named = _named_parts(request.get_json(silent=True))
-    if (missing := next((n for n, _ in named if f"part:{n}" not in details), None)) is not None:
-        base = services().settings.public_base_url.rstrip("/")
-        raise InvalidInputError(f"part {missing} was never uploaded: PUT it to {base}/files/"
-                                f"uploads/{slot}/{missing} first, or leave it out of parts",
-                                field="parts")
-    details = uploads.take(services().redis, slot)
+    details = uploads.take_checked(services().redis, slot, _check_parts(slot, named))
     if details is None:
         raise NotFoundError("No such multipart upload (it was completed or has expired)")
     stored = services().storage.assemble(slot, sorted(named), stored_type(
