@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from app import events
-from app.sending import Sender, endpoint_of
+from app.lanes import Sender
+from app.sending import endpoint_of
 from app.store import apikeys, attempts, deliveries, subscriptions
 from app.store import requests as store
 from tests.sinks import Sink
@@ -39,7 +40,7 @@ def test_the_endpoint_is_scheme_host_and_port():
 def test_a_full_lane_gives_items_back_and_the_others_still_run():
     gate, ran = threading.Event(), []
 
-    def run(item: str) -> str:
+    def run(item: str, _later) -> str:
         if item.startswith("slow"):
             gate.wait(10)
         ran.append(item)
@@ -247,7 +248,7 @@ def test_a_delivery_changed_after_its_job_read_it_is_attempted_as_it_is_now(serv
     record = deliveries.get(services.redis, made[0])
     record.status, record.attempts = "succeeded", [{"error_class": None, "at": 1.0}]
     deliveries.save(services.redis, record)
-    assert _run(Ahead(made[0], read[0])) == "nothing to do"
+    assert _run(Ahead(made[0], read[0]), None) == "nothing to do"
     assert deliveries.get(services.redis, made[0]).attempts == [{"error_class": None, "at": 1.0}]
     assert sink.received == []
     assert deliveries.lease(services.redis, made[0], 1) is not None  # the lease was dropped
