@@ -16,20 +16,30 @@ class CountingRedis(Redis):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.calls: Counter[str] = Counter()
+        self.trips: list[tuple[str, ...]] = []
+        """The commands of each round trip (a pipeline's together), in order."""
 
     def execute_command(self, *args, **options):
         self.calls[str(args[0]).upper()] += 1
+        self.trips.append((str(args[0]).upper(),))
         return super().execute_command(*args, **options)
 
     def pipeline(self, transaction=True, shard_hint=None):
         pipe = super().pipeline(transaction, shard_hint)
-        sent = pipe.pipeline_execute_command
+        sent, execute = pipe.pipeline_execute_command, pipe.execute
+        queued: list[str] = []
 
         def counted(*args, **options):
             self.calls[str(args[0]).upper()] += 1
+            queued.append(str(args[0]).upper())
             return sent(*args, **options)
 
-        pipe.pipeline_execute_command = counted
+        def executed(*args, **kwargs):
+            self.trips.append(tuple(queued))
+            queued.clear()
+            return execute(*args, **kwargs)
+
+        pipe.pipeline_execute_command, pipe.execute = counted, executed
         return pipe
 
 
