@@ -59,3 +59,19 @@ def test_a_filtered_page_reads_what_it_returns_not_every_record(redis_url, redis
     queued, _ = store.list_for_key(redis, "k", status="IN_QUEUE", limit=500)
     assert len(queued) == 297 and not set(done) & {r.id for r in queued}
     counting.close()
+
+
+def test_scripts_sent_together_run_once_each_even_when_one_was_never_loaded(redis):
+    """run_calls sends scripts by SHA in one round trip: one the server lacks (here a new
+    one) runs again alone after loading, and the others are not run a second time."""
+    import secrets
+
+    from app.store import Call, run_calls, script
+
+    counter = "posehook:test:run-calls"
+    known = script("-- KEYS[1] a counter\nreturn redis.call('INCR', KEYS[1])")
+    assert known([counter], [], redis) == 1  # loaded now
+    fresh = script(f"-- never loaded ({secrets.token_hex(8)})\nreturn ARGV[1]")
+    calls = [Call(fresh, [], ["first"]), Call(known, [counter], [])]
+    assert run_calls(redis, calls) == ["first", 2]
+    assert redis.get(counter) == "2"

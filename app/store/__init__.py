@@ -81,8 +81,9 @@ def run_calls(r: Redis, calls: Sequence[Call]) -> list[Any]:
 
     By SHA on a plain pipeline, not redis-py's script registration, which asks the server
     about every script first (one more round trip each time). A server that lacks one (a
-    restart, SCRIPT FLUSH) answers NOSCRIPT for it: it and the ones after it run again alone,
-    in order, loading what they need, so a later one never overtakes an earlier one.
+    restart, SCRIPT FLUSH) answers NOSCRIPT for it and runs nothing of it: that one runs
+    again alone, loading it; the others ran once, as sent (so give together only scripts
+    on different records, whose order between them does not matter).
     """
     pipe = r.pipeline(transaction=False)
     for call in calls:
@@ -90,8 +91,8 @@ def run_calls(r: Redis, calls: Sequence[Call]) -> list[Any]:
     results = pipe.execute(raise_on_error=False)
     for index, result in enumerate(results):
         if isinstance(result, NoScriptError):
-            return results[:index] + [call.run(r) for call in calls[index:]]
-        if isinstance(result, Exception):
+            results[index] = calls[index].run(r)
+        elif isinstance(result, Exception):
             raise result
     return results
 
