@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from app.engine import Engine
-    from app.lanes import Sender
+    from app.sending import Sender
     from app.signing.fal import JwksCache
     from app.signing.standard import Signatures
     from app.storage import LocalStorage
@@ -120,7 +120,7 @@ class Services:
         return self.client("callback", lambda: httpx.Client(timeout=15, trust_env=False,
                                                             follow_redirects=False))
 
-    def sender(self, run: Callable[[Any, Any], object],
+    def sender(self, run: Callable[[Any], object],
                keep: Callable[[list[Any]], object] | None = None) -> Sender:
         """Return this process's delivery sender (built once, with the first ``run`` and
         ``keep`` given, called with the items still lined up in a lane as it moves on).
@@ -129,7 +129,7 @@ class Services:
         every half of the lease's margin over that keeps a lined-up delivery held for good
         while its worker lives, and lets the sweeper have it one lease after a crash.
         """
-        from app.lanes import Sender
+        from app.sending import Sender
 
         settings = self.settings
 

@@ -2,10 +2,8 @@
 
 Success is 2xx only; 3xx is a failure and never followed; 410 disables the subscription;
 429/502/503/504 and timeouts wait at least ``delivery_overload_delay``; Retry-After is
-honoured within [scheduled, 2 × scheduled]; delays get ±jitter (``app.backoff``); what an
-outcome does is ``app.outcomes``'. A fan-out's first attempts go out side by side
-(``deliver_all``, through ``app.lanes``), read ahead, and a lane sends a plain success's last
-save with its next attempt's start.
+honoured within [scheduled, 2 × scheduled]; delays get ±jitter (``app.backoff``). A fan-out's
+first attempts go out side by side (``deliver_all``, through ``app.sending``), read ahead.
 
 One attempt at a time: an attempt takes the delivery's lease (a lock owned by a token, longer
 than an attempt may run) as it reads the delivery, and logs an ``in_progress`` attempt before
@@ -17,47 +15,126 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from app import queues, sending
+from app import events, queues, sending
 from app.backoff import next_delay
-from app.lanes import Later
 from app.models import Attempt, Delivery, Subscription, Trigger
-from app.outcomes import begin, conclude, finish, mark_lost
 from app.services import Services, current
-from app.store import attempts, deliveries
-from app.store.deliveries import FAILED, PENDING
+from app.store import attempts, deliveries, subscriptions
+from app.store.deliveries import FAILED, PENDING, SUCCEEDED
 
 log = logging.getLogger(__name__)
 
+IN_PROGRESS, WORKER_LOST = "in_progress", "worker_lost"
 EARLY = 2.0
 """Seconds before its due time a job may still attempt (RQ schedules to the whole second)."""
 
 
+def _finish(services: Services, delivery: Delivery, status: str, token: str = "") -> None:
+    """Store the delivery's final state (it leaves the pending and due sets); drop the lease."""
+    delivery.status, delivery.next_attempt_at = status, None
+    deliveries.save(services.redis, delivery, release=token)
+
+
+def _disable(services: Services, subscription_id: str, reason: str) -> None:
+    """Disable a subscription and tell the key's other subscriptions (once)."""
+    disabled = subscriptions.disable(services.redis, subscription_id, reason)
+    if disabled is None:  # deleted meanwhile, or another attempt disabled it first
+        return
+    log.warning("subscription %s disabled: %s", subscription_id, reason)
+    for other in subscriptions.list_for_key(services.redis, disabled.key_id):
+        if other.id != subscription_id and other.enabled:
+            events.emit_to_subscription(services, other, "endpoint.disabled",
+                                        {"subscription_id": subscription_id,
+                                         "url": disabled.url, "reason": reason})
+
+
+def _schedule(services: Services, delivery: Delivery, delay: float, token: str) -> None:
+    """Queue the next attempt on the retry queue (sub-second delays: tests' schedules).
+
+    The lease goes with the save, before the enqueue: the next attempt must find it free."""
+    delivery.next_attempt_at = time.time() + delay
+    deliveries.save(services.redis, delivery, release=token)
+    if delay < 1:
+        time.sleep(delay)
+        delay = 0
+    queues.enqueue_delivery(services.rq, services.settings, delivery.id,
+                            attempt=len(delivery.attempts), retry=True, delay=delay)
+
+
+def _mark_lost(delivery: Delivery) -> bool:
+    """Call attempts left in progress by a dead worker lost; return True if there were any.
+
+    Only a holder of the delivery's lease may call this: then no attempt is under way.
+    """
+    lost = [a for a in delivery.attempts if a.get("error_class") == IN_PROGRESS]
+    for entry in lost:
+        entry.update(error_class=WORKER_LOST, response="the worker stopped during the attempt")
+    return bool(lost)
+
+
+def _conclude(services: Services, delivery: Delivery, sub: Subscription | None,
+              entry: dict[str, Any], token: str) -> str:
+    """Store the attempt's outcome and drop the lease; disable, forgive or schedule."""
+    if entry["error_class"] is None:  # a 2xx, read within the deadline
+        _finish(services, delivery, SUCCEEDED, token)
+        # As read when the attempt began: a failure recorded meanwhile waits for the next.
+        if sub is not None and (sub.failing_since, sub.last_failure_at) != (None, None):
+            subscriptions.mark_healthy(services.redis, sub.id)
+        return "delivered"
+    if entry["status_code"] == 410 and entry["error_class"] == "http_status" and sub is not None:
+        _finish(services, delivery, FAILED, token)
+        _disable(services, sub.id, "the endpoint answered 410 Gone")
+        return "gone"
+    if sub is not None:
+        now, window = time.time(), services.settings.delivery_disable_after
+        fresh = subscriptions.mark_failing(services.redis, sub.id, now, window)
+        if fresh is not None and now - (fresh.failing_since or now) >= window:
+            _finish(services, delivery, FAILED, token)
+            _disable(services, sub.id, f"every delivery failed for {window} seconds")
+            return "disabled"
+    delay = next_delay(services.settings, delivery.attempts)
+    if delay is None:
+        _finish(services, delivery, FAILED, token)
+        return "exhausted"
+    _schedule(services, delivery, delay, token)
+    return f"retry in {delay:.3f}s"
+
+
+def _begin(delivery: Delivery, trigger: Trigger) -> Attempt:
+    """Append the attempt about to be made, in progress (a dead worker's ones become lost)."""
+    _mark_lost(delivery)
+    entry: Attempt = {"at": time.time(), "url": delivery.url, "trigger": trigger,
+                      "status_code": None, "error_class": IN_PROGRESS, "response": "",
+                      "retry_after": None, "duration_ms": 0}
+    delivery.attempts.append(entry)
+    return entry
+
+
 def _attempt(services: Services, delivery: Delivery, token: str, trigger: Trigger) -> str:
     """Log the attempt as in progress, make it, conclude and drop the lease ``token``."""
-    entry = begin(delivery, trigger)
+    entry = _begin(delivery, trigger)
     # Logged before anything else can fail: every run counts against the schedule.
     is_sub = delivery.kind == "subscription"
     sub = deliveries.save(services.redis, delivery, subscription=is_sub,
                           due_at=time.time() + services.settings.delivery_lease)
-    return _send(services, delivery, token, entry, sub)  # type: ignore[return-value]
+    return _send(services, delivery, token, entry, sub)
 
 
 def _send(services: Services, delivery: Delivery, token: str, entry: Attempt,
-          sub: Subscription | None, *, later: bool = False) -> str | Later:
-    """Make the attempt ``entry`` (logged in progress), conclude it and drop the lease
-    (with ``later``, a plain success leaves that last save to its lane)."""
+          sub: Subscription | None) -> str:
+    """Make the attempt ``entry`` (logged in progress), conclude it and drop the lease."""
     secrets = None
     if delivery.kind == "subscription":
         if sub is None or not sub.enabled:
             entry.update(error_class="subscription_disabled", response="")
-            finish(services, delivery, FAILED, token)
+            _finish(services, delivery, FAILED, token)
             return "subscription disabled"
         # The subscription's URL now, not when the event was made: a PATCH reaches retries.
         entry["url"], secrets = sub.url, sub.live_secrets(time.time())
     entry.update(sending.post(services, delivery, entry["url"], secrets))
-    return conclude(services, delivery, sub, entry, token, later=later)
+    return _conclude(services, delivery, sub, entry, token)
 
 
 def _due(delivery: Delivery) -> bool:
@@ -83,42 +160,25 @@ def _under_lease(svc: Services, delivery_id: str, token: str, delivery: Delivery
         raise
 
 
-def _read_ahead(svc: Services, delivery_id: str, ahead: str, trigger: Trigger,
-                before: Later | None) -> str | Later:
-    """Attempt a delivery read before its lease: lease and log in one step if unchanged,
-    ``before`` (the lane's previous last save) sent first in the same round trip."""
+def _read_ahead(svc: Services, delivery_id: str, ahead: str, trigger: Trigger) -> str:
+    """Attempt a delivery read before its lease: lease and log in one step if unchanged."""
     delivery = Delivery.from_json(ahead)
     if not _due(delivery):
-        _write(before)
         return deliver(delivery_id, trigger)  # decided under the lease, the usual way
-    entry = begin(delivery, trigger)
+    entry = _begin(delivery, trigger)
     lease = svc.settings.delivery_lease
     token, logged, found = attempts.start(svc.redis, delivery, ahead, lease,
                                           time.time() + lease,
-                                          subscription=delivery.kind == "subscription",
-                                          before=_pending(before))
-    if before is not None:
-        before.taken()
+                                          subscription=delivery.kind == "subscription")
     if token is None:
         return "busy"
     if not logged:  # changed since it was read: as it is now, under the lease
         return _under_lease(svc, delivery_id, token, found, trigger)  # type: ignore[arg-type]
     try:
-        return _send(svc, delivery, token, entry, found, later=True)  # type: ignore[arg-type]
+        return _send(svc, delivery, token, entry, found)  # type: ignore[arg-type]
     except BaseException:
         deliveries.release(svc.redis, delivery_id, token)
         raise
-
-
-def _pending(before: Later | None) -> list:
-    """Return the script run a lane's previous Later still owes (none when written)."""
-    return [before.payload] if before is not None and not before.written else []
-
-
-def _write(before: Later | None) -> None:
-    """Make a lane's previous last save now, before an attempt that cannot carry it."""
-    if before is not None:
-        before.write()
 
 
 def deliver(delivery_id: str, trigger: Trigger = "scheduled") -> str:
@@ -145,13 +205,11 @@ class Ahead(NamedTuple):
         return self.id  # what a log line names: the id, not the body
 
 
-def _run(item: Ahead, before: Later | None) -> str | Later:
-    """The sender's run: one attempt of a delivery handed over by a fan-out job, after the
-    lane's previous one's last save (``before``, None when it had none left)."""
+def _run(item: Ahead) -> str:
+    """The sender's run: one attempt of a delivery handed over by a fan-out job."""
     if item.raw is None:
-        _write(before)
         return deliver(item.id)
-    return _read_ahead(current(), item.id, item.raw, "scheduled", before)
+    return _read_ahead(current(), item.id, item.raw, "scheduled")
 
 
 def _hold(items: list[Ahead]) -> None:
@@ -199,9 +257,9 @@ def _needs_attempt(services: Services, delivery_id: str, delivery: Delivery | No
     if delivery.status != PENDING:
         deliveries.save(r, delivery)  # leaves the due set it should not be in
         return False
-    if mark_lost(delivery):
+    if _mark_lost(delivery):
         if next_delay(services.settings, delivery.attempts) is None:
-            finish(services, delivery, FAILED)
+            _finish(services, delivery, FAILED)
             return False
         deliveries.save(r, delivery, due_at=time.time() + services.settings.delivery_lease)
     return True

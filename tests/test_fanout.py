@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from app import events
-from app.lanes import Sender
-from app.sending import endpoint_of
+from app.sending import Sender, endpoint_of
 from app.store import apikeys, attempts, deliveries, subscriptions
 from app.store import requests as store
 from tests.sinks import Sink
@@ -40,7 +39,7 @@ def test_the_endpoint_is_scheme_host_and_port():
 def test_a_full_lane_gives_items_back_and_the_others_still_run():
     gate, ran = threading.Event(), []
 
-    def run(item: str, _later) -> str:
+    def run(item: str) -> str:
         if item.startswith("slow"):
             gate.wait(10)
         ran.append(item)
@@ -201,112 +200,39 @@ def test_a_second_signal_stops_the_delivery_worker_without_draining_its_lanes(
     slow.stop()
 
 
-def _one_lane(services, redis_url, count: int, script: list[tuple] = (),
-              failing_first: bool = False):
-    """Emit one event to ``count`` subscriptions of one sink and send it through one lane
-    (``delivery_per_endpoint`` 1) on a counting connection, the first answer held until
-    every delivery is lined up behind it. A warm-up event first loads the scripts and our
-    key. Returns the counted round trips of the event, its deliveries and the sink."""
-    from dataclasses import replace
-
+def test_a_fan_out_reads_its_deliveries_once_and_each_attempt_starts_in_one_script(
+        services, redis_url):
+    """Counted on a real connection: one read for the job, then per delivery a script that
+    takes its lease, logs the attempt and reads the subscription, and one that ends it."""
     from app.services import Services, install
     from jobs.deliver import deliver_all
     from tests.test_store import CountingRedis
 
-    gate = threading.Event()
-    sink = Sink(on_request=lambda _: gate.wait(60)).start()
+    sink = Sink().start()
     key = apikeys.create(services.redis, "counted")[0]
-    subs = [subscriptions.create(services.redis, key.id, sink.url + "/hook",
-                                 ["request.completed"]) for _ in range(count)]
-    counted = Services(replace(services.settings, delivery_per_endpoint=1),
-                       CountingRedis.from_url(redis_url, decode_responses=True), rq=services.rq)
+    for _ in range(6):
+        subscriptions.create(services.redis, key.id, sink.url + "/hook", ["request.completed"])
+    counted = Services(services.settings, CountingRedis.from_url(redis_url,
+                                                                 decode_responses=True),
+                       rq=services.rq)
     install(counted)
     try:
-        for warm_up in (True, False):
+        for _ in range(2):  # the first loads the scripts and our key
             record, _ = store.create(services.redis, key_id=key.id, provider="local",
                                      input={"image_url": "x"})
             made = events.emit(services, record.id, "request.completed")
-            if not warm_up:
-                gate.clear()
-                sink.script = list(script)
-                if failing_first:
-                    first = deliveries.get(services.redis, made[0]).subscription_id
-                    subscriptions.mark_failing(services.redis, first, time.time(), 3600)
-            counted.redis.trips.clear()
-            job = threading.Thread(target=deliver_all,
-                                   args=([[d, endpoint_of(sink.url)] for d in made],))
-            job.start()
-            if not warm_up:
-                _wait(lambda: counted.sender(None).in_flight() == count, "not lined up")
-            gate.set()
-            job.join(60)
+            counted.redis.calls.clear()
+            deliver_all([[d, endpoint_of(sink.url)] for d in made])
     finally:
         install(services)
         counted.close_sender(wait=True)
-    assert len(subs) == len(made) == count
-    return list(counted.redis.trips), made, sink
-
-
-def test_a_lane_ends_an_attempt_in_the_round_trip_that_starts_its_next(services, redis_url):
-    """Counted on a real connection: one read for the job; per delivery one script that
-    takes its lease, logs the attempt and reads the subscription, and its last save goes
-    out with the next delivery's start; the lane's last delivery is saved alone."""
-    trips, made, sink = _one_lane(services, redis_url, 6)
-    scripts = [t for t in trips if "EVALSHA" in t]
-    assert trips.count(("ZADD", "MGET")) == 1, trips
-    assert scripts == [("EVALSHA",)] + [("EVALSHA", "EVALSHA")] * 5 + [("EVALSHA",)], trips
-    assert set(trips) <= {("ZADD", "MGET"), ("EVALSHA",), ("EVALSHA", "EVALSHA"), ("ZADD",)}
+    calls = counted.redis.calls
+    assert calls["MGET"] == 1 and calls["EVALSHA"] == 2 * len(made), calls
+    assert set(calls) == {"MGET", "EVALSHA", "ZADD"}, calls  # ZADD: holding them (a lane's too)
     for delivery_id in made:
         record = deliveries.get(services.redis, delivery_id)
         assert record.status == "succeeded" and len(record.attempts) == 1, record
-        assert deliveries.lease(services.redis, delivery_id, 1) is not None  # dropped
     assert len(sink.received) == 2 * len(made)
-    sink.stop()
-
-
-def test_only_a_plain_success_waits_for_the_next_start_and_the_last_one_does_not(
-        services, redis_url):
-    """A success that forgives its subscription's failures, a retry and the lane's last
-    delivery are each saved at once; only the plain success before the retry waits for the
-    next start (one pair of scripts in one round trip)."""
-    answers = [(204, {}, b"", 0), (204, {}, b"", 0), (500, {}, b"", 0), (204, {}, b"", 0)]
-    trips, made, sink = _one_lane(services, redis_url, 4, answers, failing_first=True)
-    assert trips.count(("EVALSHA", "EVALSHA")) == 1, trips
-    records = [deliveries.get(services.redis, d) for d in made]
-    assert [r.status for r in records] == ["succeeded", "succeeded", "pending", "succeeded"]
-    assert records[2].attempts[0]["status_code"] == 500 and records[2].next_attempt_at
-    healed = subscriptions.get(services.redis, records[0].subscription_id)
-    assert (healed.failing_since, healed.last_failure_at) == (None, None)
-    for delivery_id in made:
-        assert deliveries.lease(services.redis, delivery_id, 1) is not None
-    sink.stop()
-
-
-def test_a_crash_before_a_success_is_saved_leaves_a_lost_attempt_sent_again(
-        services, run_jobs):
-    """Between the POST and the save that goes with the lane's next start, the attempt is
-    in progress under its lease, as while it was on the wire: a worker that dies there (the
-    save never made) leaves it to the sweeper, which counts it lost and sends it again."""
-    from app.store.keys import key_for_delivery_lock
-    from jobs.deliver import Ahead, _run, sweep_deliveries
-
-    sink = Sink().start()
-    made = _events_to(services, sink, count=1)
-    read = attempts.hold_and_read(services.redis, made, time.time() + 60)
-    later = _run(Ahead(made[0], read[0]), None)  # answered 204; its save left to the lane
-    assert later.result == "delivered" and not later.written and len(sink.received) == 1
-    record = deliveries.get(services.redis, made[0])
-    assert record.status == "pending" and [a["error_class"] for a in record.attempts] == \
-        ["in_progress"]
-    assert deliveries.lease(services.redis, made[0], 1) is None  # still held
-    services.redis.pexpire(key_for_delivery_lock(made[0]), 1)  # the dead worker's lease ends
-    _wait(lambda: sweep_deliveries(services, time.time() + 60) == 1, "not revived")
-    run_jobs()
-    record = deliveries.get(services.redis, made[0])
-    assert record.status == "succeeded", record
-    assert [a["error_class"] for a in record.attempts] == ["worker_lost", None]
-    assert len({r.headers["webhook-id"] for r in sink.received}) == 1 == len(made)
-    assert len(sink.received) == 2
     sink.stop()
 
 
@@ -321,7 +247,7 @@ def test_a_delivery_changed_after_its_job_read_it_is_attempted_as_it_is_now(serv
     record = deliveries.get(services.redis, made[0])
     record.status, record.attempts = "succeeded", [{"error_class": None, "at": 1.0}]
     deliveries.save(services.redis, record)
-    assert _run(Ahead(made[0], read[0]), None) == "nothing to do"
+    assert _run(Ahead(made[0], read[0])) == "nothing to do"
     assert deliveries.get(services.redis, made[0]).attempts == [{"error_class": None, "at": 1.0}]
     assert sink.received == []
     assert deliveries.lease(services.redis, made[0], 1) is not None  # the lease was dropped

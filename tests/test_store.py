@@ -16,30 +16,20 @@ class CountingRedis(Redis):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.calls: Counter[str] = Counter()
-        self.trips: list[tuple[str, ...]] = []
-        """The commands of each round trip (a pipeline's together), in order."""
 
     def execute_command(self, *args, **options):
         self.calls[str(args[0]).upper()] += 1
-        self.trips.append((str(args[0]).upper(),))
         return super().execute_command(*args, **options)
 
     def pipeline(self, transaction=True, shard_hint=None):
         pipe = super().pipeline(transaction, shard_hint)
-        sent, execute = pipe.pipeline_execute_command, pipe.execute
-        queued: list[str] = []
+        sent = pipe.pipeline_execute_command
 
         def counted(*args, **options):
             self.calls[str(args[0]).upper()] += 1
-            queued.append(str(args[0]).upper())
             return sent(*args, **options)
 
-        def executed(*args, **kwargs):
-            self.trips.append(tuple(queued))
-            queued.clear()
-            return execute(*args, **kwargs)
-
-        pipe.pipeline_execute_command, pipe.execute = counted, executed
+        pipe.pipeline_execute_command = counted
         return pipe
 
 
@@ -59,19 +49,3 @@ def test_a_filtered_page_reads_what_it_returns_not_every_record(redis_url, redis
     queued, _ = store.list_for_key(redis, "k", status="IN_QUEUE", limit=500)
     assert len(queued) == 297 and not set(done) & {r.id for r in queued}
     counting.close()
-
-
-def test_scripts_sent_together_run_once_each_even_when_one_was_never_loaded(redis):
-    """run_calls sends scripts by SHA in one round trip: one the server lacks (here a new
-    one) runs again alone after loading, and the others are not run a second time."""
-    import secrets
-
-    from app.store import Call, run_calls, script
-
-    counter = "posehook:test:run-calls"
-    known = script("-- KEYS[1] a counter\nreturn redis.call('INCR', KEYS[1])")
-    assert known([counter], [], redis) == 1  # loaded now
-    fresh = script(f"-- never loaded ({secrets.token_hex(8)})\nreturn ARGV[1]")
-    calls = [Call(fresh, [], ["first"]), Call(known, [counter], [])]
-    assert run_calls(redis, calls) == ["first", 2]
-    assert redis.get(counter) == "2"

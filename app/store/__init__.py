@@ -22,13 +22,12 @@ came (fal); ``events-owed`` lets it announce a terminal event a crash left unsen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
 
 T = TypeVar("T")
 
@@ -62,39 +61,6 @@ def sentinel_master(url: str, sentinels: tuple[str, ...], master: str, **options
 def script(source: str) -> Script:
     """Return a Lua script, loaded once per server and run by SHA (``script(keys, args, r)``)."""
     return Script(None, source.encode())  # type: ignore[arg-type] - bound at each call
-
-
-class Call(NamedTuple):
-    """One run of a script, made up before it is sent (to go out with others)."""
-
-    script: Script
-    keys: list[str]
-    args: list[Any]
-
-    def run(self, r: Redis) -> Any:
-        """Run it alone (loading the script if the server lacks it)."""
-        return self.script(self.keys, self.args, r)
-
-
-def run_calls(r: Redis, calls: Sequence[Call]) -> list[Any]:
-    """Run scripts in order in one round trip; return their results.
-
-    By SHA on a plain pipeline, not redis-py's script registration, which asks the server
-    about every script first (one more round trip each time). A server that lacks one (a
-    restart, SCRIPT FLUSH) answers NOSCRIPT for it and runs nothing of it: that one runs
-    again alone, loading it; the others ran once, as sent (so give together only scripts
-    on different records, whose order between them does not matter).
-    """
-    pipe = r.pipeline(transaction=False)
-    for call in calls:
-        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-    results = pipe.execute(raise_on_error=False)
-    for index, result in enumerate(results):
-        if isinstance(result, NoScriptError):
-            results[index] = calls[index].run(r)
-        elif isinstance(result, Exception):
-            raise result
-    return results
 
 
 def one_round_trip(r: Redis, write: Callable[[Pipeline], T]) -> T:

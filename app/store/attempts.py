@@ -6,21 +6,17 @@ if the record is still what was read, writes it with the attempt logged ``in_pro
 reads its subscription, all in one script: one round trip where the lease and the log took
 two. If the record changed meanwhile (a redeliver, a sweep), nothing is written and the
 caller gets it as it is now, under the lease, to go on the usual way.
-
-The script may go out after others in the same round trip (``before``): a lane sends the
-last save of the attempt it just made with the start of its next one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
 
 from redis import Redis
 
 from app.models import Delivery, Subscription
-from app.store import Call, run_calls, script
+from app.store import script
 from app.store.deliveries import TTL
 from app.store.keys import (
     key_for_deliveries_due,
@@ -64,14 +60,12 @@ def hold_and_read(r: Redis, delivery_ids: list[str], until: float) -> list[str |
 
 
 def start(r: Redis, delivery: Delivery, read: str, seconds: float, due_at: float, *,
-          subscription: bool, before: Sequence[Call] = ()
-          ) -> tuple[str | None, bool, Delivery | Subscription | None]:
+          subscription: bool) -> tuple[str | None, bool, Delivery | Subscription | None]:
     """Take the lease of ``delivery`` (as ``read`` before, its attempt since appended) and,
     if the record is still ``read``, store ``delivery`` (due at ``due_at``).
 
     Args:
         subscription: read the delivery's subscription in the same step.
-        before: scripts to run first, in the same round trip (another delivery's last save).
 
     Returns:
         The lease token (None when another holds it: nothing else then); whether the attempt
@@ -83,10 +77,9 @@ def start(r: Redis, delivery: Delivery, read: str, seconds: float, due_at: float
             key_for_delivery(delivery.id), key_for_deliveries_pending()]
     if subscription:
         keys.append(key_for_subscription(delivery.subscription_id))
-    call = Call(_START, keys, [token, int(seconds * 1000), repr(due_at), delivery.id,
-                               hashlib.sha1(read.encode()).hexdigest(), delivery.to_json(),
-                               TTL, repr(delivery.created_at)])
-    found = run_calls(r, [*before, call])[-1] if before else call.run(r)
+    found = _START(keys, [token, int(seconds * 1000), repr(due_at), delivery.id,
+                          hashlib.sha1(read.encode()).hexdigest(), delivery.to_json(), TTL,
+                          repr(delivery.created_at)], r)
     if found is None:
         return None, False, None
     logged, raw = found

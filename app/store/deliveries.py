@@ -8,7 +8,7 @@ import time
 from redis import Redis
 
 from app.models import Delivery, Subscription
-from app.store import Call, script
+from app.store import script
 from app.store.keys import (
     key_for_deliveries_due,
     key_for_deliveries_of,
@@ -85,22 +85,16 @@ def save(r: Redis, delivery: Delivery, *, due_at: float | None = None, release: 
     Returns:
         The subscription as stored then, when asked for and there is one.
     """
-    found = save_call(delivery, due_at=due_at, release=release,
-                      subscription=subscription).run(r)
-    return Subscription.from_json(found) if subscription and found not in (None, 1) else None
-
-
-def save_call(delivery: Delivery, *, due_at: float | None = None, release: str = "",
-              subscription: bool = False) -> Call:
-    """Return :func:`save`'s script run, to send now or with other scripts (``run_calls``)."""
     read = key_for_subscription(delivery.subscription_id) if subscription else ""
     due = ""
     if delivery.status == PENDING:
         due = repr(due_at if due_at is not None else delivery.next_attempt_at or time.time())
     keys = [key_for_delivery(delivery.id), key_for_deliveries_pending(),
             key_for_deliveries_due(), key_for_delivery_lock(delivery.id)]
-    return Call(_SAVE, [*keys, read] if read else keys,
-                [delivery.to_json(), TTL, delivery.id, repr(delivery.created_at), due, release])
+    found = _SAVE([*keys, read] if read else keys,
+                  [delivery.to_json(), TTL, delivery.id, repr(delivery.created_at), due, release],
+                  r)
+    return Subscription.from_json(found) if read and found not in (None, 1) else None
 
 
 def forget(r: Redis, delivery_id: str) -> None:
