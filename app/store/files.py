@@ -53,7 +53,9 @@ return taken
 """)
 
 _FORGET = script("""
--- KEYS[1] files:deleting, KEYS[2] files:bytes, KEYS[3..] the files' hashes
+-- Drop files from the index, each only if it is still in the set KEYS[1] (files:deleting
+-- once the janitor has taken them, files:expiry for one deleted before it was due).
+-- KEYS[1] that set, KEYS[2] files:bytes, KEYS[3..] the files' hashes
 -- ARGV the storage keys, in the order of KEYS[3..]
 local forgotten = 0
 for i, key in ipairs(ARGV) do
@@ -83,16 +85,6 @@ for i = 4, #KEYS do
 end
 return adopted
 """)
-
-_DISCARD = script("""
--- Forget a file deleted before it was due (no owner took it), unless the janitor has it.
--- KEYS[1] files:expiry, KEYS[2] files:bytes, KEYS[3] the file's hash; ARGV[1] storage key
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('DECRBY', KEYS[2], tonumber(redis.call('HGET', KEYS[3], 'size') or '0'))
-redis.call('DEL', KEYS[3])
-return 1
-""")
-
 
 def keep(r: Redis, storage_key: str, owner: str, size: int, until: float) -> bool:
     """Record (or extend) a file's owner and expiry; False when it is being deleted."""
@@ -134,8 +126,8 @@ def forget(r: Redis, storage_keys: list[str]) -> int:
 
 def discard(r: Redis, storage_key: str) -> bool:
     """Drop a file deleted before its expiry from the index; False when it was not there."""
-    return bool(_DISCARD(keys=[key_for_files_expiry(), key_for_files_bytes(),
-                               key_for_file(storage_key)], args=[storage_key], client=r))
+    return bool(_FORGET(keys=[key_for_files_expiry(), key_for_files_bytes(),
+                              key_for_file(storage_key)], args=[storage_key], client=r))
 
 
 def facts(r: Redis, storage_key: str) -> dict[str, str | float] | None:
